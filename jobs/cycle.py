@@ -1,0 +1,233 @@
+"""The send cycle: recover, admit, claim a batch, check, pace, send and record each message."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import structlog
+from pymongo.errors import ConnectionFailure
+
+from jobs import fanout, intake, outcomes, policy
+from jobs.clock import Clock
+from jobs.directory import Directory
+from jobs.errors import ProviderError
+from jobs.flowroute import SmsProvider
+from jobs.model import Problem, Reason, State
+from jobs.pacing import Pacer
+from jobs.store import Doc, OutboxStore
+
+log = structlog.get_logger("sms_outbox.cycle")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """The `[dispatch]` settings the cycle needs."""
+
+    batch_size: int = 10
+    lease_seconds: float = 120.0
+    max_attempts: int = 5
+    record_retry_seconds: float = 60.0
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; `idle` means nothing was due."""
+
+    admitted: int = 0
+    recovered: int = 0
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def idle(self) -> bool:
+        return self.claimed == 0 and self.admitted == 0 and self.recovered == 0
+
+    def count(self, state: str) -> None:
+        self.outcomes[state] = self.outcomes.get(state, 0) + 1
+
+
+class Dispatcher:
+    """Runs cycles; `stop()` makes the running cycle release what it has not started sending."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        directory: Directory,
+        provider: SmsProvider,
+        pacer: Pacer,
+        clock: Clock,
+        config: DispatchConfig,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.provider = provider
+        self.pacer = pacer
+        self.clock = clock
+        self.config = config
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run_once(self) -> CycleReport:
+        """One cycle. Database outages propagate; every per-message problem becomes a state."""
+        report = CycleReport()
+        if self.stopping:
+            return report
+        report.recovered = self.recover()
+        self.store.resync(limit=100)
+        report.admitted = self.admit()
+        batch = self.store.claim(self.config.batch_size, self.config.lease)
+        report.claimed = len(batch)
+        if batch:
+            log.info("claim.batch", size=len(batch))
+        for index, doc in enumerate(batch):
+            if self.stopping:
+                self._release(batch[index:])
+                break
+            state = self._handle(doc)
+            report.count(state)
+        return report
+
+    def recover(self) -> int:
+        """Settle documents whose worker died holding them."""
+        docs = self.store.expired_leases(limit=self.config.batch_size * 10)
+        for doc in docs:
+            outcome = outcomes.after_lease_expired(doc, self.config.max_attempts, self.clock.now())
+            assert outcome.problem is not None
+            if outcome.state is State.QUEUED and outcome.due_at is not None:
+                done = self.store.retry_later(doc, outcome.due_at, outcome.problem)
+            else:
+                done = self.store.finish(doc, outcome.state, problem=outcome.problem)
+            if done is not None:
+                log.warning("lease.recovered", message_id=str(doc["_id"]), state=outcome.state)
+        return len(docs)
+
+    def admit(self) -> int:
+        """Validate new producer documents: each is queued or rejected with a reason."""
+        docs = self.store.new_documents(limit=self.config.batch_size * 10)
+        for doc in docs:
+            admission = intake.admit(doc, self.clock.now())
+            if self.store.admit(doc["_id"], admission) is not None and admission.problem:
+                log.info(
+                    "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
+                )
+        return len(docs)
+
+    def _release(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            self.store.release(doc)
+        log.info("claim.released", count=len(docs))
+
+    def _handle(self, doc: Doc) -> str:
+        bound = log.bind(message_id=str(doc["_id"]), campaign=doc.get("campaign"))
+        if doc.get("kind") == "broadcast":
+            return fanout.expand(
+                self.store,
+                self.directory,
+                self.clock,
+                self.config.lease,
+                doc,
+                bound,
+                self._stopping.is_set,
+            )
+        admission = intake.admit(doc, self.clock.now())
+        if admission.problem is not None:
+            return self._reject(doc, admission.problem, bound)
+        if int(doc.get("attempts", 0)) > self.config.max_attempts:
+            detail = f"claimed {doc.get('attempts')} times"
+            return self._reject(doc, Problem(Reason.MAX_ATTEMPTS, detail), bound, State.FAILED)
+        fields = admission.fields
+        decision = policy.decide(
+            fields["user"],
+            fields["to"],
+            fields.get("from"),
+            self.directory.sources_for(fields["user"]),
+            self.directory.recipient(fields["to"]),
+        )
+        if decision.problem is not None or decision.source is None:
+            assert decision.problem is not None
+            return self._reject(doc, decision.problem, bound)
+        self.pacer.acquire()
+        if self.stopping:
+            self._release([doc])
+            return State.QUEUED.value
+        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+            bound.warning("claim.lost")
+            return "lost"
+        return self._send(doc, fields["to"], decision.source, fields["body"], bound)
+
+    def _send(self, doc: Doc, to: str, source: str, body: str, bound: Any) -> str:
+        try:
+            provider_id = self.provider.send(to, source, body)
+        except ProviderError as error:
+            return self._after_error(doc, error, bound)
+        bound = bound.bind(provider_id=provider_id)
+        record = lambda: self.store.finish(  # noqa: E731
+            doc, State.SENT, provider_id=provider_id, extra={"from": source}
+        )
+        if self._durably(record, bound) is not None:
+            bound.info("message.sent")
+        elif self._durably(lambda: self.store.record_late_success(doc, provider_id), bound):
+            bound.warning("message.sent_late")
+        else:
+            # Another worker settled this message after our lease ran out; its record stands.
+            bound.error("message.sent_unrecorded")
+        return State.SENT.value
+
+    def _after_error(self, doc: Doc, error: ProviderError, bound: Any) -> str:
+        outcome = outcomes.after_error(
+            error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
+        )
+        if outcome.refund:
+            self.pacer.penalize()
+        assert outcome.problem is not None
+        problem = outcome.problem
+        if outcome.state is State.QUEUED and outcome.due_at is not None:
+            due_at = outcome.due_at
+            self._durably(
+                lambda: self.store.retry_later(doc, due_at, problem, refund=outcome.refund), bound
+            )
+            bound.info("message.retry", code=error.code, due_at=due_at.isoformat())
+        else:
+            self._durably(lambda: self.store.finish(doc, outcome.state, problem=problem), bound)
+            bound.warning("message." + outcome.state.value, code=error.code)
+        if outcome.opted_out:
+            self.directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
+        return outcome.state.value
+
+    def _reject(self, doc: Doc, problem: Problem, bound: Any, state: State = State.REJECTED) -> str:
+        self.store.finish(doc, state, problem=problem)
+        bound.info("message." + state.value, reason=problem.code, detail=problem.detail)
+        return state.value
+
+    def _durably(self, write: Callable[[], T], bound: Any) -> T | None:
+        """Retry a record write through a database outage: the send already happened."""
+        deadline = self.clock.monotonic() + self.config.record_retry_seconds
+        while True:
+            try:
+                return write()
+            except ConnectionFailure as exc:
+                if self.clock.monotonic() >= deadline:
+                    bound.error("record.lost", error=type(exc).__name__)
+                    return None
+                bound.warning("database.unavailable", during="record")
+                self.clock.sleep(1.0)
+
+
+def summary(report: CycleReport) -> Mapping[str, Any]:
+    """The report as log keys."""
+    return {"admitted": report.admitted, "claimed": report.claimed, **report.outcomes}

@@ -1,0 +1,98 @@
+"""Fan-out: a broadcast request becomes one message per verified recipient, resumably."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobs import intake, phone, policy
+from jobs.clock import Clock
+from jobs.directory import Directory
+from jobs.errors import InputError
+from jobs.model import Problem, Reason, State
+from jobs.store import Doc, OutboxStore
+
+CHUNK = 500
+
+
+def child_id(campaign: str, number: str) -> str:
+    """The id of a broadcast's message to `number`: the same every time, so a resumed fan-out
+    collides with what it already inserted instead of doubling it."""
+    return f"{campaign}:{number}"
+
+
+def _child(parent: Doc, campaign: str, number: str, source: str, now: datetime) -> Doc:
+    try:
+        to = phone.normalize(number)
+    except InputError:
+        to = number  # kept as stored; the claim-time check rejects it with the reason
+    return {
+        "_id": child_id(campaign, number),
+        "kind": "message",
+        "user": parent["user"],
+        "to": to,
+        "from": source,
+        "body": parent["body"],
+        "campaign": campaign,
+        "priority": parent.get("priority", 0),
+        "due_at": parent.get("due_at", now),
+        "state": State.QUEUED.value,
+        "attempts": 0,
+        "rev": 1,
+        "synced": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def expand(
+    store: OutboxStore,
+    directory: Directory,
+    clock: Clock,
+    lease: timedelta,
+    doc: Doc,
+    log: Any,
+    stopping: Callable[[], bool],
+) -> str:
+    """Insert the broadcast's messages in chunks, saving progress with each; returns the state."""
+    admission = intake.admit(doc, clock.now())
+    problem = admission.problem
+    source: str | None = None
+    if problem is None:
+        fields = admission.fields
+        decision = policy.choose_source(
+            fields["user"], fields.get("from"), directory.sources_for(fields["user"])
+        )
+        problem, source = decision.problem, decision.source
+    if problem is not None or source is None:
+        assert problem is not None
+        store.finish(doc, State.REJECTED, problem=problem)
+        log.info("broadcast.rejected", reason=problem.code, detail=problem.detail)
+        return State.REJECTED.value
+    campaign = str(doc["_id"])
+    after: str | None = doc.get("fanout_after")
+    total = int(doc.get("recipients", 0))
+    while not stopping():
+        numbers = directory.verified_after(after, CHUNK)
+        if not numbers:
+            break
+        now = clock.now()
+        inserted = store.add_children(_child(doc, campaign, n, source, now) for n in numbers)
+        after, total = numbers[-1], total + len(numbers)
+        progress = {"fanout_after": after, "recipients": total}
+        if store.renew(doc, lease, extra=progress) is None:
+            log.warning("claim.lost")
+            return "lost"
+        log.info("broadcast.progress", inserted=len(inserted), recipients=total)
+    if stopping():
+        store.release(doc)
+        return State.QUEUED.value
+    if total == 0:
+        problem = Problem(Reason.NO_RECIPIENTS, "no verified recipient to send to")
+        store.finish(doc, State.REJECTED, problem=problem)
+        log.info("broadcast.rejected", reason=problem.code)
+        return State.REJECTED.value
+    store.finish(doc, State.EXPANDED, extra={"recipients": total})
+    log.info("broadcast.expanded", recipients=total)
+    return State.EXPANDED.value

@@ -1,0 +1,119 @@
+"""Intake: what makes a document in `outbox` acceptable, decided without touching the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobs import phone
+from jobs.clock import as_utc
+from jobs.errors import InputError
+from jobs.model import BROADCAST_AUDIENCE, MAX_BODY_CHARS, Problem, Reason
+
+MAX_NAME_CHARS = 200
+PRIORITY_RANGE = range(-100, 101)
+PRODUCER_FIELDS = frozenset(
+    {"_id", "user", "to", "from", "body", "key", "send_at", "priority", "audience"}
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the daemon sets on a new outbox document: its first state, or why it is refused."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    problem: Problem | None = None
+    broadcast: bool = False
+
+
+def check_name(value: object, what: str) -> str:
+    """A user name or key: short, non-empty text without control characters or a leading `$`."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text, not {type(value).__name__}")
+    if not value.strip():
+        raise InputError(f"{what} is empty")
+    if len(value) > MAX_NAME_CHARS:
+        raise InputError(f"{what} is longer than {MAX_NAME_CHARS} characters")
+    if value.startswith("$") or any(ord(ch) < 32 for ch in value):
+        raise InputError(f"{what} contains a control character or starts with '$'")
+    return value
+
+
+def check_body(value: object) -> str:
+    """The text to send: non-empty, at most MAX_BODY_CHARS characters, no NUL."""
+    if not isinstance(value, str):
+        raise InputError(f"body must be text, not {type(value).__name__}")
+    if not value.strip():
+        raise InputError("body is empty", Reason.EMPTY_BODY)
+    if len(value) > MAX_BODY_CHARS:
+        raise InputError(
+            f"body has {len(value)} characters; the limit is {MAX_BODY_CHARS}", Reason.BODY_TOO_LONG
+        )
+    if "\x00" in value:
+        raise InputError("body contains a NUL character")
+    return value
+
+
+def admit(doc: Mapping[str, Any], now: datetime) -> Admission:
+    """Decide the first state of a producer's document: queued with a due time, or rejected."""
+    checked: dict[str, Any] = {}
+    broadcast = "audience" in doc
+    for name, check in _checks(broadcast):
+        try:
+            value = check(doc.get(name))
+        except InputError as exc:
+            text = str(exc)
+            detail = text if text.startswith(name) else f"{name}: {text}"
+            problem = Problem(Reason(exc.reason), detail)
+            return Admission(problem=problem, broadcast=broadcast)
+        if value is not None:
+            checked[name] = value
+    send_at = checked.pop("send_at", None)
+    checked.setdefault("priority", 0)
+    checked.update(due_at=send_at or now, attempts=0)
+    return Admission(fields=checked, broadcast=broadcast)
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: None if value is None else check(value)
+
+
+def _check_send_at(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise InputError(f"send_at must be a date, not {type(value).__name__}")
+    return as_utc(value)
+
+
+def _check_priority(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITY_RANGE:
+        raise InputError("priority must be a whole number from -100 to 100")
+    return value
+
+
+def _check_audience(value: object) -> str:
+    if value != BROADCAST_AUDIENCE:
+        raise InputError(f"audience must be {BROADCAST_AUDIENCE!r}")
+    return BROADCAST_AUDIENCE
+
+
+def _no_to(value: object) -> None:
+    if value is not None:
+        raise InputError("a broadcast (audience) must not also name a recipient in 'to'")
+
+
+def _checks(broadcast: bool) -> list[tuple[str, Any]]:
+    target = ("audience", _check_audience) if broadcast else ("to", phone.normalize)
+    checks: list[tuple[str, Any]] = [
+        ("user", lambda v: check_name(v, "user")),
+        target,
+        ("body", check_body),
+        ("from", _optional(phone.normalize)),
+        ("key", _optional(lambda v: check_name(v, "key"))),
+        ("send_at", _optional(_check_send_at)),
+        ("priority", _optional(_check_priority)),
+    ]
+    if broadcast:
+        checks.append(("to", _no_to))
+    return checks

@@ -1,0 +1,92 @@
+"""The vocabulary of messages: states, reason codes, and the parsed form of an outbox document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Where a message is; the values are what `message_status.state` holds."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    # Only a broadcast request ends here: it has become one message per recipient.
+    EXPANDED = "expanded"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (State.QUEUED, State.SENDING)
+
+
+class Reason(StrEnum):
+    """Why a message was rejected, failed or left unknown; stored as `error.code`."""
+
+    INVALID_DOCUMENT = "invalid_document"
+    INVALID_NUMBER = "invalid_number"
+    EMPTY_BODY = "empty_body"
+    BODY_TOO_LONG = "body_too_long"
+    DUPLICATE_KEY = "duplicate_key"
+    NOT_AUTHORIZED = "not_authorized"
+    SOURCE_NOT_GRANTED = "source_not_granted"
+    NOT_VERIFIED = "not_verified"
+    OPTED_OUT = "opted_out"
+    NO_RECIPIENTS = "no_recipients"
+    MAX_ATTEMPTS = "max_attempts"
+    LEASE_EXPIRED = "lease_expired"
+    TIMEOUT = "timeout"
+    PROVIDER = "provider"
+
+
+BROADCAST_AUDIENCE = "verified"
+MAX_BODY_CHARS = 1600
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A reason code and a sentence for the person reading the status."""
+
+    code: Reason
+    detail: str
+
+    def as_error(self) -> dict[str, str]:
+        return {"code": str(self.code), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A claimed message, as the send cycle sees it."""
+
+    id: Any
+    user: str
+    to: str
+    body: str
+    source: str | None
+    campaign: str | None
+    attempts: int
+    claim_token: str
+    rev: int
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """A claimed broadcast request: send `body` from `user` to every verified recipient."""
+
+    id: Any
+    user: str
+    body: str
+    source: str | None
+    priority: int
+    send_at: datetime | None
+    fanout_after: str | None
+    claim_token: str
+    rev: int

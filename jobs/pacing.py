@@ -1,0 +1,58 @@
+"""Client-side pacing: no 1000 ms window ever holds more than `rate` send attempts."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Protocol
+
+from jobs.clock import Clock
+
+WINDOW_SECONDS = 1.0
+# Requests leave a little later than we stamp them; the margin keeps a burst that straddles two of
+# Flowroute's windows from landing in one.
+MARGIN_SECONDS = 0.05
+
+
+class Pacer(Protocol):
+    """Decides when the next request may leave."""
+
+    def acquire(self) -> None: ...
+
+    def penalize(self) -> None: ...
+
+
+class SlidingWindowPacer:
+    """Blocks in `acquire` until a send fits in the window; thread-safe within one process.
+
+    After a 429 (`penalize`) it waits a whole window with no attempt at all, because Flowroute
+    counts refused attempts too and hammering would keep the window full.
+    """
+
+    def __init__(self, rate: float | None, clock: Clock) -> None:
+        self.rate = rate
+        self.clock = clock
+        self._stamps: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate is None:
+            return
+        window = WINDOW_SECONDS + MARGIN_SECONDS
+        with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                while self._stamps and now - self._stamps[0] >= window:
+                    self._stamps.popleft()
+                wait = self._blocked_until - now
+                if len(self._stamps) >= self.rate:
+                    wait = max(wait, self._stamps[0] + window - now)
+                if wait <= 0:
+                    self._stamps.append(now)
+                    return
+                self.clock.sleep(wait)
+
+    def penalize(self) -> None:
+        with self._lock:
+            self._blocked_until = self.clock.monotonic() + WINDOW_SECONDS + MARGIN_SECONDS

@@ -1,0 +1,54 @@
+"""North American phone numbers: parsing any common spelling into Flowroute's `1NPANXXXXXX` form."""
+
+from __future__ import annotations
+
+import phonenumbers
+from phonenumbers import NumberParseException, ValidationResult
+
+from jobs.errors import InputError
+
+_REASON = "invalid_number"
+_POSSIBLE_REASONS = {
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_LENGTH: "wrong number of digits",
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+}
+
+
+def normalize(raw: object) -> str:
+    """Return `raw` as an 11-digit North American number, or raise InputError saying why not."""
+    if not isinstance(raw, str):
+        raise InputError(f"phone number must be text, not {type(raw).__name__}", _REASON)
+    text = raw.strip()
+    if not text:
+        raise InputError("phone number is empty", _REASON)
+    if len(text) > 40 or "\x00" in text:
+        raise InputError("phone number is not a phone number", _REASON)
+    # Eleven bare digits starting with 1 are already in Flowroute's form; give them the + so the
+    # library does not read the leading 1 as part of a national number.
+    if text.isdigit() and len(text) == 11 and text.startswith("1"):
+        text = "+" + text
+    try:
+        number = phonenumbers.parse(text, "US")
+    except NumberParseException as exc:
+        raise InputError(f"{raw!r} is not a phone number: {exc._msg}", _REASON) from None
+    if number.country_code != 1:
+        raise InputError(
+            f"{raw!r} is outside North America (country code +{number.country_code})", _REASON
+        )
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible in _POSSIBLE_REASONS:
+        raise InputError(
+            f"{raw!r} is {_POSSIBLE_REASONS[possible]} for a North American number", _REASON
+        )
+    if not phonenumbers.is_valid_number(number):
+        raise InputError(
+            f"{raw!r} is not an assigned North American number (check the area code)", _REASON
+        )
+    return f"1{number.national_number:010d}"
+
+
+def is_normalized(value: object) -> bool:
+    """True when `value` already has the 11-digit form (cheap check, no validation of the area)."""
+    return isinstance(value, str) and len(value) == 11 and value.isdigit() and value[0] == "1"

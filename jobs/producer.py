@@ -1,0 +1,74 @@
+"""Producing messages: the same checks and document shape the daemon expects, for the CLI and
+for Python producers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jobs import intake
+from jobs.errors import InputError
+from jobs.model import BROADCAST_AUDIENCE
+from jobs.store import Doc, DuplicateKeyError, OutboxStore
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The id of the outbox document; `created` is False when its key was already queued."""
+
+    id: Any
+    created: bool
+
+
+def _insert(store: OutboxStore, doc: Doc, now: datetime) -> Enqueued:
+    admission = intake.admit(doc, now)
+    if admission.problem is not None:
+        raise InputError(admission.problem.detail, admission.problem.code)
+    # Store what the producer said, normalised; the daemon sets state and due time at intake.
+    fields = {k: v for k, v in admission.fields.items() if k in intake.PRODUCER_FIELDS}
+    if doc.get("send_at") is not None:
+        fields["send_at"] = doc["send_at"]
+    try:
+        return Enqueued(store.insert(fields), True)
+    except DuplicateKeyError:
+        existing = store.find_by_key(str(doc["key"]))
+        if existing is None:
+            raise
+        return Enqueued(existing["_id"], False)
+
+
+def enqueue(
+    store: OutboxStore,
+    *,
+    user: str,
+    to: str,
+    body: str,
+    now: datetime,
+    source: str | None = None,
+    key: str | None = None,
+    send_at: datetime | None = None,
+    priority: int | None = None,
+) -> Enqueued:
+    """Queue one message; raises InputError with the reason when it would be rejected."""
+    doc: Doc = {"user": user, "to": to, "body": body, "from": source, "key": key}
+    doc.update(send_at=send_at, priority=priority)
+    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now)
+
+
+def broadcast(
+    store: OutboxStore,
+    *,
+    user: str,
+    body: str,
+    now: datetime,
+    source: str | None = None,
+    key: str | None = None,
+    send_at: datetime | None = None,
+    priority: int | None = None,
+) -> Enqueued:
+    """Queue a broadcast to every verified recipient; its id is the campaign id."""
+    doc: Doc = {"user": user, "audience": BROADCAST_AUDIENCE, "body": body}
+    doc.update({"from": source, "key": key})
+    doc.update(send_at=send_at, priority=priority)
+    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now)

@@ -1,0 +1,46 @@
+"""Status queries: what any client can ask of `message_status`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo.database import Database
+
+from jobs.store import STATUS, Doc
+
+
+def parse_id(text: str) -> Any:
+    """Outbox ids are ObjectIds, except broadcast messages' `<campaign>:<number>` strings."""
+    try:
+        return ObjectId(text)
+    except (InvalidId, TypeError):
+        return text
+
+
+def get(db: Database[Doc], message_id: str) -> Doc | None:
+    """The status document of one message (or broadcast request)."""
+    return db[STATUS].find_one({"_id": parse_id(message_id)}, {"rev": 0})
+
+
+def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
+    """A campaign's messages counted by state and by reason code."""
+    states: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    projection = {"state": 1, "error.code": 1}
+    for doc in db[STATUS].find({"campaign": campaign_id}, projection):
+        state = str(doc.get("state"))
+        states[state] += 1
+        error = doc.get("error")
+        if state not in ("sent", "delivered") and isinstance(error, dict) and error.get("code"):
+            reasons[str(error["code"])] += 1
+    request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
+    return {
+        "campaign": campaign_id,
+        "request": request,
+        "total": sum(states.values()),
+        "states": dict(sorted(states.items())),
+        "reasons": dict(sorted(reasons.items())),
+    }

@@ -1,0 +1,266 @@
+"""The outbox store: every write of a message's state, fenced on its claim token, and its status."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from jobs.clock import Clock
+from jobs.intake import Admission
+from jobs.model import Problem, State
+
+Doc = dict[str, Any]
+
+OUTBOX = "outbox"
+STATUS = "message_status"
+SYNC_GRACE = timedelta(seconds=10)
+STATUS_FIELDS = (
+    "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
+    "error", "recipients", "created_at", "updated_at", "sent_at", "rev",
+)  # fmt: skip
+DUE_FILTER: Doc = {"state": State.QUEUED.value}
+
+
+class OutboxStore:
+    """Reads and writes `outbox` and its projection `message_status`.
+
+    The outbox document is the truth; every change bumps its `rev` and is copied to
+    `message_status` by a write guarded on `rev`, so a late copy never overwrites a newer one.
+    Changes made after a claim are fenced on the claim token: a worker whose lease expired
+    cannot overwrite what another worker recorded.
+    """
+
+    def __init__(self, db: Database[Doc], clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self.outbox: Collection[Doc] = db[OUTBOX]
+        self.status: Collection[Doc] = db[STATUS]
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes the daemon's queries rely on; safe to run again."""
+        self.outbox.create_index(
+            [("state", ASCENDING), ("priority", DESCENDING), ("due_at", ASCENDING)], name="claim"
+        )
+        self.outbox.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="lease")
+        self.outbox.create_index([("synced", ASCENDING), ("updated_at", ASCENDING)], name="sync")
+        # Sparse rather than partial: MongoDB-compatible servers without partial indexes have it.
+        self.outbox.create_index("key", name="key", unique=True, sparse=True)
+        self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
+
+    # Intake
+
+    def new_documents(self, limit: int) -> list[Doc]:
+        """Documents producers inserted that the daemon has not looked at yet."""
+        return list(self.outbox.find({"state": None}).limit(limit))
+
+    def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
+        """Give a new document its first state; None if another daemon admitted it first."""
+        now = self.clock.now()
+        fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
+        fields["kind"] = "broadcast" if admission.broadcast else "message"
+        if admission.problem is None:
+            fields.update(admission.fields, state=State.QUEUED.value)
+        else:
+            fields.update(state=State.REJECTED.value, error=admission.problem.as_error())
+        doc = self.outbox.find_one_and_update(
+            {"_id": doc_id, "state": None},
+            {"$set": fields},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            self.project(doc)
+        return doc
+
+    # Claim and fenced transitions
+
+    def claim(self, limit: int, lease: timedelta) -> list[Doc]:
+        """Claim up to `limit` due documents, highest priority and oldest due first."""
+        claimed: list[Doc] = []
+        for _ in range(limit):
+            now = self.clock.now()
+            doc = self.outbox.find_one_and_update(
+                {**DUE_FILTER, "due_at": {"$lte": now}},
+                {
+                    "$set": {
+                        "state": State.SENDING.value,
+                        "claim_token": uuid.uuid4().hex,
+                        "lease_until": now + lease,
+                        "in_flight": False,
+                        "updated_at": now,
+                        "synced": False,
+                    },
+                    "$inc": {"attempts": 1, "rev": 1},
+                },
+                sort=[("priority", DESCENDING), ("due_at", ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                break
+            self.project(doc)
+            claimed.append(doc)
+        return claimed
+
+    def _fenced(self, doc: Mapping[str, Any], update: Doc) -> Doc | None:
+        """Apply `update` only while `doc` still holds its claim; project and return the result."""
+        update.setdefault("$set", {}).update(updated_at=self.clock.now(), synced=False)
+        update.setdefault("$inc", {})["rev"] = 1
+        new = self.outbox.find_one_and_update(
+            {"_id": doc["_id"], "state": State.SENDING.value, "claim_token": doc["claim_token"]},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
+        if new is not None:
+            self.project(new)
+        return new
+
+    def renew(
+        self,
+        doc: Mapping[str, Any],
+        lease: timedelta,
+        *,
+        in_flight: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Doc | None:
+        """Extend the lease; `in_flight` marks that the request to Flowroute is about to go out."""
+        fields = {"lease_until": self.clock.now() + lease, "in_flight": in_flight, **(extra or {})}
+        return self._fenced(doc, {"$set": fields})
+
+    def finish(
+        self,
+        doc: Mapping[str, Any],
+        state: State,
+        *,
+        problem: Problem | None = None,
+        provider_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Doc | None:
+        """Record a terminal outcome of a claimed document."""
+        fields: Doc = {
+            "state": state.value,
+            "last_claim_token": doc["claim_token"],
+            **(extra or {}),
+        }
+        if problem is not None:
+            fields["error"] = problem.as_error()
+        if provider_id is not None:
+            fields["provider_id"] = provider_id
+        if state is State.SENT:
+            fields["sent_at"] = self.clock.now()
+        unset = {"claim_token": "", "lease_until": "", "in_flight": ""}
+        return self._fenced(doc, {"$set": fields, "$unset": unset})
+
+    def retry_later(
+        self, doc: Mapping[str, Any], due_at: datetime, problem: Problem, *, refund: bool = False
+    ) -> Doc | None:
+        """Queue a claimed document again until `due_at`; `refund` un-counts the attempt."""
+        fields = {"state": State.QUEUED.value, "due_at": due_at, "error": problem.as_error()}
+        update: Doc = {"$set": fields, "$unset": {"claim_token": "", "lease_until": ""}}
+        if refund:
+            update["$inc"] = {"attempts": -1}
+        return self._fenced(doc, update)
+
+    def release(self, doc: Mapping[str, Any]) -> Doc | None:
+        """Hand back a claimed document that was never sent: due now, attempt refunded."""
+        update: Doc = {
+            "$set": {"state": State.QUEUED.value, "due_at": self.clock.now()},
+            "$unset": {"claim_token": "", "lease_until": "", "in_flight": ""},
+            "$inc": {"attempts": -1},
+        }
+        return self._fenced(doc, update)
+
+    def record_late_success(self, doc: Mapping[str, Any], provider_id: str) -> Doc | None:
+        """A fenced-out worker proves a send: upgrade the `unknown` its expired lease caused."""
+        now = self.clock.now()
+        new = self.outbox.find_one_and_update(
+            {
+                "_id": doc["_id"],
+                "state": State.UNKNOWN.value,
+                "last_claim_token": doc["claim_token"],
+            },
+            {
+                "$set": {"state": State.SENT.value, "provider_id": provider_id, "sent_at": now},
+                "$unset": {"error": ""},
+                "$inc": {"rev": 1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if new is not None:
+            self.project(new)
+        return new
+
+    # Recovery
+
+    def expired_leases(self, limit: int) -> list[Doc]:
+        """Claimed documents whose worker stopped renewing its lease."""
+        now = self.clock.now()
+        query = {"state": State.SENDING.value, "lease_until": {"$lte": now}}
+        return list(self.outbox.find(query).limit(limit))
+
+    def resync(self, limit: int) -> int:
+        """Copy to `message_status` the changes whose copy a crashed worker never wrote."""
+        before = self.clock.now() - SYNC_GRACE
+        docs = list(self.outbox.find({"synced": False, "updated_at": {"$lt": before}}).limit(limit))
+        for doc in docs:
+            self.project(doc)
+        return len(docs)
+
+    # Fan-out
+
+    def add_children(self, children: Iterable[Doc]) -> list[Doc]:
+        """Insert a broadcast's messages; those already there (a resumed fan-out) are skipped."""
+        docs = list(children)
+        if not docs:
+            return []
+        try:
+            self.outbox.insert_many(docs, ordered=False)
+            inserted = docs
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(err.get("code") != 11000 for err in errors):
+                raise
+            skipped = {err["index"] for err in errors}
+            inserted = [doc for i, doc in enumerate(docs) if i not in skipped]
+        self.project_many(inserted)
+        return inserted
+
+    # Status projection
+
+    def project(self, doc: Mapping[str, Any]) -> None:
+        """Copy `doc`'s public fields to `message_status` unless a newer revision is there."""
+        self.project_many([doc])
+
+    def project_many(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """`project` for several documents."""
+        for doc in docs:
+            fields = {k: doc[k] for k in STATUS_FIELDS if k in doc}
+            # A duplicate key means the status already holds this revision or a newer one.
+            with contextlib.suppress(DuplicateKeyError):
+                self.status.update_one(
+                    {"_id": doc["_id"], "rev": {"$lt": doc["rev"]}}, {"$set": fields}, upsert=True
+                )
+            self.outbox.update_one(
+                {"_id": doc["_id"], "rev": doc["rev"]}, {"$set": {"synced": True}}
+            )
+
+    def find(self, doc_id: Any) -> Doc | None:
+        """The outbox document with this id."""
+        return self.outbox.find_one({"_id": doc_id})
+
+    def insert(self, doc: Doc) -> Any:
+        """Insert a producer's document; raises DuplicateKeyError when its key is taken."""
+        return self.outbox.insert_one(doc).inserted_id
+
+    def find_by_key(self, key: str) -> Doc | None:
+        """The outbox document that holds this idempotency key."""
+        return self.outbox.find_one({"key": key})
+
+
+__all__ = ["DuplicateKeyError", "OutboxStore"]

@@ -1,0 +1,1 @@
+"""The daemon shell of sms-outbox: settings, logging, signals, APScheduler and the CLI."""

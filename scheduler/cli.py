@@ -1,0 +1,266 @@
+"""The `sms-outbox` command: a thin layer over the functions producers and the daemon use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure
+
+from jobs import producer, status
+from jobs.clock import SystemClock
+from jobs.directory import Directory
+from jobs.errors import ConfigError, InputError
+from jobs.store import Doc, OutboxStore
+from scheduler import logs
+from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
+from scheduler.settings import Settings, load_settings
+
+# sysexits.h codes, so scripts and supervisors can tell failures apart.
+EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_UNAVAILABLE, EXIT_CONFIG = 69, 78
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from scheduler.demo import run_demo
+
+        return run_demo()
+    try:
+        settings = load_settings(args.config, dict(os.environ))
+        logs.configure(settings.logging.level, settings.logging.format, settings.secrets())
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"sms-outbox: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InputError as exc:
+        print(f"sms-outbox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConnectionFailure as exc:
+        print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _db(settings: Settings) -> Database[Doc]:
+    return connect(settings)
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(value, default=str, indent=2, sort_keys=True))
+    elif isinstance(value, list):
+        for item in value:
+            print(item)
+    else:
+        print(value)
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    dispatcher = build_dispatcher(settings, _db(settings))
+    structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
+    run_daemon(dispatcher, settings, until_idle=args.until_idle)
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    db = _db(settings)
+    OutboxStore(db, SystemClock()).ensure_indexes()
+    Directory(db).ensure_indexes()
+    print(f"indexes ready in database {settings.mongodb.database!r}")
+    return EXIT_OK
+
+
+def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
+    directory = Directory(_db(settings))
+    if args.action == "grant":
+        source = directory.grant(args.user, args.number)
+        print(f"{args.user} may send from {source}")
+        return EXIT_OK
+    senders = directory.senders()
+    if args.json:
+        _print(senders, True)
+    else:
+        _print([f"{s.get('user')}\t{s.get('source')}" for s in senders], False)
+    return EXIT_OK
+
+
+def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
+    directory = Directory(_db(settings))
+    now = datetime.now(UTC)
+    if args.action == "add":
+        numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
+        state = "verified" if args.verified else "not verified"
+        _print([f"{n}\t{state}" for n in numbers], False)
+    elif args.action == "verify":
+        print(f"{directory.verify(args.number, now=now, by=args.source)}\tverified")
+    elif args.action == "import":
+        report = directory.import_csv(Path(args.file), verified=args.verified, now=now)
+        for line, why in report.refused:
+            print(f"line {line}: {why}", file=sys.stderr)
+        print(f"imported {report.added} recipients, refused {len(report.refused)}")
+        return EXIT_USAGE if report.refused else EXIT_OK
+    else:
+        rows = list(directory.recipients())
+        if args.json:
+            _print(rows, True)
+        else:
+            _print([_recipient_line(r) for r in rows], False)
+    return EXIT_OK
+
+
+def _recipient_line(row: Doc) -> str:
+    state = "opted out" if row.get("opted_out") else "verified" if row.get("verified") else "-"
+    return f"{row.get('phone')}\t{state}"
+
+
+def _send_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--send-at {text!r} is not an ISO-8601 date and time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    store = OutboxStore(_db(settings), SystemClock())
+    common: dict[str, Any] = dict(
+        user=args.user, body=args.body, now=datetime.now(UTC), source=args.source, key=args.key,
+        send_at=_send_at(args.send_at), priority=args.priority,
+    )  # fmt: skip
+    if args.command == "broadcast":
+        result = producer.broadcast(store, **common)
+    else:
+        result = producer.enqueue(store, to=args.to, **common)
+    if args.json:
+        _print({"id": str(result.id), "created": result.created}, True)
+    else:
+        print(result.id)
+        if not result.created:
+            print(f"key {args.key!r} was already queued as {result.id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    db = _db(settings)
+    if args.campaign:
+        summary = status.campaign(db, args.campaign)
+        if summary["total"] == 0 and summary["request"] is None:
+            print(f"no campaign {args.campaign}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        _print(summary, True) if args.json else print(_campaign_text(summary))
+        return EXIT_OK
+    if not args.id:
+        raise InputError("give a message ID or --campaign ID")
+    doc = status.get(db, args.id)
+    if doc is None:
+        print(f"no message {args.id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    _print(doc, True) if args.json else print(_status_text(doc))
+    return EXIT_OK
+
+
+def _status_text(doc: Doc) -> str:
+    lines = [f"{key:<12}{doc[key]}" for key in ("_id", "state") if key in doc]
+    for key in ("to", "from", "user", "campaign", "attempts", "provider_id", "recipients"):
+        if doc.get(key) is not None:
+            lines.append(f"{key:<12}{doc[key]}")
+    if doc.get("error"):
+        lines.append(f"{'reason':<12}{doc['error'].get('code')}: {doc['error'].get('detail')}")
+    for key in ("created_at", "sent_at", "updated_at"):
+        if doc.get(key) is not None:
+            lines.append(f"{key:<12}{doc[key]}")
+    return "\n".join(lines)
+
+
+def _campaign_text(summary: dict[str, Any]) -> str:
+    lines = [f"campaign {summary['campaign']}: {summary['total']} messages"]
+    request = summary.get("request")
+    if request:
+        lines.append(f"  request     {request.get('state')}")
+        if request.get("error"):
+            lines.append(f"  reason      {request['error'].get('code')}")
+    lines += [f"  {state:<12}{count}" for state, count in summary["states"].items()]
+    if summary["reasons"]:
+        lines.append("by reason:")
+        lines += [f"  {code:<20}{count}" for code, count in summary["reasons"].items()]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sms-outbox", description="Send opt-in SMS through Flowroute from a MongoDB outbox."
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (or $SMS_OUTBOX_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--until-idle", action="store_true", help="exit once nothing is due")
+    run.set_defaults(handler=_cmd_run)
+    sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
+    sub.add_parser("init", help="create the indexes (idempotent)").set_defaults(handler=_cmd_init)
+
+    senders = sub.add_parser("senders", help="who may send from which number")
+    sender_actions = senders.add_subparsers(dest="action", required=True)
+    grant = sender_actions.add_parser("grant", help="allow USER to send from NUMBER")
+    grant.add_argument("user")
+    grant.add_argument("number")
+    sender_list = sender_actions.add_parser("list", help="list grants")
+    sender_list.add_argument("--json", action="store_true")
+    senders.set_defaults(handler=_cmd_senders)
+
+    recipients = sub.add_parser("recipients", help="who may be texted")
+    actions = recipients.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add recipients")
+    add.add_argument("numbers", nargs="+", metavar="NUMBER")
+    add.add_argument("--verified", action="store_true", help="they have opted in")
+    verify = actions.add_parser("verify", help="record that NUMBER opted in")
+    verify.add_argument("number")
+    verify.add_argument("--source", default="cli", help="how consent was given")
+    imp = actions.add_parser("import", help="add the numbers in a CSV file's first column")
+    imp.add_argument("file")
+    imp.add_argument("--verified", action="store_true", help="every number has opted in")
+    rlist = actions.add_parser("list", help="list recipients")
+    rlist.add_argument("--json", action="store_true")
+    recipients.set_defaults(handler=_cmd_recipients)
+
+    for name, help_text in (
+        ("enqueue", "queue one message"),
+        ("broadcast", "text every verified recipient"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--user", required=True)
+        if name == "enqueue":
+            cmd.add_argument("--to", required=True)
+        cmd.add_argument("--body", required=True)
+        cmd.add_argument("--from", dest="source", help="a number granted to the user")
+        cmd.add_argument("--key", help="idempotency key: the same key twice is one message")
+        cmd.add_argument("--send-at", help="ISO-8601 time, UTC unless it says otherwise")
+        cmd.add_argument("--priority", type=int, help="-100 to 100, higher first")
+        cmd.add_argument("--json", action="store_true")
+        cmd.set_defaults(handler=_cmd_enqueue)
+
+    stat = sub.add_parser("status", help="a message's status, or a campaign's counts")
+    stat.add_argument("id", nargs="?")
+    stat.add_argument("--campaign")
+    stat.add_argument("--json", action="store_true")
+    stat.set_defaults(handler=_cmd_status)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The daemon: APScheduler runs the send cycle until SIGTERM/SIGINT, then stops gracefully."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from jobs.clock import Clock, SystemClock
+from jobs.cycle import DispatchConfig, Dispatcher, summary
+from jobs.directory import Directory
+from jobs.flowroute import FlowrouteClient, SmsProvider
+from jobs.pacing import SlidingWindowPacer
+from jobs.store import Doc, OutboxStore
+from scheduler.settings import Settings
+
+log = structlog.get_logger("sms_outbox.daemon")
+
+
+def connect(settings: Settings) -> Database[Doc]:
+    """A pymongo database handle; BSON dates come back timezone-aware UTC."""
+    timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
+    client: MongoClient[Doc] = MongoClient(
+        settings.mongodb.uri.get_secret_value(),
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        appname="sms-outbox",
+    )
+    return client[settings.mongodb.database]
+
+
+def build_dispatcher(
+    settings: Settings,
+    db: Database[Doc],
+    provider: SmsProvider | None = None,
+    clock: Clock | None = None,
+) -> Dispatcher:
+    """Wire the send cycle from settings; `provider` defaults to the Flowroute HTTP client."""
+    clock = clock or SystemClock()
+    if provider is None:
+        access, secret = settings.require_flowroute()
+        fr = settings.flowroute
+        provider = FlowrouteClient(
+            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=fr.dlr_callback
+        )
+    rate = settings.flowroute.rate_per_second or None
+    config = DispatchConfig(
+        batch_size=settings.dispatch.batch_size,
+        lease_seconds=settings.dispatch.lease_seconds,
+        max_attempts=settings.dispatch.max_attempts,
+    )
+    return Dispatcher(
+        OutboxStore(db, clock),
+        Directory(db),
+        provider,
+        SlidingWindowPacer(rate, clock),
+        clock,
+        config,
+    )
+
+
+class Daemon:
+    """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time."""
+
+    def __init__(self, dispatcher: Dispatcher, poll_seconds: float, *, until_idle: bool = False):
+        self.dispatcher = dispatcher
+        self.poll_seconds = poll_seconds
+        self.until_idle = until_idle
+        self.scheduler = BlockingScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._cycle_lock = threading.Lock()
+        self._ready = False
+        self._db_down = False
+
+    def run(self) -> None:
+        """Block until stopped by a signal (or, with `until_idle`, until nothing is due)."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        self.scheduler.add_job(
+            self._tick, "interval", seconds=self.poll_seconds, id="cycle",
+            next_run_time=datetime.now(UTC),
+        )  # fmt: skip
+        log.info("daemon.started", poll_seconds=self.poll_seconds, until_idle=self.until_idle)
+        try:
+            self.scheduler.start()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            # The scheduler returns at once; the cycle that was running finishes its send first.
+            with self._cycle_lock:
+                log.info("daemon.stopped")
+
+    def stop(self) -> None:
+        """No new claims; the running cycle finishes its current send and releases the rest."""
+        self.dispatcher.stop()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        self.stop()
+
+    def _tick(self) -> None:
+        with self._cycle_lock:
+            try:
+                idle = self._cycles()
+            except ConnectionFailure as exc:
+                if not self._db_down:
+                    log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
+                self._db_down = True
+                return
+            except PyMongoError as exc:
+                log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
+                return
+            except Exception:
+                # A bug must not stop the daemon: the messages it held are recovered by lease.
+                log.exception("cycle.crashed")
+                return
+        if idle and self.until_idle:
+            log.info("daemon.idle")
+            self.stop()
+
+    def _cycles(self) -> bool:
+        """Run cycles back to back while full batches keep coming; True when nothing was due."""
+        if not self._ready:
+            self.dispatcher.store.ensure_indexes()
+            self.dispatcher.directory.ensure_indexes()
+            self._ready = True
+        while True:
+            report = self.dispatcher.run_once()
+            if self._db_down:
+                log.info("database.recovered")
+                self._db_down = False
+            if report.claimed or report.admitted:
+                log.info("cycle.done", **summary(report))
+            if report.idle or self.dispatcher.stopping:
+                return report.idle
+            if report.claimed < self.dispatcher.config.batch_size and not report.admitted:
+                return False
+
+
+def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> None:
+    """Run a daemon with the poll interval from settings."""
+    Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle).run()
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """Settings worth logging at start-up (no secrets)."""
+    return {
+        "database": settings.mongodb.database,
+        "flowroute": settings.flowroute.base_url,
+        "rate_per_second": settings.flowroute.rate_per_second,
+        "batch_size": settings.dispatch.batch_size,
+    }

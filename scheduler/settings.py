@@ -1,0 +1,166 @@
+"""Settings: one object built at start-up from a TOML file and SMS_OUTBOX_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from jobs.errors import ConfigError
+
+ENV_PREFIX = "SMS_OUTBOX_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+def _read_secret_file(value: Any, path: Path | None, name: str) -> Any:
+    """A `<name>_file` setting points at a file (a container secret) holding the value."""
+    if path is None:
+        return value
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {name}_file {str(path)!r}: {exc.strerror}") from None
+    return SecretStr(text)
+
+
+class MongoSettings(BaseModel):
+    """`[mongodb]`: where the outbox lives. The URI may hold a password, so it is secret."""
+
+    uri: SecretStr = SecretStr("mongodb://localhost:27017")
+    uri_file: Path | None = None
+    database: str = Field("sms_outbox", min_length=1)
+    timeout_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _files(self) -> MongoSettings:
+        self.uri = _read_secret_file(self.uri, self.uri_file, "uri")
+        return self
+
+
+class FlowrouteSettings(BaseModel):
+    """`[flowroute]`: the account the daemon sends with, and how fast it may."""
+
+    access_key: SecretStr | None = None
+    access_key_file: Path | None = None
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    base_url: str = "https://api.flowroute.com"
+    rate_per_second: int = Field(5, ge=0)
+    timeout_seconds: float = Field(10.0, gt=0)
+    dlr_callback: str | None = None
+
+    @model_validator(mode="after")
+    def _files(self) -> FlowrouteSettings:
+        self.access_key = _read_secret_file(self.access_key, self.access_key_file, "access_key")
+        self.secret_key = _read_secret_file(self.secret_key, self.secret_key_file, "secret_key")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
+class DispatchSettings(BaseModel):
+    """`[dispatch]`: how the daemon claims and retries."""
+
+    batch_size: int = Field(10, ge=1, le=1000)
+    poll_seconds: float = Field(1.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+
+
+class LogSettings(BaseModel):
+    """`[logging]`: `auto` writes JSON unless the output is a terminal."""
+
+    level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    format: str = Field("auto", pattern="^(auto|json|console)$")
+
+
+class Settings(BaseSettings):
+    """Every setting; the environment overrides the file (SMS_OUTBOX_<SECTION>__<KEY>)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    mongodb: MongoSettings = MongoSettings()
+    flowroute: FlowrouteSettings = FlowrouteSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    logging: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor; the URI's password is one of them."""
+        values = [self.mongodb.uri.get_secret_value()]
+        values += [
+            s.get_secret_value()
+            for s in (self.flowroute.access_key, self.flowroute.secret_key)
+            if s
+        ]
+        password = _uri_password(self.mongodb.uri.get_secret_value())
+        return [v for v in [*values, password] if v]
+
+    def require_flowroute(self) -> tuple[SecretStr, SecretStr]:
+        """The account keys, or a ConfigError naming the missing one."""
+        fr = self.flowroute
+        if fr.access_key is None or not fr.access_key.get_secret_value():
+            raise ConfigError(
+                "setting flowroute.access_key is missing (or flowroute.access_key_file)"
+            )
+        if fr.secret_key is None or not fr.secret_key.get_secret_value():
+            raise ConfigError(
+                "setting flowroute.secret_key is missing (or flowroute.secret_key_file)"
+            )
+        return fr.access_key, fr.secret_key
+
+
+def _uri_password(uri: str) -> str | None:
+    """The password in mongodb://user:password@host, if any."""
+    rest = uri.split("://", 1)[-1]
+    credentials = rest.split("@", 1)[0] if "@" in rest else ""
+    return credentials.split(":", 1)[1] if ":" in credentials else None
+
+
+def load_settings(config: Path | None, environ: dict[str, str]) -> Settings:
+    """Build the Settings from `config` (or $SMS_OUTBOX_CONFIG) and the environment.
+
+    Raises ConfigError with one line that names each bad setting.
+    """
+    path = config or (Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    cls = type("FileSettings", (Settings,), {"toml_path": path})
+    try:
+        settings: Settings = cls()
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except ValueError as exc:  # a TOML syntax error
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return settings
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        parts.append(f"setting {name}: {error['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Tests of sms-outbox: unit, integration and end-to-end."""

@@ -1,0 +1,1 @@
+"""Database servers the server-backed tests start and stop."""
