@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -15,9 +16,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from jobs.clock import Clock
 from jobs.intake import Admission
-from jobs.model import Problem, State
+from jobs.model import Problem, Reason, State
 
 Doc = dict[str, Any]
+log = structlog.get_logger("sms_outbox.store")
 
 OUTBOX = "outbox"
 STATUS = "message_status"
@@ -52,7 +54,12 @@ class OutboxStore:
         self.outbox.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="lease")
         self.outbox.create_index([("synced", ASCENDING), ("updated_at", ASCENDING)], name="sync")
         # Sparse rather than partial: MongoDB-compatible servers without partial indexes have it.
-        self.outbox.create_index("key", name="key", unique=True, sparse=True)
+        # Keys duplicated before the index existed keep it from being built; intake still
+        # rejects the later duplicates, so the daemon runs on and says so.
+        try:
+            self.outbox.create_index("key", name="key", unique=True, sparse=True)
+        except DuplicateKeyError:
+            log.warning("index.key_duplicates", collection=OUTBOX)
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
 
     # Intake
@@ -64,6 +71,9 @@ class OutboxStore:
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
         """Give a new document its first state; None if another daemon admitted it first."""
         now = self.clock.now()
+        key = admission.fields.get("key")
+        if key is not None and admission.problem is None:
+            admission = self._unique_key(doc_id, key, admission)
         fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
         fields["kind"] = "broadcast" if admission.broadcast else "message"
         if admission.problem is None:
@@ -78,6 +88,14 @@ class OutboxStore:
         if doc is not None:
             self.project(doc)
         return doc
+
+    def _unique_key(self, doc_id: Any, key: str, admission: Admission) -> Admission:
+        """Backs up the unique index: a key already admitted makes this document a duplicate."""
+        other = self.outbox.find_one({"key": key, "_id": {"$ne": doc_id}, "state": {"$ne": None}})
+        if other is None:
+            return admission
+        problem = Problem(Reason.DUPLICATE_KEY, f"key {key!r} is message {other['_id']}")
+        return Admission(problem=problem, broadcast=admission.broadcast)
 
     # Claim and fenced transitions
 

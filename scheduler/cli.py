@@ -138,6 +138,7 @@ def _send_at(text: str | None) -> datetime | None:
 
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     store = OutboxStore(_db(settings), SystemClock())
+    store.ensure_indexes()  # the unique key index must exist before the first keyed insert
     common: dict[str, Any] = dict(
         user=args.user, body=args.body, now=datetime.now(UTC), source=args.source, key=args.key,
         send_at=_send_at(args.send_at), priority=args.priority,
@@ -210,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--until-idle", action="store_true", help="exit once nothing is due")
+    run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     run.set_defaults(handler=_cmd_run)
     sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
     sub.add_parser("init", help="create the indexes (idempotent)").set_defaults(handler=_cmd_init)

@@ -26,7 +26,7 @@ def _read_secret_file(value: Any, path: Path | None, name: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(f"cannot read {name}_file {str(path)!r}: {exc.strerror}") from None
+        raise ValueError(f"{name}_file cannot be read ({str(path)!r}: {exc.strerror})") from None
     return SecretStr(text)
 
 
@@ -40,7 +40,7 @@ class MongoSettings(BaseModel):
 
     @model_validator(mode="after")
     def _files(self) -> MongoSettings:
-        self.uri = _read_secret_file(self.uri, self.uri_file, "uri")
+        self.uri = _read_secret_file(self.uri, self.uri_file, "mongodb.uri")
         return self
 
 
@@ -58,10 +58,14 @@ class FlowrouteSettings(BaseModel):
 
     @model_validator(mode="after")
     def _files(self) -> FlowrouteSettings:
-        self.access_key = _read_secret_file(self.access_key, self.access_key_file, "access_key")
-        self.secret_key = _read_secret_file(self.secret_key, self.secret_key_file, "secret_key")
+        self.access_key = _read_secret_file(
+            self.access_key, self.access_key_file, "flowroute.access_key"
+        )
+        self.secret_key = _read_secret_file(
+            self.secret_key, self.secret_key_file, "flowroute.secret_key"
+        )
         if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+            raise ValueError("flowroute.base_url must start with http:// or https://")
         return self
 
 
@@ -107,6 +111,18 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _lease_covers_a_batch(self) -> Settings:
+        rate = self.flowroute.rate_per_second
+        pacing = self.dispatch.batch_size / rate if rate else 0.0
+        needed = pacing + self.flowroute.timeout_seconds
+        if self.dispatch.lease_seconds <= needed:
+            raise ValueError(
+                f"dispatch.lease_seconds ({self.dispatch.lease_seconds:g}) must exceed the time to"
+                f" pace a batch plus one send ({needed:g} s)"
+            )
+        return self
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor; the URI's password is one of them."""
@@ -161,6 +177,9 @@ def load_settings(config: Path | None, environ: dict[str, str]) -> Settings:
 def _one_line(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
-        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        if error["type"] == "value_error":  # our validators name the setting themselves
+            parts.append("setting " + error["msg"].removeprefix("Value error, "))
+            continue
+        name = ".".join(str(p) for p in error["loc"])
         parts.append(f"setting {name}: {error['msg']}")
     return "; ".join(parts)

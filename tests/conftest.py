@@ -1,0 +1,119 @@
+"""Fixtures shared by every test group: the database server, the Flowroute simulator, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from jobs.simulator import FlowrouteSimulator
+from tests.servers.mongo_server import MongoServer, launch
+
+ACCESS_KEY = "test-access-key-7f3a"
+SECRET_KEY = "test-secret-key-91c2"
+SERVER_DIRS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration and tests/e2e needs the real server."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name in SERVER_DIRS:
+            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    server = launch(tmp_path_factory.mktemp("mongo"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def db(mongo_server: MongoServer) -> Iterator[Database[dict[str, Any]]]:
+    """A fresh database on the real server for one test."""
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        mongo_server.uri, tz_aware=True, serverSelectionTimeoutMS=10_000
+    )
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def simulator() -> Iterator[FlowrouteSimulator]:
+    """The local Flowroute, with the rate limit lifted."""
+    with FlowrouteSimulator(ACCESS_KEY, SECRET_KEY, rate_per_second=None) as sim:
+        yield sim
+
+
+@dataclass
+class Cli:
+    """Runs `sms-outbox` as a user types it, with settings in the environment."""
+
+    env: dict[str, str]
+    cwd: Path
+    argv0: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        exe = shutil.which("sms-outbox")
+        self.argv0 = [exe] if exe else [sys.executable, "-m", "scheduler.cli"]
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.argv0, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*self.argv0, *args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+def cli_env(uri: str, database: str, flowroute_url: str, **extra: str) -> dict[str, str]:
+    """The environment a daemon or CLI call runs with in these tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMS_OUTBOX_")}
+    env.update(
+        SMS_OUTBOX_MONGODB__URI=uri,
+        SMS_OUTBOX_MONGODB__DATABASE=database,
+        SMS_OUTBOX_FLOWROUTE__BASE_URL=flowroute_url,
+        SMS_OUTBOX_FLOWROUTE__ACCESS_KEY=ACCESS_KEY,
+        SMS_OUTBOX_FLOWROUTE__SECRET_KEY=SECRET_KEY,
+        SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND="0",
+        SMS_OUTBOX_DISPATCH__POLL_SECONDS="0.1",
+        SMS_OUTBOX_LOGGING__FORMAT="json",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def cli(
+    mongo_server: MongoServer,
+    db: Database[dict[str, Any]],
+    simulator: FlowrouteSimulator,
+    tmp_path: Path,
+) -> Cli:
+    return Cli(cli_env(mongo_server.uri, db.name, simulator.url), tmp_path)

@@ -1,0 +1,184 @@
+"""The CLI as a user types it, against the real database server and the local Flowroute."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo.database import Database
+
+from jobs.simulator import FlowrouteSimulator
+from tests.conftest import Cli
+
+SOURCE = "12065550100"
+FRIENDS = ["12065550101", "12065550102", "(206) 555-0103"]
+
+
+def _json(result: Any) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _ok(result: Any) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
+    return str(result.stdout)
+
+
+def test_a_broadcast_reaches_every_verified_recipient_once(
+    cli: Cli, simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", "+1 206 555 0100"))
+    _ok(cli("recipients", "add", *FRIENDS, "--verified"))
+    _ok(cli("recipients", "add", "12065550104"))
+    campaign = _ok(cli("broadcast", "--user", "alice", "--body", "Pool opens at 9")).strip()
+
+    _ok(cli("run", "--until-idle"))
+
+    summary = _json(cli("status", "--campaign", campaign, "--json"))
+    assert summary["states"] == {"sent": 3}
+    assert summary["request"]["state"] == "expanded"
+    sent = sorted(m.to for m in simulator.messages())
+    assert sent == ["12065550101", "12065550102", "12065550103"]
+    assert {m.from_ for m in simulator.messages()} == {SOURCE}
+    text = _ok(cli("status", "--campaign", campaign))
+    assert "sent" in text and "3" in text
+
+
+def test_enqueue_with_the_same_key_twice_is_one_message(
+    cli: Cli, simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    args = ("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "hi", "--key", "k-1")
+    first = _ok(cli(*args)).strip()
+    again = cli(*args)
+    assert again.stdout.strip() == first
+    assert "already queued" in again.stderr
+
+    _ok(cli("run", "--until-idle"))
+
+    status = _json(cli("status", first, "--json"))
+    assert status["state"] == "sent"
+    assert status["provider_id"].startswith("mdr2-")
+    assert status["attempts"] == 1
+    assert len(simulator.messages()) == 1
+
+
+def test_unauthorised_and_unconsented_messages_are_rejected_with_reasons(
+    cli: Cli, simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", FRIENDS[0]))
+    intruder = _ok(cli("enqueue", "--user", "mallory", "--to", FRIENDS[0], "--body", "x")).strip()
+    no_consent = _ok(cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "x")).strip()
+
+    _ok(cli("run", "--until-idle"))
+
+    assert _json(cli("status", intruder, "--json"))["error"]["code"] == "not_authorized"
+    assert _json(cli("status", no_consent, "--json"))["error"]["code"] == "not_verified"
+    assert simulator.messages() == []
+
+
+def test_invalid_number_is_refused_with_the_reason(cli: Cli) -> None:
+    result = cli("enqueue", "--user", "alice", "--to", "+44 20 7946 0958", "--body", "hi")
+    assert result.returncode == 2
+    assert "outside North America" in result.stderr
+    added = cli("recipients", "add", "555")
+    assert added.returncode == 2
+    assert "too short" in added.stderr
+
+
+def test_invalid_setting_stops_start_up_with_one_line_naming_it(cli: Cli) -> None:
+    cli.env["SMS_OUTBOX_DISPATCH__BATCH_SIZE"] = "zero"
+    result = cli("run", "--until-idle")
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "dispatch.batch_size" in lines[0]
+
+
+def test_missing_flowroute_key_is_named(cli: Cli) -> None:
+    del cli.env["SMS_OUTBOX_FLOWROUTE__SECRET_KEY"]
+    result = cli("run", "--until-idle")
+    assert result.returncode == 78
+    assert "flowroute.secret_key" in result.stderr
+
+
+def test_config_file_is_read_and_environment_overrides_it(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "sms.toml"
+    config.write_text('[mongodb]\ndatabase = "from_file"\n[dispatch]\nbatch_size = 3\n')
+    database = cli.env.pop("SMS_OUTBOX_MONGODB__DATABASE")
+    _ok(cli("--config", str(config), "senders", "grant", "alice", SOURCE))
+    cli.env["SMS_OUTBOX_MONGODB__DATABASE"] = database
+    assert _json(cli("senders", "list", "--json")) == []
+    cli.env.pop("SMS_OUTBOX_MONGODB__DATABASE")
+    listed = _json(cli("--config", str(config), "senders", "list", "--json"))
+    assert listed == [{"user": "alice", "source": SOURCE}]
+
+
+def test_status_of_an_unknown_message_exits_1(cli: Cli) -> None:
+    result = cli("status", "0123456789abcdef01234567")
+    assert result.returncode == 1
+    assert "no message" in result.stderr
+
+
+def test_recipients_import_reports_refused_lines(cli: Cli, tmp_path: Path) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("phone,verified\n12065550101,yes\nnot-a-number,yes\n2065550102,no\n")
+    result = cli("recipients", "import", str(csv_file))
+    assert result.returncode == 2
+    assert "line 3" in result.stderr
+    people = {r["phone"]: r["verified"] for r in _json(cli("recipients", "list", "--json"))}
+    assert people == {"12065550101": True, "12065550102": False}
+
+
+def test_sigterm_finishes_the_send_in_flight_and_releases_the_rest(
+    cli: Cli, simulator: FlowrouteSimulator, db: Database[dict[str, Any]]
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    numbers = [f"1206555{n:04d}" for n in range(110, 120)]
+    _ok(cli("recipients", "add", *numbers, "--verified"))
+    for number in numbers:
+        _ok(cli("enqueue", "--user", "alice", "--to", number, "--body", "slow"))
+    cli.env["SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND"] = "2"
+    daemon = cli.popen("run")
+    deadline = time.monotonic() + 60
+    while len(simulator.messages()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=30)
+
+    assert daemon.returncode == 0, stderr
+    assert "daemon.stopped" in stderr
+    states = {doc["_id"]: doc for doc in db["outbox"].find()}
+    sent = [d for d in states.values() if d["state"] == "sent"]
+    queued = [d for d in states.values() if d["state"] == "queued"]
+    assert len(sent) == len(simulator.messages())
+    assert len(sent) + len(queued) == len(numbers)
+    assert queued, "a rate of 2/s cannot have sent ten messages before SIGTERM"
+    assert all(d["attempts"] == 0 for d in queued)
+
+
+def test_python_dash_m_scheduler_runs_the_daemon(cli: Cli, simulator: FlowrouteSimulator) -> None:
+    import sys
+
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    _ok(cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "hi"))
+    cli.argv0 = [sys.executable, "-m", "scheduler"]
+    _ok(cli("--until-idle"))
+    assert len(simulator.messages()) == 1
+
+
+def test_demo_runs_without_a_server_and_says_it_is_a_demo(cli: Cli) -> None:
+    for key in [k for k in cli.env if k.startswith("SMS_OUTBOX_")]:
+        del cli.env[key]
+    out = _ok(cli("demo"))
+    assert "DEMO" in out
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert [row[1] for row in rows].count("sent") == 5
+    assert "not_authorized" in out and "opted_out" in out and "not_verified" in out
