@@ -40,7 +40,8 @@ def backoff(
     rand: Callable[[], float] = random.random,
 ) -> timedelta:
     """Exponential backoff with equal jitter: between half and all of min(cap, base * 2**(n-1))."""
-    ceiling = min(cap, base * (1 << max(attempt - 1, 0)))
+    # Capping the exponent keeps base * 2**n far from timedelta's limit for any attempt count.
+    ceiling = min(cap, base * (1 << min(max(attempt - 1, 0), 32)))
     return ceiling / 2 + (ceiling / 2) * rand()
 
 

@@ -43,7 +43,9 @@ class SlidingWindowPacer:
         with self._lock:
             while True:
                 now = self.clock.monotonic()
-                while self._stamps and now - self._stamps[0] >= window:
+                # Same expression as the wait below: `now - stamp >= window` can round the other
+                # way, keeping a stamp whose window is over and letting the deque outgrow `rate`.
+                while self._stamps and self._stamps[0] + window <= now:
                     self._stamps.popleft()
                 wait = self._blocked_until - now
                 if len(self._stamps) >= self.rate:

@@ -170,9 +170,10 @@ class OutboxStore:
             fields["error"] = problem.as_error()
         if provider_id is not None:
             fields["provider_id"] = provider_id
+        unset = {"claim_token": "", "lease_until": "", "in_flight": ""}
         if state is State.SENT:
             fields["sent_at"] = self.clock.now()
-        unset = {"claim_token": "", "lease_until": "", "in_flight": ""}
+            unset["error"] = ""  # what an earlier, retried attempt ran into
         return self._fenced(doc, {"$set": fields, "$unset": unset})
 
     def retry_later(
@@ -204,7 +205,13 @@ class OutboxStore:
                 "last_claim_token": doc["claim_token"],
             },
             {
-                "$set": {"state": State.SENT.value, "provider_id": provider_id, "sent_at": now},
+                "$set": {
+                    "state": State.SENT.value,
+                    "provider_id": provider_id,
+                    "sent_at": now,
+                    "updated_at": now,
+                    "synced": False,
+                },
                 "$unset": {"error": ""},
                 "$inc": {"rev": 1},
             },
@@ -258,11 +265,15 @@ class OutboxStore:
     def project_many(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """`project` for several documents."""
         for doc in docs:
-            fields = {k: doc[k] for k in STATUS_FIELDS if k in doc}
+            update: Doc = {"$set": {k: doc[k] for k in STATUS_FIELDS if k in doc}}
+            # A field the outbox dropped (the error a late success clears) must go here too.
+            gone = {k: "" for k in STATUS_FIELDS if k not in doc}
+            if gone:
+                update["$unset"] = gone
             # A duplicate key means the status already holds this revision or a newer one.
             with contextlib.suppress(DuplicateKeyError):
                 self.status.update_one(
-                    {"_id": doc["_id"], "rev": {"$lt": doc["rev"]}}, {"$set": fields}, upsert=True
+                    {"_id": doc["_id"], "rev": {"$lt": doc["rev"]}}, update, upsert=True
                 )
             self.outbox.update_one(
                 {"_id": doc["_id"], "rev": doc["rev"]}, {"$set": {"synced": True}}

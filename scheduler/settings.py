@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,8 @@ def _read_secret_file(value: Any, path: Path | None, name: str) -> Any:
 class MongoSettings(BaseModel):
     """`[mongodb]`: where the outbox lives. The URI may hold a password, so it is secret."""
 
+    model_config = ConfigDict(extra="forbid")
+
     uri: SecretStr = SecretStr("mongodb://localhost:27017")
     uri_file: Path | None = None
     database: str = Field("sms_outbox", min_length=1)
@@ -46,6 +48,8 @@ class MongoSettings(BaseModel):
 
 class FlowrouteSettings(BaseModel):
     """`[flowroute]`: the account the daemon sends with, and how fast it may."""
+
+    model_config = ConfigDict(extra="forbid")
 
     access_key: SecretStr | None = None
     access_key_file: Path | None = None
@@ -72,6 +76,8 @@ class FlowrouteSettings(BaseModel):
 class DispatchSettings(BaseModel):
     """`[dispatch]`: how the daemon claims and retries."""
 
+    model_config = ConfigDict(extra="forbid")
+
     batch_size: int = Field(10, ge=1, le=1000)
     poll_seconds: float = Field(1.0, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
@@ -80,6 +86,8 @@ class DispatchSettings(BaseModel):
 
 class LogSettings(BaseModel):
     """`[logging]`: `auto` writes JSON unless the output is a terminal."""
+
+    model_config = ConfigDict(extra="forbid")
 
     level: str = Field("info", pattern="^(debug|info|warning|error)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")

@@ -164,7 +164,6 @@ def test_sigterm_finishes_the_send_in_flight_and_releases_the_rest(
 
 
 def test_python_dash_m_scheduler_runs_the_daemon(cli: Cli, simulator: FlowrouteSimulator) -> None:
-    import sys
 
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("recipients", "add", FRIENDS[0], "--verified"))

@@ -1,0 +1,210 @@
+"""Settings: a TOML file, SMS_OUTBOX_* overrides, secrets from files, one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jobs.errors import ConfigError
+from scheduler.settings import load_settings
+
+ACCESS = "ak-3d1f0a9b"
+SECRET = "sk-51c7e2aa90"
+DB_PASSWORD = "pw-9e8d7c6b"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("SMS_OUTBOX_"):
+            monkeypatch.delenv(name)
+
+
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sms-outbox.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def refusal(path: Path | None) -> str:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path, {})
+    message = str(refused.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_apply_without_a_file() -> None:
+    settings = load_settings(None, {})
+
+    assert (settings.flowroute.rate_per_second, settings.dispatch.batch_size) == (5, 10)
+    assert settings.flowroute.base_url == "https://api.flowroute.com"
+
+
+def test_values_come_from_the_file(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        '[flowroute]\nrate_per_second = 3\nbase_url = "http://127.0.0.1:9"\n'
+        "[dispatch]\nbatch_size = 25\nmax_attempts = 7\n"
+        '[mongodb]\ndatabase = "texts"\n',
+    )
+
+    settings = load_settings(path, {})
+
+    assert settings.flowroute.rate_per_second == 3
+    assert settings.flowroute.base_url == "http://127.0.0.1:9"
+    assert (settings.dispatch.batch_size, settings.dispatch.max_attempts) == (25, 7)
+    assert settings.mongodb.database == "texts"
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = config(tmp_path, "[flowroute]\nrate_per_second = 3\n[dispatch]\nbatch_size = 25\n")
+    monkeypatch.setenv("SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND", "7")
+    monkeypatch.setenv("SMS_OUTBOX_DISPATCH__LEASE_SECONDS", "30.5")
+
+    settings = load_settings(path, {})
+
+    assert settings.flowroute.rate_per_second == 7
+    assert settings.dispatch.lease_seconds == 30.5
+    assert settings.dispatch.batch_size == 25
+
+
+def test_config_path_can_come_from_the_environment(tmp_path: Path) -> None:
+    path = config(tmp_path, "[dispatch]\nbatch_size = 42\n")
+
+    settings = load_settings(None, {"SMS_OUTBOX_CONFIG": str(path)})
+
+    assert settings.dispatch.batch_size == 42
+
+
+def test_secrets_are_read_from_files(tmp_path: Path) -> None:
+    (tmp_path / "access").write_text(ACCESS + "\n", encoding="utf-8")
+    (tmp_path / "secret").write_text(f"  {SECRET}\n", encoding="utf-8")
+    (tmp_path / "uri").write_text(f"mongodb://app:{DB_PASSWORD}@db:27017\n", encoding="utf-8")
+    path = config(
+        tmp_path,
+        f'[flowroute]\naccess_key_file = "{tmp_path / "access"}"\n'
+        f'secret_key_file = "{tmp_path / "secret"}"\n'
+        f'[mongodb]\nuri_file = "{tmp_path / "uri"}"\n',
+    )
+
+    settings = load_settings(path, {})
+
+    access, secret = settings.require_flowroute()
+    assert (access.get_secret_value(), secret.get_secret_value()) == (ACCESS, SECRET)
+    assert settings.mongodb.uri.get_secret_value() == f"mongodb://app:{DB_PASSWORD}@db:27017"
+    assert {ACCESS, SECRET, DB_PASSWORD} <= set(settings.secrets())
+
+
+def test_secret_file_from_the_environment_overrides_an_inline_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "secret").write_text(SECRET, encoding="utf-8")
+    path = config(tmp_path, '[flowroute]\naccess_key = "inline"\nsecret_key = "inline"\n')
+    monkeypatch.setenv("SMS_OUTBOX_FLOWROUTE__SECRET_KEY_FILE", str(tmp_path / "secret"))
+
+    settings = load_settings(path, {})
+
+    assert settings.require_flowroute()[1].get_secret_value() == SECRET
+
+
+def test_unreadable_secret_file_names_the_setting(tmp_path: Path) -> None:
+    path = config(tmp_path, f'[flowroute]\nsecret_key_file = "{tmp_path / "missing"}"\n')
+
+    message = refusal(path)
+
+    assert "flowroute" in message
+    assert "secret_key_file" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("[dispatch]\nbatch_size = 0\n", "dispatch.batch_size"),
+        ("[dispatch]\nbatch_size = 1001\n", "dispatch.batch_size"),
+        ('[dispatch]\nmax_attempts = "many"\n', "dispatch.max_attempts"),
+        ("[flowroute]\nrate_per_second = -1\n", "flowroute.rate_per_second"),
+        ("[flowroute]\ntimeout_seconds = 0\n", "flowroute.timeout_seconds"),
+        ('[logging]\nlevel = "loud"\n', "logging.level"),
+        ('[mongodb]\ndatabase = ""\n', "mongodb.database"),
+    ],
+)
+def test_invalid_value_is_one_line_naming_the_setting(tmp_path: Path, text: str, name: str) -> None:
+    message = refusal(config(tmp_path, text))
+
+    assert f"setting {name}:" in message
+
+
+def test_invalid_environment_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_OUTBOX_DISPATCH__BATCH_SIZE", "lots")
+
+    assert "setting dispatch.batch_size:" in refusal(None)
+
+
+def test_every_bad_setting_is_named_on_the_one_line(tmp_path: Path) -> None:
+    message = refusal(config(tmp_path, "[dispatch]\nbatch_size = 0\nmax_attempts = 0\n"))
+
+    assert "dispatch.batch_size" in message
+    assert "dispatch.max_attempts" in message
+
+
+def test_bad_base_url_is_refused(tmp_path: Path) -> None:
+    message = refusal(config(tmp_path, '[flowroute]\nbase_url = "api.flowroute.com"\n'))
+
+    assert "base_url must start with http:// or https://" in message
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    message = refusal(config(tmp_path, "[dispatcher]\nbatch_size = 5\n"))
+
+    assert "setting dispatcher:" in message
+
+
+def test_unknown_key_in_a_section_is_refused(tmp_path: Path) -> None:
+    message = refusal(config(tmp_path, "[dispatch]\nbatch_sise = 5\n"))
+
+    assert "dispatch.batch_sise" in message
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    message = refusal(tmp_path / "nowhere.toml")
+
+    assert "nowhere.toml" in message
+    assert "does not exist" in message
+
+
+def test_missing_file_named_by_the_environment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(None, {"SMS_OUTBOX_CONFIG": str(tmp_path / "nowhere.toml")})
+
+
+def test_malformed_toml_is_refused(tmp_path: Path) -> None:
+    message = refusal(config(tmp_path, "[dispatch\nbatch_size = \n"))
+
+    assert "not valid TOML" in message
+
+
+def test_missing_account_keys_name_the_setting() -> None:
+    settings = load_settings(None, {})
+
+    with pytest.raises(ConfigError, match=r"flowroute\.access_key"):
+        settings.require_flowroute()
+
+
+def test_secrets_are_not_shown_in_the_settings_repr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = config(
+        tmp_path,
+        f'[flowroute]\naccess_key = "{ACCESS}"\nsecret_key = "{SECRET}"\n'
+        f'[mongodb]\nuri = "mongodb://app:{DB_PASSWORD}@db:27017"\n',
+    )
+
+    settings = load_settings(path, {})
+
+    for text in (repr(settings), str(settings), repr(settings.flowroute), repr(settings.mongodb)):
+        for secret in (ACCESS, SECRET, DB_PASSWORD):
+            assert secret not in text
+    assert settings.require_flowroute()[1].get_secret_value() == SECRET
