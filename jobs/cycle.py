@@ -217,15 +217,22 @@ class Dispatcher:
     def _durably(self, write: Callable[[], T], bound: Any) -> T | None:
         """Retry a record write through a database outage: the send already happened."""
         deadline = self.clock.monotonic() + self.config.record_retry_seconds
+        failures = 0
         while True:
             try:
-                return write()
+                result = write()
             except ConnectionFailure as exc:
                 if self.clock.monotonic() >= deadline:
                     bound.error("record.lost", error=type(exc).__name__)
                     return None
-                bound.warning("database.unavailable", during="record")
+                if failures == 0:
+                    bound.warning("database.unavailable", during="record", error=type(exc).__name__)
+                failures += 1
                 self.clock.sleep(1.0)
+                continue
+            if failures:
+                bound.info("database.recovered", during="record", retries=failures)
+            return result
 
 
 def summary(report: CycleReport) -> Mapping[str, Any]:

@@ -8,7 +8,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
@@ -18,11 +20,16 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 Kind = Literal["external", "mongod", "ferretdb"]
+Backend = Literal["", "sqlite", "postgresql"]
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT: Final = Path(__file__).with_name("install-ferretdb.sh")
+POSTGRES_INSTALL_SCRIPT: Final = Path(__file__).with_name("install-postgresql.sh")
 DEFAULT_FERRETDB: Final = REPO_ROOT / ".cache" / "ferretdb" / "bin" / "ferretdb"
 GO_FALLBACK: Final = Path("/usr/local/go/bin/go")
+DEBIAN_POSTGRES_BINS: Final = Path("/usr/lib/postgresql")
+BACKEND_ENV: Final = "SMS_OUTBOX_FERRETDB_BACKEND"
+POSTGRES_USER: Final = "postgres"
 
 START_TIMEOUT: Final = 30.0
 EXTERNAL_PING_TIMEOUT: Final = 10.0

@@ -1,89 +1,24 @@
-"""Fixtures for the unit tests: an in-memory database, a manual clock, a seeded directory, fakes."""
+"""Fixtures for the unit tests: an in-memory database under the shared store and cycle fixtures."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import mongomock
 import pytest
 from pymongo.database import Database
 
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
-from jobs.store import Doc, OutboxStore
-from tests.unit.fakes import (
-    LEASE,
-    MAX_ATTEMPTS,
-    OTHER_SENDER,
-    RECIPIENT,
-    RECIPIENT_2,
-    SENDER,
-    UNVERIFIED,
-    CountingPacer,
-    FakeProvider,
+from jobs.store import Doc
+from tests.unit.fixtures import (  # noqa: F401 (fixtures)
+    clock,
+    directory,
+    dispatcher,
+    make_dispatcher,
+    pacer,
+    provider,
+    store,
 )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture
 def db() -> Database[Doc]:
     database: Database[Doc] = mongomock.MongoClient(tz_aware=True)["t"]
     return database
-
-
-@pytest.fixture
-def store(db: Database[Doc], clock: ManualClock) -> OutboxStore:
-    outbox = OutboxStore(db, clock)
-    outbox.ensure_indexes()
-    return outbox
-
-
-@pytest.fixture
-def directory(db: Database[Doc], clock: ManualClock) -> Directory:
-    """alice may send from SENDER and OTHER_SENDER; two verified recipients and one unverified."""
-    people = Directory(db)
-    people.ensure_indexes()
-    people.grant("alice", SENDER)
-    people.grant("alice", OTHER_SENDER)
-    people.add(RECIPIENT, verified=True, now=clock.now())
-    people.add(RECIPIENT_2, verified=True, now=clock.now())
-    people.add(UNVERIFIED, verified=False, now=clock.now())
-    return people
-
-
-@pytest.fixture
-def provider() -> FakeProvider:
-    return FakeProvider()
-
-
-@pytest.fixture
-def pacer() -> CountingPacer:
-    return CountingPacer()
-
-
-@pytest.fixture
-def make_dispatcher(
-    store: OutboxStore,
-    directory: Directory,
-    provider: FakeProvider,
-    pacer: CountingPacer,
-    clock: ManualClock,
-) -> Callable[..., Dispatcher]:
-    """Build a Dispatcher on the shared store, directory, provider, pacer and clock."""
-
-    def build(**config: Any) -> Dispatcher:
-        settings = {"lease_seconds": LEASE.total_seconds(), "max_attempts": MAX_ATTEMPTS, **config}
-        return Dispatcher(store, directory, provider, pacer, clock, DispatchConfig(**settings))
-
-    return build
-
-
-@pytest.fixture
-def dispatcher(make_dispatcher: Callable[..., Dispatcher]) -> Dispatcher:
-    return make_dispatcher()

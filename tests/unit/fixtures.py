@@ -1,0 +1,83 @@
+"""Fixtures for the store and cycle tests, shared by the unit tests (on mongomock) and the
+server-backed tests (on the real server): each suite brings its own `db`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from jobs.clock import ManualClock
+from jobs.cycle import DispatchConfig, Dispatcher
+from jobs.directory import Directory
+from jobs.store import Doc, OutboxStore
+from tests.unit.fakes import (
+    LEASE,
+    MAX_ATTEMPTS,
+    OTHER_SENDER,
+    RECIPIENT,
+    RECIPIENT_2,
+    SENDER,
+    UNVERIFIED,
+    CountingPacer,
+    FakeProvider,
+)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def store(db: Database[Doc], clock: ManualClock) -> OutboxStore:
+    outbox = OutboxStore(db, clock)
+    outbox.ensure_indexes()
+    return outbox
+
+
+@pytest.fixture
+def directory(db: Database[Doc], clock: ManualClock) -> Directory:
+    """alice may send from SENDER and OTHER_SENDER; two verified recipients and one unverified."""
+    people = Directory(db)
+    people.ensure_indexes()
+    people.grant("alice", SENDER)
+    people.grant("alice", OTHER_SENDER)
+    people.add(RECIPIENT, verified=True, now=clock.now())
+    people.add(RECIPIENT_2, verified=True, now=clock.now())
+    people.add(UNVERIFIED, verified=False, now=clock.now())
+    return people
+
+
+@pytest.fixture
+def provider() -> FakeProvider:
+    return FakeProvider()
+
+
+@pytest.fixture
+def pacer() -> CountingPacer:
+    return CountingPacer()
+
+
+@pytest.fixture
+def make_dispatcher(
+    store: OutboxStore,
+    directory: Directory,
+    provider: FakeProvider,
+    pacer: CountingPacer,
+    clock: ManualClock,
+) -> Callable[..., Dispatcher]:
+    """Build a Dispatcher on the shared store, directory, provider, pacer and clock."""
+
+    def build(**config: Any) -> Dispatcher:
+        settings = {"lease_seconds": LEASE.total_seconds(), "max_attempts": MAX_ATTEMPTS, **config}
+        return Dispatcher(store, directory, provider, pacer, clock, DispatchConfig(**settings))
+
+    return build
+
+
+@pytest.fixture
+def dispatcher(make_dispatcher: Callable[..., Dispatcher]) -> Dispatcher:
+    return make_dispatcher()
