@@ -28,7 +28,17 @@ STATUS_FIELDS = (
     "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
     "error", "recipients", "created_at", "updated_at", "sent_at", "rev",
 )  # fmt: skip
-DUE_FILTER: Doc = {"state": State.QUEUED.value}
+
+
+def claim_filter(now: datetime) -> Doc:
+    """Due messages. A lone equality on `state` first: servers that push down only equalities
+    (FerretDB 1.x) then hand back queued messages alone, not every message ever sent."""
+    return {"state": State.QUEUED.value, "due_at": {"$lte": now}}
+
+
+def claim_sort() -> list[tuple[str, int]]:
+    """Highest priority first, then the longest due; the `claim` index serves both."""
+    return [("priority", DESCENDING), ("due_at", ASCENDING)]
 
 
 class OutboxStore:
@@ -105,7 +115,7 @@ class OutboxStore:
         for _ in range(limit):
             now = self.clock.now()
             doc = self.outbox.find_one_and_update(
-                {**DUE_FILTER, "due_at": {"$lte": now}},
+                claim_filter(now),
                 {
                     "$set": {
                         "state": State.SENDING.value,
@@ -117,7 +127,7 @@ class OutboxStore:
                     },
                     "$inc": {"attempts": 1, "rev": 1},
                 },
-                sort=[("priority", DESCENDING), ("due_at", ASCENDING)],
+                sort=claim_sort(),
                 return_document=ReturnDocument.AFTER,
             )
             if doc is None:

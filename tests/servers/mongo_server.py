@@ -47,8 +47,95 @@ class ServerNotControlledError(RuntimeError):
     """The test needs to stop or restart the server, but the server was given by MONGODB_URI."""
 
 
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster holding the data of FerretDB's postgresql backend."""
+
+    def __init__(self, bin_dir: Path, workdir: Path, port: int) -> None:
+        self.url = f"postgres://{POSTGRES_USER}@127.0.0.1:{port}/postgres"
+        self.log_path = workdir / "postgresql.log"
+        self._bin_dir = bin_dir
+        self._workdir = workdir
+        self._port = port
+        self._root: Path | None = None
+        self._running = False
+        # PostgreSQL refuses to run as root; as root, run it as the user the package created.
+        self._as_user = ["runuser", "-u", POSTGRES_USER, "--"] if os.geteuid() == 0 else []
+
+    def start(self) -> None:
+        """Create the cluster on first use and start it; return once it accepts connections."""
+        if self._running:
+            return
+        data = self._data_dir()
+        if not (data / "PG_VERSION").exists():
+            initdb = ["-D", str(data), "-A", "trust", "-U", POSTGRES_USER, "-E", "UTF8"]
+            self._run("initdb", *initdb, "--locale=C", "--no-sync")
+        # Unix sockets off (-k ''): FerretDB uses TCP, and a deep workdir overflows sun_path.
+        options = (
+            f"-p {self._port} -k '' -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        timeout = str(int(START_TIMEOUT))
+        self._run("pg_ctl", "-D", str(data), "-o", options, "-w", "-t", timeout, "start")
+        self._running = True
+
+    def close(self) -> None:
+        """Stop the server (fast shutdown) and delete the cluster."""
+        root, self._root = self._root, None
+        self._running = False
+        if root is None:
+            return
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(shutil.rmtree, root, ignore_errors=True)
+            # The pid file outlives a start that timed out, whose server may still come up.
+            if (root / "data" / "postmaster.pid").exists():
+                timeout = str(int(STOP_TIMEOUT))
+                self._run(
+                    "pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "-t", timeout, "stop"
+                )
+
+    def _data_dir(self) -> Path:
+        if self._root is None:
+            if self._as_user:
+                # The postgres user cannot reach root's workdir (pytest makes it 0700).
+                self._root = Path(tempfile.mkdtemp(prefix="sms-outbox-postgresql-"))
+                try:
+                    shutil.chown(self._root, POSTGRES_USER, POSTGRES_USER)
+                except LookupError as exc:
+                    raise ServerUnavailableError(
+                        f"running as root but there is no {POSTGRES_USER!r} user to run "
+                        f"PostgreSQL as: {exc}"
+                    ) from exc
+            else:
+                self._root = Path(tempfile.mkdtemp(prefix="postgresql-", dir=self._workdir))
+        return self._root / "data"
+
+    def _run(self, program: str, *args: str) -> None:
+        argv = [*self._as_user, str(self._bin_dir / program), *args]
+        # The server inherits this file as its stdout and stderr, so its log lands in the workdir
+        # even when the postgres user could not open a path there.
+        with self.log_path.open("ab") as log:
+            try:
+                result = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=START_TIMEOUT + 10,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise ServerUnavailableError(f"{argv!r} did not finish in time") from None
+            except OSError as exc:
+                raise ServerUnavailableError(f"cannot run {argv!r}: {exc}") from exc
+        if result.returncode != 0:
+            raise ServerUnavailableError(f"{argv!r} failed with exit code {result.returncode}")
+
+
 class MongoServer:
-    """A server this suite started (mongod or FerretDB), or an external one given by MONGODB_URI."""
+    """A server this suite started (mongod or FerretDB), or an external one given by MONGODB_URI.
+
+    `backend` names FerretDB's storage ("sqlite" or "postgresql"); it is "" for other kinds.
+    """
 
     def __init__(
         self,
@@ -58,20 +145,28 @@ class MongoServer:
         argv: list[str] | None = None,
         data_dir: Path | None = None,
         log_path: Path | None = None,
+        backend: Backend = "",
+        postgres: PostgresCluster | None = None,
     ) -> None:
         self.uri = uri
         self.kind: Kind = kind
+        self.backend: Backend = backend
         self._port = port
         self._argv = argv
         self._data_dir = data_dir
         self._log_path = log_path
+        self._postgres = postgres
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
-        return f"MongoServer(kind={self.kind!r}, uri={self.uri!r})"
+        backend = f", backend={self.backend!r}" if self.backend else ""
+        return f"MongoServer(kind={self.kind!r}{backend}, uri={self.uri!r})"
 
     def stop(self) -> None:
-        """Stop the server process (SIGTERM, then wait), keeping its data directory."""
+        """Stop the server process (SIGTERM, then wait), keeping its data.
+
+        FerretDB's PostgreSQL keeps running: clients lose the server all the same.
+        """
         self._require_control("stop")
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
@@ -84,29 +179,36 @@ class MongoServer:
             process.wait()
 
     def start(self) -> None:
-        """(Re)start the server on the same port and data directory; return once it answers ping."""
+        """(Re)start the server on the same port and data; return once it answers ping."""
         argv, log_path = self._require_control("start")
         if self._process is not None and self._process.poll() is None:
             return
-        with log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT
         try:
+            if self._postgres is not None:
+                self._postgres.start()
+            with log_path.open("ab") as log:
+                self._process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                )
+            deadline = time.monotonic() + START_TIMEOUT
             _wait_until_listening(self._process, self._port, deadline)
             _ping(self.uri, deadline)
         except ServerUnavailableError as exc:
             self.stop()
-            raise ServerUnavailableError(f"{exc}\n{_log_tail(log_path)}") from exc
+            logs = [log_path] + ([self._postgres.log_path] if self._postgres else [])
+            tails = "\n".join(_log_tail(path) for path in logs if path.exists())
+            raise ServerUnavailableError(f"{exc}\n{tails}") from exc
 
     def close(self) -> None:
-        """Stop the server and delete its throw-away data directory; leave an external one alone."""
+        """Stop the server and delete its throw-away data; leave an external one alone."""
         if self.kind == "external":
             return
-        self.stop()
-        if self._data_dir is not None:
-            shutil.rmtree(self._data_dir, ignore_errors=True)
+        with contextlib.ExitStack() as cleanup:
+            if self._data_dir is not None:
+                cleanup.callback(shutil.rmtree, self._data_dir, ignore_errors=True)
+            if self._postgres is not None:
+                cleanup.callback(self._postgres.close)
+            self.stop()
 
     def _require_control(self, action: str) -> tuple[list[str], Path]:
         if self._argv is None or self._log_path is None:
@@ -120,7 +222,9 @@ class MongoServer:
 def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServer:
     """Return a running server: MONGODB_URI if set, else a fresh mongod, else a fresh FerretDB.
 
-    Logs and the data directory live in `workdir`; `environ` defaults to the process environment.
+    FerretDB stores its data in a fresh PostgreSQL cluster when PostgreSQL is installed, else in
+    SQLite; SMS_OUTBOX_FERRETDB_BACKEND=postgresql|sqlite chooses. Logs live in `workdir`;
+    `environ` defaults to the process environment.
     """
     env = os.environ if environ is None else environ
     external_uri = env.get("MONGODB_URI")
@@ -134,7 +238,7 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
-    port = _free_port()
+    port, postgres_port = _free_ports(2)
     uri = f"mongodb://127.0.0.1:{port}/"
 
     mongod = shutil.which("mongod", path=env.get("PATH"))
@@ -143,19 +247,70 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
         server = MongoServer(uri, "mongod", port, argv, data_dir, workdir / "mongod.log")
     else:
         ferretdb = _ferretdb_binary(workdir, env)
+        postgres_bin = _ferretdb_postgres_bin(env)
         argv = [
             str(ferretdb),
-            "--handler=sqlite",
-            f"--sqlite-url=file:{quote(str(data_dir.resolve()))}/",
             f"--listen-addr=127.0.0.1:{port}",
             "--telemetry=disable",
             # Without these FerretDB writes state.json to the working directory and listens on 8088.
             "--state-dir=-",
             "--debug-addr=-",
         ]
-        server = MongoServer(uri, "ferretdb", port, argv, data_dir, workdir / "ferretdb.log")
-    server.start()
+        backend: Backend = "sqlite" if postgres_bin is None else "postgresql"
+        postgres = None
+        if postgres_bin is None:
+            argv += ["--handler=sqlite", f"--sqlite-url=file:{quote(str(data_dir.resolve()))}/"]
+        else:
+            postgres = PostgresCluster(postgres_bin, workdir, postgres_port)
+            argv += ["--handler=postgresql", f"--postgresql-url={postgres.url}"]
+        server = MongoServer(
+            uri, "ferretdb", port, argv, data_dir, workdir / "ferretdb.log", backend, postgres
+        )
+    try:
+        server.start()
+    except ServerUnavailableError:
+        server.close()
+        raise
     return server
+
+
+def _ferretdb_postgres_bin(env: Mapping[str, str]) -> Path | None:
+    """The PostgreSQL bin directory for FerretDB's postgresql backend, or None for SQLite."""
+    choice = env.get(BACKEND_ENV, "")
+    if choice not in ("", "postgresql", "sqlite"):
+        raise ServerUnavailableError(f"{BACKEND_ENV}={choice} is neither postgresql nor sqlite")
+    if choice == "sqlite":
+        return None
+    bin_dir = _postgres_bin_dir(env)
+    if bin_dir is None and choice == "postgresql":
+        raise ServerUnavailableError(
+            f"{BACKEND_ENV}=postgresql but there is no initdb and pg_ctl on PATH or in "
+            f"{DEBIAN_POSTGRES_BINS}/*/bin; install them with {POSTGRES_INSTALL_SCRIPT}"
+        )
+    if bin_dir is None:
+        warnings.warn(
+            "FerretDB is using its SQLite backend, which scans whole collections for every "
+            f"query: the multi-daemon tests take minutes. Install PostgreSQL with "
+            f"{POSTGRES_INSTALL_SCRIPT}, or set {BACKEND_ENV}=sqlite to choose SQLite.",
+            stacklevel=3,
+        )
+    return bin_dir
+
+
+def _postgres_bin_dir(env: Mapping[str, str]) -> Path | None:
+    """Where initdb and pg_ctl are: PATH first, then Debian's newest /usr/lib/postgresql/N/bin."""
+    initdb = shutil.which("initdb", path=env.get("PATH"))
+    candidates = [Path(initdb).parent] if initdb else []
+    debian = sorted(
+        DEBIAN_POSTGRES_BINS.glob("*/bin/initdb"),
+        key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
+        reverse=True,
+    )
+    candidates += [path.parent for path in debian]
+    for bin_dir in candidates:
+        if all(os.access(bin_dir / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
+            return bin_dir
+    return None
 
 
 def _ferretdb_binary(workdir: Path, env: Mapping[str, str]) -> Path:
@@ -208,12 +363,16 @@ def _ferretdb_binary(workdir: Path, env: Mapping[str, str]) -> Path:
     return DEFAULT_FERRETDB
 
 
-def _free_port() -> int:
-    """Ask the kernel for a port on 127.0.0.1 that nothing is listening on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """Ask the kernel for distinct ports on 127.0.0.1 that nothing is listening on right now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _wait_until_listening(process: subprocess.Popen[bytes], port: int, deadline: float) -> None:
