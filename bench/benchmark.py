@@ -69,10 +69,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def send_rate(uri: str, count: int, rate: int | None) -> None:
+def send_rate(uri: str, keys: Path, count: int, rate: int | None) -> None:
     """One in-process dispatcher sends `count` messages; the simulator enforces `rate` too."""
     with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=rate) as sim:
-        seed(db, numbers(count))
+        seed(db, numbers(count), keys)
         clock = SystemClock()
         client = FlowrouteClient(sim.url, SecretStr(KEY), SecretStr(SECRET), 10.0)
         dispatcher = Dispatcher(
@@ -96,10 +96,10 @@ def send_rate(uri: str, count: int, rate: int | None) -> None:
         )
 
 
-def daemons(uri: str, count: int, workers: int) -> None:
+def daemons(uri: str, keys: Path, count: int, workers: int) -> None:
     """`workers` daemon processes drain `count` messages; claims/s and messages/s."""
     with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=None) as sim:
-        seed(db, numbers(count))
+        seed(db, numbers(count), keys)
         env = dict(os.environ)
         env.update(
             SMS_OUTBOX_MONGODB__URI=uri,
@@ -111,6 +111,7 @@ def daemons(uri: str, count: int, workers: int) -> None:
             SMS_OUTBOX_DISPATCH__BATCH_SIZE="25",
             SMS_OUTBOX_DISPATCH__POLL_SECONDS="0.1",
             SMS_OUTBOX_LOGGING__LEVEL="warning",
+            SMS_OUTBOX_SECURITY__KEYS_DIR=str(keys),
         )
         argv = [sys.executable, "-m", "scheduler", "--until-idle"]
         started = time.perf_counter()
@@ -192,15 +193,15 @@ def main() -> None:
     lifted = 500 if args.quick else 2000
     waiting = (2_000, 10_000) if args.quick else (10_000, 100_000)
 
-    with server() as running:
+    with server() as running, tempfile.TemporaryDirectory(prefix="sms-outbox-keys-") as keys:
         uri = running.uri
         print(f"server: {running.kind} {getattr(running, 'backend', '')}".rstrip())
         print("\nsends per second, one daemon, local Flowroute:")
-        send_rate(uri, paced, 5)
-        send_rate(uri, lifted, None)
+        send_rate(uri, Path(keys), paced, 5)
+        send_rate(uri, Path(keys), lifted, None)
         print("\ndaemons sharing the server (limit lifted):")
         for workers in (1, 2, 4):
-            daemons(uri, lifted, workers)
+            daemons(uri, Path(keys), lifted, workers)
         print("\nclaim cost (find_one_and_update on the claim index):")
         for count in waiting:
             claim_cost(uri, count, samples=20)

@@ -16,6 +16,7 @@ from jobs.clock import Clock
 from jobs.directory import Directory
 from jobs.errors import ProviderError
 from jobs.flowroute import SmsProvider
+from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
 from jobs.store import Doc, OutboxStore
@@ -66,6 +67,7 @@ class Dispatcher:
         pacer: Pacer,
         clock: Clock,
         config: DispatchConfig,
+        signatures: Signatures | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -73,6 +75,7 @@ class Dispatcher:
         self.pacer = pacer
         self.clock = clock
         self.config = config
+        self.signatures = signatures
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -143,10 +146,14 @@ class Dispatcher:
                 doc,
                 bound,
                 self._stopping.is_set,
+                self.signatures,
             )
         admission = intake.admit(doc, self.clock.now())
-        if admission.problem is not None:
-            return self._reject(doc, admission.problem, bound)
+        problem = admission.problem
+        if problem is None and self.signatures is not None:
+            problem = self.signatures.check(doc)
+        if problem is not None:
+            return self._reject(doc, problem, bound)
         if int(doc.get("attempts", 0)) > self.config.max_attempts:
             detail = f"claimed {doc.get('attempts')} times"
             return self._reject(doc, Problem(Reason.MAX_ATTEMPTS, detail), bound, State.FAILED)

@@ -10,6 +10,7 @@ from jobs import intake, phone, policy
 from jobs.clock import Clock
 from jobs.directory import Directory
 from jobs.errors import InputError
+from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.store import Doc, OutboxStore
 
@@ -54,10 +55,13 @@ def expand(
     doc: Doc,
     log: Any,
     stopping: Callable[[], bool],
+    signatures: Signatures | None = None,
 ) -> str:
     """Insert the broadcast's messages in chunks, saving progress with each; returns the state."""
     admission = intake.admit(doc, clock.now())
     problem = admission.problem
+    if problem is None and signatures is not None:
+        problem = signatures.check(doc)
     source: str | None = None
     if problem is None:
         fields = admission.fields
@@ -78,7 +82,11 @@ def expand(
         if not numbers:
             break
         now = clock.now()
-        inserted = store.add_children(_child(doc, campaign, n, source, now) for n in numbers)
+        children = [_child(doc, campaign, n, source, now) for n in numbers]
+        if signatures is not None:
+            for child in children:
+                child["signature"] = signatures.sign_child(child)
+        inserted = store.add_children(children)
         after, total = numbers[-1], total + len(numbers)
         progress = {"fanout_after": after, "recipients": total}
         if store.renew(doc, lease, extra=progress) is None:

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     EMPTY_BODY = "empty_body"
     BODY_TOO_LONG = "body_too_long"
     DUPLICATE_KEY = "duplicate_key"
+    SIGNATURE = "signature"
     NOT_AUTHORIZED = "not_authorized"
     SOURCE_NOT_GRANTED = "source_not_granted"
     NOT_VERIFIED = "not_verified"

@@ -3,11 +3,12 @@ for Python producers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobs import intake
+from jobs import intake, signing
 from jobs.errors import InputError
 from jobs.model import BROADCAST_AUDIENCE
 from jobs.store import Doc, DuplicateKeyError, OutboxStore
@@ -21,7 +22,9 @@ class Enqueued:
     created: bool
 
 
-def _insert(store: OutboxStore, doc: Doc, now: datetime) -> Enqueued:
+def _insert(
+    store: OutboxStore, doc: Doc, now: datetime, sign_key: Callable[[], str] | str | None
+) -> Enqueued:
     admission = intake.admit(doc, now)
     if admission.problem is not None:
         raise InputError(admission.problem.detail, admission.problem.code)
@@ -29,6 +32,9 @@ def _insert(store: OutboxStore, doc: Doc, now: datetime) -> Enqueued:
     fields = {k: v for k, v in admission.fields.items() if k in intake.PRODUCER_FIELDS}
     if doc.get("send_at") is not None:
         fields["send_at"] = doc["send_at"]
+    if sign_key is not None:
+        key = sign_key() if callable(sign_key) else sign_key
+        fields["signature"] = signing.sign(key, fields)
     try:
         return Enqueued(store.insert(fields), True)
     except DuplicateKeyError:
@@ -49,11 +55,13 @@ def enqueue(
     key: str | None = None,
     send_at: datetime | None = None,
     priority: int | None = None,
+    sign_key: Callable[[], str] | str | None = None,
 ) -> Enqueued:
-    """Queue one message; raises InputError with the reason when it would be rejected."""
+    """Queue one message, signed with `sign_key` (or the key it returns, fetched once the message
+    is known to be valid); raises InputError with the reason when it would be rejected."""
     doc: Doc = {"user": user, "to": to, "body": body, "from": source, "key": key}
     doc.update(send_at=send_at, priority=priority)
-    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now)
+    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now, sign_key)
 
 
 def broadcast(
@@ -66,9 +74,10 @@ def broadcast(
     key: str | None = None,
     send_at: datetime | None = None,
     priority: int | None = None,
+    sign_key: Callable[[], str] | str | None = None,
 ) -> Enqueued:
     """Queue a broadcast to every verified recipient; its id is the campaign id."""
     doc: Doc = {"user": user, "audience": BROADCAST_AUDIENCE, "body": body}
     doc.update({"from": source, "key": key})
     doc.update(send_at=send_at, priority=priority)
-    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now)
+    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now, sign_key)

@@ -22,7 +22,7 @@ from jobs.errors import ConfigError, InputError
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
 from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
-from scheduler.settings import Settings, load_settings
+from scheduler.settings import Settings, keyring, load_settings
 
 # sysexits.h codes, so scripts and supervisors can tell failures apart.
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
@@ -88,6 +88,9 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
+        if settings.security.require_signatures:
+            path = keyring(settings).create_user_key(args.user)
+            print(f"{args.user}'s signing key is in {path}; producers sign with it")
         return EXIT_OK
     senders = directory.senders()
     if args.json:
@@ -139,9 +142,20 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     store = OutboxStore(_db(settings), SystemClock())
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
+
+    def sign_key() -> str:
+        key = keyring(settings).user_key(args.user)
+        if key is None:
+            raise InputError(
+                f"user {args.user!r} has no signing key in {settings.security.keys_dir};"
+                " grant it first (sms-outbox senders grant)"
+            )
+        return key
+
     common: dict[str, Any] = dict(
         user=args.user, body=args.body, now=datetime.now(UTC), source=args.source, key=args.key,
         send_at=_send_at(args.send_at), priority=args.priority,
+        sign_key=sign_key if settings.security.require_signatures else None,
     )  # fmt: skip
     if args.command == "broadcast":
         result = producer.broadcast(store, **common)

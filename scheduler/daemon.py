@@ -19,9 +19,10 @@ from jobs.clock import Clock, SystemClock
 from jobs.cycle import DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
 from jobs.flowroute import FlowrouteClient, SmsProvider
+from jobs.keys import Signatures
 from jobs.pacing import SlidingWindowPacer
 from jobs.store import Doc, OutboxStore
-from scheduler.settings import Settings
+from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
 
@@ -59,6 +60,15 @@ def build_dispatcher(
         lease_seconds=settings.dispatch.lease_seconds,
         max_attempts=settings.dispatch.max_attempts,
     )
+    signatures = None
+    if settings.security.require_signatures:
+        signatures = Signatures(keyring(settings))
+        signatures.keys.daemon_key()  # fail at start-up, not mid-broadcast, if it cannot be made
+    else:
+        log.warning(
+            "security.signatures_off",
+            detail="any database writer can get messages sent; rely on database roles",
+        )
     return Dispatcher(
         OutboxStore(db, clock),
         Directory(db),
@@ -66,6 +76,7 @@ def build_dispatcher(
         SlidingWindowPacer(rate, clock),
         clock,
         config,
+        signatures,
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import mongomock
@@ -11,11 +14,12 @@ from pydantic import SecretStr
 from jobs import producer
 from jobs.clock import SystemClock
 from jobs.directory import Directory
+from jobs.keys import KeyRing
 from jobs.simulator import FlowrouteSimulator
 from jobs.store import OutboxStore
 from scheduler import logs
 from scheduler.daemon import Daemon, build_dispatcher
-from scheduler.settings import DispatchSettings, FlowrouteSettings, Settings
+from scheduler.settings import DispatchSettings, FlowrouteSettings, SecuritySettings, Settings
 
 BANNER = """\
 ==========================================================================
@@ -32,20 +36,27 @@ def run_demo() -> int:
     """Seed a throw-away database, broadcast once, run the daemon until idle, print the result."""
     print(BANNER)
     logs.configure("info", "console", stream=sys.stderr)
+    keys_dir = Path(tempfile.mkdtemp(prefix="sms-outbox-demo-keys-"))
+    keys = KeyRing(keys_dir)
     clock = SystemClock()
     db: Any = mongomock.MongoClient(tz_aware=True)["sms_outbox_demo"]
     directory, store = Directory(db), OutboxStore(db, clock)
     now = clock.now()
     directory.grant(SENDER, SOURCE)
+    keys.create_user_key(SENDER)
+    key = keys.user_key(SENDER)
     for number in VERIFIED:
         directory.add(number, verified=True, now=now, by="demo")
     directory.add(NOT_VERIFIED, verified=False, now=now)
     directory.add(OPTED_OUT, verified=True, now=now, by="demo")
     directory.opt_out(OPTED_OUT, now=now, reason="demo: replied STOP")
-    campaign = producer.broadcast(store, user=SENDER, body="Demo: the pool opens at 9.", now=now)
-    producer.enqueue(store, user=SENDER, to=NOT_VERIFIED, body="Never sent: no consent", now=now)
-    # A producer that is not an authorised sender, writing straight to the collection.
-    db["outbox"].insert_one({"user": "intruder", "to": VERIFIED[0], "body": "spam"})
+    body = "Demo: the pool opens at 9."
+    campaign = producer.broadcast(store, user=SENDER, body=body, now=now, sign_key=key)
+    producer.enqueue(
+        store, user=SENDER, to=NOT_VERIFIED, body="Never sent: no consent", now=now, sign_key=key
+    )
+    # Someone with write access to the database, posing as the sender without its key.
+    db["outbox"].insert_one({"user": SENDER, "to": VERIFIED[0], "body": "spam"})
 
     with FlowrouteSimulator("demo-access-key", "demo-secret-key", rate_per_second=5) as sim:
         settings = Settings(
@@ -55,6 +66,7 @@ def run_demo() -> int:
                 base_url=sim.url,
             ),
             dispatch=DispatchSettings(poll_seconds=0.2),
+            security=SecuritySettings(keys_dir=keys_dir),
         )
         dispatcher = build_dispatcher(settings, db, clock=clock)
         Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=True).run()
@@ -66,5 +78,6 @@ def run_demo() -> int:
         error = doc.get("error") or {}
         detail = doc.get("provider_id") or f"{error.get('code')}: {error.get('detail')}"
         print(f"{doc.get('to')!s:<13}{doc['state']:<10}{detail}")
+    shutil.rmtree(keys_dir, ignore_errors=True)
     print("\nDEMO finished: nothing was sent to a real phone.")
     return 0

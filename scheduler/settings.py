@@ -14,6 +14,7 @@ from pydantic_settings import (
 )
 
 from jobs.errors import ConfigError
+from jobs.keys import KeyRing
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -84,6 +85,17 @@ class DispatchSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
 
 
+class SecuritySettings(BaseModel):
+    """`[security]`: who may get a message sent, and what may be sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require_signatures: bool = True
+    keys_dir: Path = Path("~/.sms-outbox/keys")
+    signing_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    daemon_key: SecretStr | None = None
+
+
 class LogSettings(BaseModel):
     """`[logging]`: `auto` writes JSON unless the output is a terminal."""
 
@@ -104,6 +116,7 @@ class Settings(BaseSettings):
     mongodb: MongoSettings = MongoSettings()
     flowroute: FlowrouteSettings = FlowrouteSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    security: SecuritySettings = SecuritySettings()
     logging: LogSettings = LogSettings()
 
     @classmethod
@@ -140,6 +153,9 @@ class Settings(BaseSettings):
             for s in (self.flowroute.access_key, self.flowroute.secret_key)
             if s
         ]
+        values += [key.get_secret_value() for key in self.security.signing_keys.values()]
+        if self.security.daemon_key is not None:
+            values.append(self.security.daemon_key.get_secret_value())
         password = _uri_password(self.mongodb.uri.get_secret_value())
         return [v for v in [*values, password] if v]
 
@@ -155,6 +171,14 @@ class Settings(BaseSettings):
                 "setting flowroute.secret_key is missing (or flowroute.secret_key_file)"
             )
         return fr.access_key, fr.secret_key
+
+
+def keyring(settings: Settings) -> KeyRing:
+    """The signing keys the settings point at."""
+    sec = settings.security
+    daemon = sec.daemon_key.get_secret_value() if sec.daemon_key else None
+    users = {user: key.get_secret_value() for user, key in sec.signing_keys.items()}
+    return KeyRing(sec.keys_dir, users, daemon)
 
 
 def _uri_password(uri: str) -> str | None:

@@ -92,7 +92,9 @@ class Cli:
         )
 
 
-def cli_env(uri: str, database: str, flowroute_url: str, **extra: str) -> dict[str, str]:
+def cli_env(
+    uri: str, database: str, flowroute_url: str, keys_dir: Path, **extra: str
+) -> dict[str, str]:
     """The environment a daemon or CLI call runs with in these tests."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMS_OUTBOX_")}
     env.update(
@@ -104,6 +106,7 @@ def cli_env(uri: str, database: str, flowroute_url: str, **extra: str) -> dict[s
         SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND="0",
         SMS_OUTBOX_DISPATCH__POLL_SECONDS="0.1",
         SMS_OUTBOX_LOGGING__FORMAT="json",
+        SMS_OUTBOX_SECURITY__KEYS_DIR=str(keys_dir),
     )
     env.update(extra)
     return env
@@ -116,4 +119,4 @@ def cli(
     simulator: FlowrouteSimulator,
     tmp_path: Path,
 ) -> Cli:
-    return Cli(cli_env(mongo_server.uri, db.name, simulator.url), tmp_path)
+    return Cli(cli_env(mongo_server.uri, db.name, simulator.url, tmp_path / "keys"), tmp_path)

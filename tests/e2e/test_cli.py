@@ -73,12 +73,16 @@ def test_unauthorised_and_unconsented_messages_are_rejected_with_reasons(
 ) -> None:
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("recipients", "add", FRIENDS[0]))
-    intruder = _ok(cli("enqueue", "--user", "mallory", "--to", FRIENDS[0], "--body", "x")).strip()
-    no_consent = _ok(cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "x")).strip()
+    intruder = cli("enqueue", "--user", "mallory", "--to", FRIENDS[0], "--body", "x")
+    assert intruder.returncode == 2
+    assert "no signing key" in intruder.stderr
+    args = ("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "x")
+    other_number = _ok(cli(*args, "--from", "12065550199")).strip()
+    no_consent = _ok(cli(*args)).strip()
 
     _ok(cli("run", "--until-idle"))
 
-    assert _json(cli("status", intruder, "--json"))["error"]["code"] == "not_authorized"
+    assert _json(cli("status", other_number, "--json"))["error"]["code"] == "source_not_granted"
     assert _json(cli("status", no_consent, "--json"))["error"]["code"] == "not_verified"
     assert simulator.messages() == []
 
@@ -180,4 +184,4 @@ def test_demo_runs_without_a_server_and_says_it_is_a_demo(cli: Cli) -> None:
     assert "DEMO" in out
     rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
     assert [row[1] for row in rows].count("sent") == 5
-    assert "not_authorized" in out and "opted_out" in out and "not_verified" in out
+    assert "signature" in out and "opted_out" in out and "not_verified" in out

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pymongo.database import Database
 
+from jobs import signing
 from jobs.clock import SystemClock
+from jobs.keys import KeyRing
 from jobs.store import OutboxStore
 
 SENDER, SOURCE = "ops", "12065550100"
@@ -18,19 +21,29 @@ TERMINAL = {"sent", "delivered", "undelivered", "failed", "rejected", "unknown",
 Db = Database[dict[str, Any]]
 
 
+def keys_dir(env: dict[str, str]) -> Path:
+    """The signing keys folder a CLI environment points at."""
+    return Path(env["SMS_OUTBOX_SECURITY__KEYS_DIR"])
+
+
 def numbers(count: int, start: int = 0) -> list[str]:
     """`count` distinct valid numbers, spread over a few area codes."""
     areas = ["206", "212", "312", "415", "617", "713", "303", "503"]
     return [f"1{areas[i % len(areas)]}555{(start + i) // len(areas):04d}" for i in range(count)]
 
 
-def seed(db: Db, recipients: list[str], *, messages: bool = True) -> None:
-    """A granted sender, verified recipients and (by default) one queued message to each."""
+def seed(db: Db, recipients: list[str], keys_dir: Path, *, messages: bool = True) -> None:
+    """A granted sender with a signing key in `keys_dir`, verified recipients and (by default)
+    one signed message to each, inserted as any producer would."""
     OutboxStore(db, SystemClock()).ensure_indexes()
+    KeyRing(keys_dir).create_user_key(SENDER)
     db["authorized"].insert_one({"user": SENDER, "source": SOURCE})
     db["users"].insert_many([{"phone": n, "verified": True} for n in recipients])
     if messages:
+        key = KeyRing(keys_dir).user_key(SENDER) or ""
         docs = [{"user": SENDER, "to": n, "body": f"hello {i}"} for i, n in enumerate(recipients)]
+        for doc in docs:
+            doc["signature"] = signing.sign(key, doc)
         db["outbox"].insert_many(docs)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from jobs.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.integration.helpers import Db, numbers, seed, states
+from tests.integration.helpers import Db, keys_dir, numbers, seed, states
 
 MESSAGES = 2000
 DAEMONS = 4
@@ -19,7 +19,7 @@ def test_four_daemons_drain_2000_messages_each_sent_exactly_once(
     cli: Cli, db: Db, simulator: FlowrouteSimulator
 ) -> None:
     recipients = numbers(MESSAGES)
-    seed(db, recipients)
+    seed(db, recipients, keys_dir(cli.env))
     cli.env["SMS_OUTBOX_DISPATCH__BATCH_SIZE"] = "25"
     daemons = [cli.popen("run", "--until-idle") for _ in range(DAEMONS)]
     for daemon in daemons:

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.integration.helpers import Db, all_terminal, numbers, seed, states, wait_for
+from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
 from tests.servers.mongo_server import MongoServer
 
 OUTAGE_SECONDS = 10
@@ -21,7 +21,7 @@ def test_sigkill_mid_batch_another_daemon_finishes_and_the_in_doubt_send_is_unkn
     cli: Cli, db: Db, simulator: FlowrouteSimulator
 ) -> None:
     recipients = numbers(30)
-    seed(db, recipients)
+    seed(db, recipients, keys_dir(cli.env))
     cli.env.update(
         SMS_OUTBOX_DISPATCH__BATCH_SIZE="10",
         SMS_OUTBOX_DISPATCH__LEASE_SECONDS="6",
@@ -63,7 +63,7 @@ def test_daemon_survives_a_database_outage_and_resumes(
     if mongo_server.kind == "external":
         pytest.skip("the outage test must stop the server, which MONGODB_URI does not allow")
     recipients = numbers(40)
-    seed(db, recipients)
+    seed(db, recipients, keys_dir(cli.env))
     cli.env.update(
         SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND="4",
         SMS_OUTBOX_MONGODB__TIMEOUT_SECONDS="2",

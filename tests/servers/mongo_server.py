@@ -300,7 +300,7 @@ def _ferretdb_postgres_bin(env: Mapping[str, str]) -> Path | None:
 def _postgres_bin_dir(env: Mapping[str, str]) -> Path | None:
     """Where initdb and pg_ctl are: PATH first, then Debian's newest /usr/lib/postgresql/N/bin."""
     initdb = shutil.which("initdb", path=env.get("PATH"))
-    candidates = [Path(initdb).parent] if initdb else []
+    candidates = [Path(initdb).resolve().parent] if initdb else []
     debian = sorted(
         DEBIAN_POSTGRES_BINS.glob("*/bin/initdb"),
         key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],

@@ -1,0 +1,99 @@
+"""Signing keys: one per authorised user and one for the daemon, kept with the daemon's
+configuration (files or settings), never in the database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jobs import signing
+from jobs.errors import ConfigError
+from jobs.model import Problem
+
+DAEMON_KEY_FILE = "daemon.key"
+USERS_DIR = "users"
+
+
+class KeyRing:
+    """Finds and creates keys. A user's key is read from its file on every use, so deleting the
+    file revokes it at once."""
+
+    def __init__(
+        self,
+        keys_dir: Path,
+        user_keys: Mapping[str, str] | None = None,
+        daemon_key: str | None = None,
+    ) -> None:
+        self.keys_dir = keys_dir.expanduser()
+        self.user_keys = dict(user_keys or {})
+        self._daemon_key = daemon_key
+
+    def path_for(self, user: str) -> Path:
+        """Where `user`'s key file lives; the name is escaped so no user name leaves the folder."""
+        name = quote(user, safe="@_-")
+        return self.keys_dir / USERS_DIR / f"{name}.key"
+
+    def user_key(self, user: str) -> str | None:
+        if user in self.user_keys:
+            return self.user_keys[user]
+        return _read(self.path_for(user))
+
+    def create_user_key(self, user: str) -> Path:
+        """Create `user`'s key file (mode 0600) unless it exists; returns its path."""
+        path = self.path_for(user)
+        if not path.exists():
+            _write_new(path, signing.new_key())
+        return path
+
+    def daemon_key(self) -> str:
+        """The key the daemon signs broadcast messages with; created on first use."""
+        if self._daemon_key is None:
+            path = self.keys_dir / DAEMON_KEY_FILE
+            key = _read(path)
+            if key is None:
+                try:
+                    _write_new(path, signing.new_key())
+                except OSError as exc:
+                    raise ConfigError(
+                        f"setting security.keys_dir: cannot create {path}: {exc.strerror}"
+                    ) from None
+                key = _read(path)
+            self._daemon_key = key
+        assert self._daemon_key is not None
+        return self._daemon_key
+
+
+class Signatures:
+    """Checks the signature of every message before it is sent, and signs what the daemon makes."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self.keys = keys
+
+    def check(self, doc: Mapping[str, Any]) -> Problem | None:
+        """A broadcast's message must carry the daemon's signature; any other, its user's."""
+        if doc.get("campaign") is not None:
+            return signing.check(self.keys.daemon_key(), doc, "the daemon")
+        user = doc.get("user")
+        key = self.keys.user_key(user) if isinstance(user, str) else None
+        return signing.check(key, doc, f"user {user!r}")
+
+    def sign_child(self, doc: Mapping[str, Any]) -> str:
+        return signing.sign(self.keys.daemon_key(), doc)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def _write_new(path: Path, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
