@@ -11,14 +11,15 @@ from typing import Any, TypeVar
 import structlog
 from pymongo.errors import ConnectionFailure
 
-from jobs import fanout, intake, outcomes, policy
+from jobs import fanout, intake, outcomes, policy, quiet_hours, segments
 from jobs.clock import Clock
 from jobs.directory import Directory
 from jobs.errors import ProviderError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
-from jobs.model import Problem, Reason, State
+from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
 from jobs.pacing import Pacer
+from jobs.quiet_hours import Window
 from jobs.store import Doc, OutboxStore
 
 log = structlog.get_logger("sms_outbox.cycle")
@@ -33,6 +34,8 @@ class DispatchConfig:
     lease_seconds: float = 120.0
     max_attempts: int = 5
     record_retry_seconds: float = 60.0
+    max_segments: int = DEFAULT_MAX_SEGMENTS
+    quiet_hours: Window | None = None
 
     @property
     def lease(self) -> timedelta:
@@ -123,7 +126,7 @@ class Dispatcher:
         """Validate new producer documents: each is queued or rejected with a reason."""
         docs = self.store.new_documents(limit=self.config.batch_size * 10)
         for doc in docs:
-            admission = intake.admit(doc, self.clock.now())
+            admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
             if self.store.admit(doc["_id"], admission) is not None and admission.problem:
                 log.info(
                     "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
@@ -142,13 +145,13 @@ class Dispatcher:
                 self.store,
                 self.directory,
                 self.clock,
-                self.config.lease,
+                self.config,
                 doc,
                 bound,
                 self._stopping.is_set,
                 self.signatures,
             )
-        admission = intake.admit(doc, self.clock.now())
+        admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
         problem = admission.problem
         if problem is None and self.signatures is not None:
             problem = self.signatures.check(doc)
@@ -168,6 +171,8 @@ class Dispatcher:
         if decision.problem is not None or decision.source is None:
             assert decision.problem is not None
             return self._reject(doc, decision.problem, bound)
+        if self._quiet(doc, fields["to"], bound):
+            return State.QUEUED.value
         self.pacer.acquire()
         if self.stopping:
             self._release([doc])
@@ -175,7 +180,22 @@ class Dispatcher:
         if self.store.renew(doc, self.config.lease, in_flight=True) is None:
             bound.warning("claim.lost")
             return "lost"
-        return self._send(doc, fields["to"], decision.source, fields["body"], bound)
+        body = segments.normalize_text(fields["body"])
+        return self._send(doc, fields["to"], decision.source, body, bound)
+
+    def _quiet(self, doc: Doc, to: str, bound: Any) -> bool:
+        """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
+        window = self.config.quiet_hours
+        if window is None:
+            return False
+        wait = quiet_hours.next_allowed(self.clock.now(), to, window)
+        if wait is None:
+            return False
+        hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
+        detail = f"outside {hours} in the recipient's local time; due {wait.isoformat()}"
+        self.store.retry_later(doc, wait, Problem(Reason.QUIET_HOURS, detail), refund=True)
+        bound.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
+        return True
 
     def _send(self, doc: Doc, to: str, source: str, body: str, bound: Any) -> str:
         try:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from jobs import intake, phone, policy
+from jobs import intake, phone, policy, segments
 from jobs.clock import Clock
 from jobs.directory import Directory
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.store import Doc, OutboxStore
+
+if TYPE_CHECKING:
+    from jobs.cycle import DispatchConfig
 
 CHUNK = 500
 
@@ -24,6 +27,7 @@ def child_id(campaign: str, number: str) -> str:
 
 
 def _child(parent: Doc, campaign: str, number: str, source: str, now: datetime) -> Doc:
+    size = segments.measure(segments.normalize_text(parent["body"]))
     try:
         to = phone.normalize(number)
     except InputError:
@@ -36,6 +40,8 @@ def _child(parent: Doc, campaign: str, number: str, source: str, now: datetime) 
         "from": source,
         "body": parent["body"],
         "campaign": campaign,
+        "segments": size.segments,
+        "encoding": size.encoding,
         "priority": parent.get("priority", 0),
         "due_at": parent.get("due_at", now),
         "state": State.QUEUED.value,
@@ -51,14 +57,14 @@ def expand(
     store: OutboxStore,
     directory: Directory,
     clock: Clock,
-    lease: timedelta,
+    config: DispatchConfig,
     doc: Doc,
     log: Any,
     stopping: Callable[[], bool],
     signatures: Signatures | None = None,
 ) -> str:
     """Insert the broadcast's messages in chunks, saving progress with each; returns the state."""
-    admission = intake.admit(doc, clock.now())
+    admission = intake.admit(doc, clock.now(), config.max_segments)
     problem = admission.problem
     if problem is None and signatures is not None:
         problem = signatures.check(doc)
@@ -89,7 +95,7 @@ def expand(
         inserted = store.add_children(children)
         after, total = numbers[-1], total + len(numbers)
         progress = {"fanout_after": after, "recipients": total}
-        if store.renew(doc, lease, extra=progress) is None:
+        if store.renew(doc, config.lease, extra=progress) is None:
             log.warning("claim.lost")
             return "lost"
         log.info("broadcast.progress", inserted=len(inserted), recipients=total)

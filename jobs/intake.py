@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jobs import phone
+from jobs import phone, segments
 from jobs.clock import as_utc
 from jobs.errors import InputError
-from jobs.model import BROADCAST_AUDIENCE, MAX_BODY_CHARS, Problem, Reason
+from jobs.model import BROADCAST_AUDIENCE, DEFAULT_MAX_SEGMENTS, MAX_BODY_CHARS, Problem, Reason
 
 MAX_NAME_CHARS = 200
 PRIORITY_RANGE = range(-100, 101)
@@ -56,8 +56,14 @@ def check_body(value: object) -> str:
     return value
 
 
-def admit(doc: Mapping[str, Any], now: datetime) -> Admission:
-    """Decide the first state of a producer's document: queued with a due time, or rejected."""
+def admit(
+    doc: Mapping[str, Any], now: datetime, max_segments: int = DEFAULT_MAX_SEGMENTS
+) -> Admission:
+    """Decide the first state of a producer's document: queued with a due time, or rejected.
+
+    The body is measured as Flowroute bills it, after typographic quotes and dashes become ASCII;
+    a body of more than `max_segments` segments is rejected.
+    """
     checked: dict[str, Any] = {}
     broadcast = "audience" in doc
     for name, check in _checks(broadcast):
@@ -70,9 +76,15 @@ def admit(doc: Mapping[str, Any], now: datetime) -> Admission:
             return Admission(problem=problem, broadcast=broadcast)
         if value is not None:
             checked[name] = value
+    size = segments.measure(segments.normalize_text(checked["body"]))
+    if size.segments > max_segments:
+        detail = f"body is {size.segments} {size.encoding} segments; max_segments is {max_segments}"
+        return Admission(problem=Problem(Reason.BODY_TOO_LONG, detail), broadcast=broadcast)
     send_at = checked.pop("send_at", None)
     checked.setdefault("priority", 0)
-    checked.update(due_at=send_at or now, attempts=0)
+    checked.update(
+        due_at=send_at or now, attempts=0, segments=size.segments, encoding=size.encoding
+    )
     return Admission(fields=checked, broadcast=broadcast)
 
 

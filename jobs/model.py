@@ -42,6 +42,7 @@ class Reason(StrEnum):
     NOT_VERIFIED = "not_verified"
     OPTED_OUT = "opted_out"
     NO_RECIPIENTS = "no_recipients"
+    QUIET_HOURS = "quiet_hours"
     MAX_ATTEMPTS = "max_attempts"
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"
@@ -50,6 +51,7 @@ class Reason(StrEnum):
 
 BROADCAST_AUDIENCE = "verified"
 MAX_BODY_CHARS = 1600
+DEFAULT_MAX_SEGMENTS = 10
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ STATUS = "message_status"
 SYNC_GRACE = timedelta(seconds=10)
 STATUS_FIELDS = (
     "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
-    "error", "recipients", "created_at", "updated_at", "sent_at", "rev",
+    "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
 )  # fmt: skip
 
 

@@ -59,6 +59,8 @@ def build_dispatcher(
         batch_size=settings.dispatch.batch_size,
         lease_seconds=settings.dispatch.lease_seconds,
         max_attempts=settings.dispatch.max_attempts,
+        max_segments=settings.dispatch.max_segments,
+        quiet_hours=settings.quiet_hours.window(),
     )
     signatures = None
     if settings.security.require_signatures:

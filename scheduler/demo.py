@@ -19,12 +19,19 @@ from jobs.simulator import FlowrouteSimulator
 from jobs.store import OutboxStore
 from scheduler import logs
 from scheduler.daemon import Daemon, build_dispatcher
-from scheduler.settings import DispatchSettings, FlowrouteSettings, SecuritySettings, Settings
+from scheduler.settings import (
+    DispatchSettings,
+    FlowrouteSettings,
+    QuietHoursSettings,
+    SecuritySettings,
+    Settings,
+)
 
 BANNER = """\
 ==========================================================================
   sms-outbox DEMO: in-process database, built-in Flowroute simulator.
   Nothing here reaches a phone or Flowroute; the numbers are fictional.
+  Quiet hours are off so the demo sends at any hour.
 ==========================================================================
 """
 SENDER, SOURCE = "demo-staff", "12065550100"
@@ -67,6 +74,8 @@ def run_demo() -> int:
             ),
             dispatch=DispatchSettings(poll_seconds=0.2),
             security=SecuritySettings(keys_dir=keys_dir),
+            # Off so the demo sends at any hour; a real daemon waits for the recipient's daytime.
+            quiet_hours=QuietHoursSettings(enabled=False),
         )
         dispatcher = build_dispatcher(settings, db, clock=clock)
         Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=True).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +16,8 @@ from pydantic_settings import (
 
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
+from jobs.model import DEFAULT_MAX_SEGMENTS
+from jobs.quiet_hours import Window
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -83,6 +86,26 @@ class DispatchSettings(BaseModel):
     poll_seconds: float = Field(1.0, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
     max_attempts: int = Field(5, ge=1)
+    max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
+
+
+class QuietHoursSettings(BaseModel):
+    """`[quiet_hours]`: texts go out only inside this window of the recipient's local time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    start: time = time(8, 0)
+    end: time = time(21, 0)
+
+    @model_validator(mode="after")
+    def _order(self) -> QuietHoursSettings:
+        if self.start >= self.end:
+            raise ValueError("quiet_hours.start must be earlier than quiet_hours.end")
+        return self
+
+    def window(self) -> Window | None:
+        return Window(self.start, self.end) if self.enabled else None
 
 
 class SecuritySettings(BaseModel):
@@ -117,6 +140,7 @@ class Settings(BaseSettings):
     flowroute: FlowrouteSettings = FlowrouteSettings()
     dispatch: DispatchSettings = DispatchSettings()
     security: SecuritySettings = SecuritySettings()
+    quiet_hours: QuietHoursSettings = QuietHoursSettings()
     logging: LogSettings = LogSettings()
 
     @classmethod

@@ -107,6 +107,8 @@ def cli_env(
         SMS_OUTBOX_DISPATCH__POLL_SECONDS="0.1",
         SMS_OUTBOX_LOGGING__FORMAT="json",
         SMS_OUTBOX_SECURITY__KEYS_DIR=str(keys_dir),
+        # Tests run at any hour; the quiet-hours tests turn them back on.
+        SMS_OUTBOX_QUIET_HOURS__ENABLED="false",
     )
     env.update(extra)
     return env

@@ -14,7 +14,7 @@ from pymongo.errors import WriteError
 from jobs import fanout, producer
 from jobs import status as status_queries
 from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
+from jobs.cycle import DispatchConfig, Dispatcher
 from jobs.directory import Directory
 from jobs.errors import OptedOutError, RetryableError, ThrottledError, UnknownOutcomeError
 from jobs.store import OutboxStore
@@ -451,7 +451,13 @@ def test_resumed_fanout_leaves_neither_duplicates_nor_gaps(
     checks = itertools.count()
 
     state = fanout.expand(
-        store, directory, clock, LEASE, parent, structlog.get_logger(), lambda: next(checks) > 0
+        store,
+        directory,
+        clock,
+        DispatchConfig(lease_seconds=LEASE.total_seconds()),
+        parent,
+        structlog.get_logger(),
+        lambda: next(checks) > 0,
     )
 
     paused = outbox(store, campaign)
@@ -483,7 +489,13 @@ def test_fanout_resumed_after_a_crash_before_saving_progress_inserts_no_duplicat
     [parent] = store.claim(1, LEASE)
     checks = itertools.count()
     fanout.expand(
-        store, directory, clock, LEASE, parent, structlog.get_logger(), lambda: next(checks) > 0
+        store,
+        directory,
+        clock,
+        DispatchConfig(lease_seconds=LEASE.total_seconds()),
+        parent,
+        structlog.get_logger(),
+        lambda: next(checks) > 0,
     )
     # The worker died after inserting the chunk but before its progress was written.
     store.outbox.update_one({"_id": campaign}, {"$unset": {"fanout_after": "", "recipients": ""}})

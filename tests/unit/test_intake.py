@@ -36,6 +36,8 @@ def test_valid_message_is_queued_due_now_with_normalised_number() -> None:
         "priority": 0,
         "due_at": NOW,
         "attempts": 0,
+        "segments": 1,
+        "encoding": "ascii",
     }
 
 
@@ -151,14 +153,31 @@ def test_body_over_1600_characters_is_body_too_long() -> None:
     assert "1601" in admission.problem.detail
 
 
-def test_body_of_exactly_1600_characters_is_accepted() -> None:
-    assert admit({**VALID, "body": "é" * 1600}, NOW).problem is None
+def test_body_of_exactly_1600_characters_is_accepted_when_segments_allow() -> None:
+    assert admit({**VALID, "body": "é" * 1600}, NOW, max_segments=23).problem is None
+
+
+def test_body_over_max_segments_is_body_too_long() -> None:
+    admission = admit({**VALID, "body": "é" * 1600}, NOW, max_segments=22)
+
+    assert admission.problem is not None
+    assert admission.problem.code == "body_too_long"
+    assert "23 ucs2 segments" in admission.problem.detail
+
+
+def test_segments_are_counted_after_typographic_quotes_become_ascii() -> None:
+    body = "\u201cHi\u201d \u2014 it\u2019s " + "x" * 148  # 160 characters once normalised
+
+    admission = admit({**VALID, "body": body}, NOW)
+
+    assert (admission.fields["segments"], admission.fields["encoding"]) == (1, "ascii")
+    assert admission.fields["body"] == body  # the signed text is kept as the producer wrote it
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(min_size=1, max_size=1600).filter(lambda s: s.strip() and "\x00" not in s))
 def test_any_non_blank_body_within_the_limit_is_kept_unchanged(body: str) -> None:
-    admission = admit({**VALID, "body": body}, NOW)
+    admission = admit({**VALID, "body": body}, NOW, max_segments=100)
 
     assert admission.problem is None
     assert admission.fields["body"] == body
@@ -184,6 +203,8 @@ def test_broadcast_is_admitted_without_recipient() -> None:
         "priority": 0,
         "due_at": NOW,
         "attempts": 0,
+        "segments": 1,
+        "encoding": "ascii",
     }
 
 
