@@ -13,19 +13,21 @@ from typing import Any
 
 import structlog
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 
-from jobs import producer, status
+from jobs import intake, phone, producer, roles, segments, status
 from jobs.clock import SystemClock
 from jobs.directory import Directory
 from jobs.errors import ConfigError, InputError
+from jobs.model import BROADCAST_AUDIENCE
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
 from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
 from scheduler.settings import Settings, keyring, load_settings
 
 # sysexits.h codes, so scripts and supervisors can tell failures apart.
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_FOUND = EXIT_FAILURE
 EXIT_UNAVAILABLE, EXIT_CONFIG = 69, 78
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -60,7 +62,7 @@ def _db(settings: Settings) -> Database[Doc]:
 
 def _print(value: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(value, default=str, indent=2, sort_keys=True))
+        print(json.dumps(value, default=str, indent=2, sort_keys=True, ensure_ascii=False))
     elif isinstance(value, list):
         for item in value:
             print(item)
@@ -80,6 +82,13 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     OutboxStore(db, SystemClock()).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
+    if args.roles:
+        try:
+            done = roles.apply(db)
+        except OperationFailure as exc:
+            print(f"sms-outbox: the server refused to create roles: {exc.details}", file=sys.stderr)
+            return EXIT_UNAVAILABLE if exc.code in (59, 115, 238) else EXIT_FAILURE
+        _print(done, False)
     return EXIT_OK
 
 
@@ -109,6 +118,10 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
         _print([f"{n}\t{state}" for n in numbers], False)
     elif args.action == "verify":
         print(f"{directory.verify(args.number, now=now, by=args.source)}\tverified")
+    elif args.action == "opt-out":
+        number = phone.normalize(args.number)
+        directory.opt_out(number, now=now, reason=args.reason)
+        print(f"{number}\topted out of every sender and number")
     elif args.action == "import":
         report = directory.import_csv(Path(args.file), verified=args.verified, now=now)
         for line, why in report.refused:
@@ -140,6 +153,8 @@ def _send_at(text: str | None) -> datetime | None:
 
 
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    if args.dry_run:
+        return _dry_run(args, settings)
     store = OutboxStore(_db(settings), SystemClock())
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
@@ -167,6 +182,35 @@ def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         print(result.id)
         if not result.created:
             print(f"key {args.key!r} was already queued as {result.id}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    """What the daemon would make of the message, without a database."""
+    doc = {"user": args.user, "body": args.body, "to": getattr(args, "to", None)}
+    if args.command == "broadcast":
+        doc.update(to=None, audience=BROADCAST_AUDIENCE)
+    doc = {k: v for k, v in doc.items() if v is not None}
+    admission = intake.admit(doc, datetime.now(UTC), settings.dispatch.max_segments)
+    if admission.problem is not None:
+        raise InputError(admission.problem.detail, admission.problem.code)
+    text = segments.normalize_text(admission.fields["body"])
+    report = {
+        "to": admission.fields.get("to"),
+        "segments": admission.fields["segments"],
+        "encoding": admission.fields["encoding"],
+        "characters": segments.measure(text).characters,
+        "text": text,
+    }
+    if args.json:
+        _print(report, True)
+    else:
+        print(
+            f"{report['segments']} segment(s), {report['encoding']}, {report['characters']}"
+            " characters; nothing was queued"
+        )
+        if text != args.body:
+            print(f"sent as: {text}")
     return EXIT_OK
 
 
@@ -228,7 +272,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     run.set_defaults(handler=_cmd_run)
     sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
-    sub.add_parser("init", help="create the indexes (idempotent)").set_defaults(handler=_cmd_init)
+    init = sub.add_parser("init", help="create the indexes (idempotent)")
+    init.add_argument("--roles", action="store_true", help="also create the database roles")
+    init.set_defaults(handler=_cmd_init)
 
     senders = sub.add_parser("senders", help="who may send from which number")
     sender_actions = senders.add_subparsers(dest="action", required=True)
@@ -247,6 +293,9 @@ def _parser() -> argparse.ArgumentParser:
     verify = actions.add_parser("verify", help="record that NUMBER opted in")
     verify.add_argument("number")
     verify.add_argument("--source", default="cli", help="how consent was given")
+    opt_out = actions.add_parser("opt-out", help="never text NUMBER again, from any sender")
+    opt_out.add_argument("number")
+    opt_out.add_argument("--reason", default="requested", help="why, for the record")
     imp = actions.add_parser("import", help="add the numbers in a CSV file's first column")
     imp.add_argument("file")
     imp.add_argument("--verified", action="store_true", help="every number has opted in")
@@ -268,6 +317,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--send-at", help="ISO-8601 time, UTC unless it says otherwise")
         cmd.add_argument("--priority", type=int, help="-100 to 100, higher first")
         cmd.add_argument("--json", action="store_true")
+        cmd.add_argument("--dry-run", action="store_true", help="show segments; queue nothing")
         cmd.set_defaults(handler=_cmd_enqueue)
 
     stat = sub.add_parser("status", help="a message's status, or a campaign's counts")

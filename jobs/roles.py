@@ -1,0 +1,58 @@
+"""Database roles: least privilege for producers, operators and the daemon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+from jobs.directory import AUTHORIZED, USERS
+from jobs.store import OUTBOX, STATUS
+
+PRODUCER = "smsOutboxProducer"
+OPERATOR = "smsOutboxOperator"
+DAEMON = "smsOutboxDaemon"
+ROLE_EXISTS = 51002
+
+
+def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
+    """Each role's privileges on `database`.
+
+    Producers may only add to the outbox and read statuses; operators manage senders and
+    recipients; only the daemon changes message state. None may drop or reconfigure anything.
+    """
+
+    def on(collection: str, *actions: str) -> dict[str, Any]:
+        return {"resource": {"db": database, "collection": collection}, "actions": list(actions)}
+
+    return {
+        PRODUCER: [on(OUTBOX, "insert"), on(STATUS, "find")],
+        OPERATOR: [
+            on(AUTHORIZED, "find", "insert", "update", "remove"),
+            on(USERS, "find", "insert", "update"),
+            on(OUTBOX, "find", "insert", "createIndex"),
+            on(STATUS, "find"),
+        ],
+        DAEMON: [
+            on(OUTBOX, "find", "update", "insert", "createIndex"),
+            on(STATUS, "find", "insert", "update", "createIndex"),
+            on(AUTHORIZED, "find", "createIndex"),
+            on(USERS, "find", "insert", "update", "createIndex"),
+        ],
+    }
+
+
+def apply(db: Database[dict[str, Any]]) -> list[str]:
+    """Create or update the roles in `db`; safe to run again. Needs a user-admin connection."""
+    done = []
+    for name, privileges in definitions(db.name).items():
+        try:
+            db.command("createRole", name, privileges=privileges, roles=[])
+            done.append(f"created {name}")
+        except OperationFailure as exc:
+            if exc.code != ROLE_EXISTS:
+                raise
+            db.command("updateRole", name, privileges=privileges, roles=[])
+            done.append(f"updated {name}")
+    return done
