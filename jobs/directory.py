@@ -89,11 +89,15 @@ class Directory:
         return normalized
 
     def verify(self, number: str, *, now: datetime, by: str = "cli") -> str:
-        """Mark a known recipient as having opted in; raises InputError for an unknown number."""
+        """Record a recipient's consent (a fresh opt-in also ends an earlier opt-out); raises
+        InputError for an unknown number."""
         normalized = phone.normalize(number)
         result = self.users.update_many(
             {"phone": {"$in": spellings(normalized)}},
-            {"$set": {"verified": True, "consent": {"at": now, "source": by}}},
+            {
+                "$set": {"verified": True, "consent": {"at": now, "source": by}},
+                "$unset": {"opted_out": ""},
+            },
         )
         if result.matched_count == 0:
             raise InputError(f"{normalized} is not a recipient; add it first")

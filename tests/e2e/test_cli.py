@@ -13,6 +13,7 @@ from pymongo.database import Database
 
 from jobs.simulator import FlowrouteSimulator
 from tests.conftest import Cli
+from tests.servers.mongo_server import MongoServer
 
 SOURCE = "12065550100"
 FRIENDS = ["12065550101", "12065550102", "(206) 555-0103"]
@@ -185,3 +186,65 @@ def test_demo_runs_without_a_server_and_says_it_is_a_demo(cli: Cli) -> None:
     rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
     assert [row[1] for row in rows].count("sent") == 5
     assert "signature" in out and "opted_out" in out and "not_verified" in out
+
+
+def test_opt_out_on_the_cli_stops_every_sender(cli: Cli, simulator: FlowrouteSimulator) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("senders", "grant", "bob", "12065550109"))
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    _ok(cli("recipients", "opt-out", FRIENDS[0], "--reason", "replied STOP to bob"))
+    ids = [
+        _ok(cli("enqueue", "--user", user, "--to", FRIENDS[0], "--body", "hi")).strip()
+        for user in ("alice", "bob")
+    ]
+
+    _ok(cli("run", "--until-idle"))
+
+    assert [_json(cli("status", i, "--json"))["error"]["code"] for i in ids] == ["opted_out"] * 2
+    assert simulator.messages() == []
+    listed = _json(cli("recipients", "list", "--json"))
+    assert listed[0]["opted_out"]["reason"] == "replied STOP to bob"
+
+
+def test_dry_run_shows_segments_and_queues_nothing(cli: Cli, db: Database[dict[str, Any]]) -> None:
+    body = "\u201cCurly\u201d quotes \u2014 and " + "x" * 150
+    shown = _json(
+        cli("enqueue", "--user", "a", "--to", FRIENDS[0], "--body", body, "--dry-run", "--json")
+    )
+    assert (shown["segments"], shown["encoding"]) == (2, "ascii")
+    assert shown["text"].startswith('"Curly" quotes - and')
+    accents = _json(cli("broadcast", "--user", "a", "--body", "\u00e9" * 71, "--dry-run", "--json"))
+    assert (accents["segments"], accents["encoding"]) == (2, "ucs2")
+    assert db["outbox"].count_documents({}) == 0
+
+
+def test_status_of_a_campaign_counts_by_reason(cli: Cli, simulator: FlowrouteSimulator) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", *FRIENDS, "--verified"))
+    _ok(cli("recipients", "opt-out", FRIENDS[1]))
+    campaign = _ok(cli("broadcast", "--user", "alice", "--body", "hello")).strip()
+
+    _ok(cli("run", "--until-idle"))
+
+    summary = _json(cli("status", "--campaign", campaign, "--json"))
+    assert summary["states"] == {"rejected": 1, "sent": 2}
+    assert summary["reasons"] == {"opted_out": 1}
+    assert "opted_out" in _ok(cli("status", "--campaign", campaign))
+
+
+def test_init_is_idempotent_and_roles_need_a_server_that_has_them(
+    cli: Cli, mongo_server: MongoServer
+) -> None:
+    _ok(cli("init"))
+    _ok(cli("init"))
+    result = cli("init", "--roles")
+    if mongo_server.kind == "ferretdb":
+        # FerretDB 1.x has no createRole command: the CLI says so instead of pretending.
+        assert result.returncode == 69
+        assert "refused to create roles" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert "smsOutboxProducer" in result.stdout
+    again = cli("init", "--roles")
+    assert again.returncode == 0
+    assert "updated smsOutboxDaemon" in again.stdout

@@ -1,0 +1,107 @@
+"""Secrets never leak: not into logs, status documents, outbox documents or error messages."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from jobs.keys import KeyRing
+from jobs.simulator import FlowrouteSimulator
+from tests.conftest import Cli, cli_env
+from tests.integration.helpers import Db, wait_for
+from tests.servers.mongo_server import MongoServer
+
+ACCESS = "AK-leak-canary-5d1e"
+SECRET = "SK-leak-canary-77b0"
+DAEMON_KEY = "daemon-key-leak-canary-0c4f"
+PASSWORD = "pw-leak-canary-a93"
+SOURCE, FRIEND, STOPPED = "12065550100", "12065550101", "12065550102"
+
+
+def _uri(server: MongoServer) -> str:
+    """The server's URI with a password in it, where the server accepts one."""
+    if server.backend != "postgresql":
+        return server.uri  # SQLite-backed FerretDB and external servers: no password to test
+    host = server.uri.split("://", 1)[1].split("/", 1)[0]
+    return f"mongodb://postgres:{PASSWORD}@{host}/?authMechanism=PLAIN"
+
+
+def test_no_secret_appears_in_any_output_or_record(
+    mongo_server: MongoServer, db: Db, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    outputs: list[str] = []
+
+    def run(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+        result = cli(*args, "--until-idle") if args == ("run",) else cli(*args)
+        outputs.extend([result.stdout, result.stderr])
+        return result
+
+    with FlowrouteSimulator(ACCESS, SECRET, rate_per_second=None) as sim:
+        env = cli_env(
+            _uri(mongo_server),
+            db.name,
+            sim.url,
+            keys,
+            SMS_OUTBOX_FLOWROUTE__ACCESS_KEY=ACCESS,
+            SMS_OUTBOX_FLOWROUTE__SECRET_KEY=SECRET,
+            SMS_OUTBOX_SECURITY__DAEMON_KEY=DAEMON_KEY,
+            SMS_OUTBOX_FLOWROUTE__TIMEOUT_SECONDS="1",
+            SMS_OUTBOX_DISPATCH__LEASE_SECONDS="3",
+            SMS_OUTBOX_DISPATCH__MAX_ATTEMPTS="1",
+            SMS_OUTBOX_LOGGING__LEVEL="debug",
+        )
+        cli = Cli(env, tmp_path)
+        assert run(cli, "senders", "grant", "alice", SOURCE).returncode == 0
+        signing_key = KeyRing(keys).user_key("alice")
+        assert signing_key
+        assert run(cli, "recipients", "add", FRIEND, STOPPED, "--verified").returncode == 0
+
+        def send(body: str, to: str = FRIEND) -> None:
+            result = run(cli, "enqueue", "--user", "alice", "--to", to, "--body", body)
+            assert result.returncode == 0, result.stderr
+
+        # Success, then every error path Flowroute can give.
+        send("ok")
+        run(cli, "run")
+        for status in (500, 401, 403, 422, 429):
+            sim.fail_next(status)
+            send(f"error {status}")
+            run(cli, "run")
+        sim.opt_out(SOURCE, STOPPED)
+        send("opted out", STOPPED)
+        run(cli, "run")
+        sim.delay_next(3)
+        send("timeout")
+        run(cli, "run")
+        # A broadcast, fanned out and signed by the daemon.
+        assert run(cli, "broadcast", "--user", "alice", "--body", "all").returncode == 0
+        run(cli, "run")
+        # A crash mid-send.
+        send("crash")
+        sim.delay_next(30)
+        daemon = cli.popen("run")
+        wait_for(lambda: _in_flight(db), 30, "a send in flight")
+        daemon.send_signal(signal.SIGKILL)
+        outputs.extend(daemon.communicate(timeout=30))
+
+    # Flowroute unreachable, and a configuration error.
+    cli.env["SMS_OUTBOX_FLOWROUTE__BASE_URL"] = "http://127.0.0.1:9"
+    send("unreachable")
+    run(cli, "run")
+    cli.env["SMS_OUTBOX_DISPATCH__BATCH_SIZE"] = "many"
+    assert run(cli, "run").returncode == 78
+
+    records = [str(doc) for name in ("outbox", "message_status") for doc in db[name].find()]
+    assert len(records) > 20, "the run should have produced many records to search"
+    haystack = "\n".join(outputs + records)
+    assert "message.sent" in haystack and "provider" in haystack
+    for secret in (ACCESS, SECRET, DAEMON_KEY, PASSWORD, signing_key):
+        assert secret not in haystack
+
+
+def _in_flight(db: Db) -> bool:
+    doc: Any = db["outbox"].find_one({"in_flight": True})
+    return doc is not None

@@ -1,0 +1,66 @@
+"""The README's Python and JavaScript signing examples agree with the daemon, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import signing
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+KEY = "9f" * 32
+DOCS: list[dict[str, Any]] = [
+    {"user": "alice", "to": "12065550101", "body": "Your appointment is at 3pm"},
+    {"user": "alice", "to": "12065550101", "from": "12065550100", "body": "caf\u00e9 \U0001f600",
+     "key": "k-1", "priority": 5},
+    {"user": "b\u00f6b", "audience": "verified", "body": 'quote " backslash \\ tab\t line\n end',
+     "send_at": datetime(2026, 5, 1, 14, 0, 0, 123456, tzinfo=UTC)},
+    {"user": "alice", "to": "12065550101", "body": "control \x01 and \u2028 separator"},
+]  # fmt: skip
+
+
+def _block(language: str, marker: str) -> str:
+    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    return next(block for block in blocks if marker in block)
+
+
+def _python_sign() -> Callable[[str, dict[str, Any]], str]:
+    source = _block("python", "def sign(")
+    definition = source[: source.index("\ndoc = ")]
+    namespace: dict[str, Any] = {}
+    exec(definition, namespace)
+    sign: Callable[[str, dict[str, Any]], str] = namespace["sign"]
+    return sign
+
+
+def test_readme_python_example_signs_like_the_daemon() -> None:
+    sign = _python_sign()
+    for doc in DOCS:
+        assert sign(KEY, doc) == signing.sign(KEY, doc)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
+def test_readme_javascript_example_signs_like_the_daemon() -> None:
+    source = _block("js", "function sign(")
+    definition = source[: source.index("\nconst doc = ")]
+    docs = [
+        {**doc, "send_at": doc["send_at"].isoformat()} if "send_at" in doc else doc for doc in DOCS
+    ]
+    script = definition + (
+        "\nconst docs = JSON.parse(process.argv[1]);"
+        "\nfor (const d of docs) { if (d.send_at) d.send_at = new Date(d.send_at); }"
+        f"\nconsole.log(JSON.stringify(docs.map((d) => sign({json.dumps(KEY)}, d))));"
+    )
+    result = subprocess.run(
+        ["node", "-e", script, json.dumps(docs)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [signing.sign(KEY, doc) for doc in DOCS]
