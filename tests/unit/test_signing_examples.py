@@ -28,7 +28,9 @@ DOCS: list[dict[str, Any]] = [
 
 
 def _block(language: str, marker: str) -> str:
-    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    blocks: list[str] = re.findall(
+        rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S
+    )
     return next(block for block in blocks if marker in block)
 
 
