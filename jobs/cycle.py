@@ -80,6 +80,8 @@ class Dispatcher:
         self.config = config
         self.signatures = signatures
         self._stopping = threading.Event()
+        # Claimed but unsent when the database went away; handed back once it is reachable.
+        self._orphans: list[Doc] = []
 
     def stop(self) -> None:
         self._stopping.set()
@@ -93,6 +95,7 @@ class Dispatcher:
         report = CycleReport()
         if self.stopping:
             return report
+        self._release_orphans()
         report.recovered = self.recover()
         self.store.resync(limit=100)
         report.admitted = self.admit()
@@ -104,9 +107,20 @@ class Dispatcher:
             if self.stopping:
                 self._release(batch[index:])
                 break
-            state = self._handle(doc)
+            try:
+                state = self._handle(doc)
+            except ConnectionFailure:
+                # Nothing from here on was sent: hand it back as soon as the database returns,
+                # rather than leaving it to wait out its lease.
+                self._orphans = batch[index:]
+                raise
             report.count(state)
         return report
+
+    def _release_orphans(self) -> None:
+        while self._orphans:
+            self.store.release(self._orphans[0])
+            self._orphans.pop(0)
 
     def recover(self) -> int:
         """Settle documents whose worker died holding them."""
@@ -140,7 +154,9 @@ class Dispatcher:
 
     def _handle(self, doc: Doc) -> str:
         bound = log.bind(message_id=str(doc["_id"]), campaign=doc.get("campaign"))
-        if doc.get("kind") == "broadcast":
+        # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
+        # who can write could turn a signed message into a broadcast by relabelling it.
+        if "audience" in doc:
             return fanout.expand(
                 self.store,
                 self.directory,

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -19,6 +18,13 @@ from urllib.parse import quote
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from tests.servers.errors import ServerNotControlledError, ServerUnavailableError
+from tests.servers.postgres_cluster import (
+    DEBIAN_POSTGRES_BINS,
+    PostgresCluster,
+    find_bin_dir,
+)
+
 Kind = Literal["external", "mongod", "ferretdb"]
 Backend = Literal["", "sqlite", "postgresql"]
 
@@ -27,9 +33,7 @@ INSTALL_SCRIPT: Final = Path(__file__).with_name("install-ferretdb.sh")
 POSTGRES_INSTALL_SCRIPT: Final = Path(__file__).with_name("install-postgresql.sh")
 DEFAULT_FERRETDB: Final = REPO_ROOT / ".cache" / "ferretdb" / "bin" / "ferretdb"
 GO_FALLBACK: Final = Path("/usr/local/go/bin/go")
-DEBIAN_POSTGRES_BINS: Final = Path("/usr/lib/postgresql")
 BACKEND_ENV: Final = "SMS_OUTBOX_FERRETDB_BACKEND"
-POSTGRES_USER: Final = "postgres"
 
 START_TIMEOUT: Final = 30.0
 EXTERNAL_PING_TIMEOUT: Final = 10.0
@@ -37,98 +41,6 @@ STOP_TIMEOUT: Final = 30.0
 BUILD_TIMEOUT: Final = 900.0
 POLL_INTERVAL: Final = 0.02
 LOG_TAIL_LINES: Final = 40
-
-
-class ServerUnavailableError(RuntimeError):
-    """No MongoDB-compatible server could be started; the message says exactly why."""
-
-
-class ServerNotControlledError(RuntimeError):
-    """The test needs to stop or restart the server, but the server was given by MONGODB_URI."""
-
-
-class PostgresCluster:
-    """A throw-away PostgreSQL cluster holding the data of FerretDB's postgresql backend."""
-
-    def __init__(self, bin_dir: Path, workdir: Path, port: int) -> None:
-        self.url = f"postgres://{POSTGRES_USER}@127.0.0.1:{port}/postgres"
-        self.log_path = workdir / "postgresql.log"
-        self._bin_dir = bin_dir
-        self._workdir = workdir
-        self._port = port
-        self._root: Path | None = None
-        self._running = False
-        # PostgreSQL refuses to run as root; as root, run it as the user the package created.
-        self._as_user = ["runuser", "-u", POSTGRES_USER, "--"] if os.geteuid() == 0 else []
-
-    def start(self) -> None:
-        """Create the cluster on first use and start it; return once it accepts connections."""
-        if self._running:
-            return
-        data = self._data_dir()
-        if not (data / "PG_VERSION").exists():
-            initdb = ["-D", str(data), "-A", "trust", "-U", POSTGRES_USER, "-E", "UTF8"]
-            self._run("initdb", *initdb, "--locale=C", "--no-sync")
-        # Unix sockets off (-k ''): FerretDB uses TCP, and a deep workdir overflows sun_path.
-        options = (
-            f"-p {self._port} -k '' -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        timeout = str(int(START_TIMEOUT))
-        self._run("pg_ctl", "-D", str(data), "-o", options, "-w", "-t", timeout, "start")
-        self._running = True
-
-    def close(self) -> None:
-        """Stop the server (fast shutdown) and delete the cluster."""
-        root, self._root = self._root, None
-        self._running = False
-        if root is None:
-            return
-        with contextlib.ExitStack() as cleanup:
-            cleanup.callback(shutil.rmtree, root, ignore_errors=True)
-            # The pid file outlives a start that timed out, whose server may still come up.
-            if (root / "data" / "postmaster.pid").exists():
-                timeout = str(int(STOP_TIMEOUT))
-                self._run(
-                    "pg_ctl", "-D", str(root / "data"), "-m", "fast", "-w", "-t", timeout, "stop"
-                )
-
-    def _data_dir(self) -> Path:
-        if self._root is None:
-            if self._as_user:
-                # The postgres user cannot reach root's workdir (pytest makes it 0700).
-                self._root = Path(tempfile.mkdtemp(prefix="sms-outbox-postgresql-"))
-                try:
-                    shutil.chown(self._root, POSTGRES_USER, POSTGRES_USER)
-                except LookupError as exc:
-                    raise ServerUnavailableError(
-                        f"running as root but there is no {POSTGRES_USER!r} user to run "
-                        f"PostgreSQL as: {exc}"
-                    ) from exc
-            else:
-                self._root = Path(tempfile.mkdtemp(prefix="postgresql-", dir=self._workdir))
-        return self._root / "data"
-
-    def _run(self, program: str, *args: str) -> None:
-        argv = [*self._as_user, str(self._bin_dir / program), *args]
-        # The server inherits this file as its stdout and stderr, so its log lands in the workdir
-        # even when the postgres user could not open a path there.
-        with self.log_path.open("ab") as log:
-            try:
-                result = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=START_TIMEOUT + 10,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise ServerUnavailableError(f"{argv!r} did not finish in time") from None
-            except OSError as exc:
-                raise ServerUnavailableError(f"cannot run {argv!r}: {exc}") from exc
-        if result.returncode != 0:
-            raise ServerUnavailableError(f"{argv!r} failed with exit code {result.returncode}")
 
 
 class MongoServer:
@@ -281,7 +193,7 @@ def _ferretdb_postgres_bin(env: Mapping[str, str]) -> Path | None:
         raise ServerUnavailableError(f"{BACKEND_ENV}={choice} is neither postgresql nor sqlite")
     if choice == "sqlite":
         return None
-    bin_dir = _postgres_bin_dir(env)
+    bin_dir = find_bin_dir(env)
     if bin_dir is None and choice == "postgresql":
         raise ServerUnavailableError(
             f"{BACKEND_ENV}=postgresql but there is no initdb and pg_ctl on PATH or in "
@@ -295,22 +207,6 @@ def _ferretdb_postgres_bin(env: Mapping[str, str]) -> Path | None:
             stacklevel=3,
         )
     return bin_dir
-
-
-def _postgres_bin_dir(env: Mapping[str, str]) -> Path | None:
-    """Where initdb and pg_ctl are: PATH first, then Debian's newest /usr/lib/postgresql/N/bin."""
-    initdb = shutil.which("initdb", path=env.get("PATH"))
-    candidates = [Path(initdb).resolve().parent] if initdb else []
-    debian = sorted(
-        DEBIAN_POSTGRES_BINS.glob("*/bin/initdb"),
-        key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
-        reverse=True,
-    )
-    candidates += [path.parent for path in debian]
-    for bin_dir in candidates:
-        if all(os.access(bin_dir / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
-            return bin_dir
-    return None
 
 
 def _ferretdb_binary(workdir: Path, env: Mapping[str, str]) -> Path:

@@ -1,0 +1,80 @@
+"""The `sms-outbox` command line: its commands and options, and nothing else."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from scheduler.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
+    """The command line; `handlers` maps each command name to the function that runs it."""
+    parser = argparse.ArgumentParser(
+        prog="sms-outbox", description="Send opt-in SMS through Flowroute from a MongoDB outbox."
+    )
+    parser.add_argument("--config", type=Path, help="TOML settings file (or $SMS_OUTBOX_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--until-idle", action="store_true", help="exit once nothing is due")
+    run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    run.set_defaults(handler=handlers["run"])
+    sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
+    init = sub.add_parser("init", help="create the indexes (idempotent)")
+    init.add_argument("--roles", action="store_true", help="also create the database roles")
+    init.set_defaults(handler=handlers["init"])
+
+    senders = sub.add_parser("senders", help="who may send from which number")
+    sender_actions = senders.add_subparsers(dest="action", required=True)
+    grant = sender_actions.add_parser("grant", help="allow USER to send from NUMBER")
+    grant.add_argument("user")
+    grant.add_argument("number")
+    sender_list = sender_actions.add_parser("list", help="list grants")
+    sender_list.add_argument("--json", action="store_true")
+    senders.set_defaults(handler=handlers["senders"])
+
+    recipients = sub.add_parser("recipients", help="who may be texted")
+    actions = recipients.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add recipients")
+    add.add_argument("numbers", nargs="+", metavar="NUMBER")
+    add.add_argument("--verified", action="store_true", help="they have opted in")
+    verify = actions.add_parser("verify", help="record that NUMBER opted in")
+    verify.add_argument("number")
+    verify.add_argument("--source", default="cli", help="how consent was given")
+    opt_out = actions.add_parser("opt-out", help="never text NUMBER again, from any sender")
+    opt_out.add_argument("number")
+    opt_out.add_argument("--reason", default="requested", help="why, for the record")
+    imp = actions.add_parser("import", help="add the numbers in a CSV file's first column")
+    imp.add_argument("file")
+    imp.add_argument("--verified", action="store_true", help="every number has opted in")
+    rlist = actions.add_parser("list", help="list recipients")
+    rlist.add_argument("--json", action="store_true")
+    recipients.set_defaults(handler=handlers["recipients"])
+
+    for name, help_text in (
+        ("enqueue", "queue one message"),
+        ("broadcast", "text every verified recipient"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--user", required=True)
+        if name == "enqueue":
+            cmd.add_argument("--to", required=True)
+        cmd.add_argument("--body", required=True)
+        cmd.add_argument("--from", dest="source", help="a number granted to the user")
+        cmd.add_argument("--key", help="idempotency key: the same key twice is one message")
+        cmd.add_argument("--send-at", help="ISO-8601 time, UTC unless it says otherwise")
+        cmd.add_argument("--priority", type=int, help="-100 to 100, higher first")
+        cmd.add_argument("--json", action="store_true")
+        cmd.add_argument("--dry-run", action="store_true", help="show segments; queue nothing")
+        cmd.set_defaults(handler=handlers["enqueue"])
+
+    stat = sub.add_parser("status", help="a message's status, or a campaign's counts")
+    stat.add_argument("id", nargs="?")
+    stat.add_argument("--campaign")
+    stat.add_argument("--json", action="store_true")
+    stat.set_defaults(handler=handlers["status"])
+    return parser
