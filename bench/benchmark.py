@@ -37,6 +37,7 @@ from jobs.flowroute import FlowrouteClient  # noqa: E402
 from jobs.pacing import SlidingWindowPacer  # noqa: E402
 from jobs.simulator import FlowrouteSimulator  # noqa: E402
 from jobs.store import OutboxStore  # noqa: E402
+from scheduler import logs  # noqa: E402
 from tests.integration.helpers import numbers, seed  # noqa: E402
 from tests.servers.mongo_server import MongoServer, launch  # noqa: E402
 
@@ -189,6 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     args = parser.parse_args()
+    logs.configure("warning", "console")
     paced = 25 if args.quick else 50
     lifted = 500 if args.quick else 2000
     waiting = (2_000, 10_000) if args.quick else (10_000, 100_000)

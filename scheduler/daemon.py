@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -16,7 +16,7 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from jobs.clock import Clock, SystemClock
-from jobs.cycle import DispatchConfig, Dispatcher, summary
+from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
@@ -92,7 +92,7 @@ class Daemon:
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(1)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            job_defaults={"max_instances": 1, "misfire_grace_time": None},
         )
         self._cycle_lock = threading.Lock()
         self._ready = False
@@ -103,10 +103,7 @@ class Daemon:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
-        self.scheduler.add_job(
-            self._tick, "interval", seconds=self.poll_seconds, id="cycle",
-            next_run_time=datetime.now(UTC),
-        )  # fmt: skip
+        self._schedule(0.0)
         log.info("daemon.started", poll_seconds=self.poll_seconds, until_idle=self.until_idle)
         try:
             self.scheduler.start()
@@ -127,43 +124,48 @@ class Daemon:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
         self.stop()
 
+    def _schedule(self, delay: float) -> None:
+        """The next cycle is a one-off job, so cycles never overlap however long one takes."""
+        if self.dispatcher.stopping:
+            return
+        when = datetime.now(UTC) + timedelta(seconds=delay)
+        self.scheduler.add_job(self._tick, "date", run_date=when, id="cycle", replace_existing=True)
+
     def _tick(self) -> None:
+        delay = self.poll_seconds
         with self._cycle_lock:
             try:
-                idle = self._cycles()
+                report = self._cycle()
             except ConnectionFailure as exc:
                 if not self._db_down:
                     log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
                 self._db_down = True
-                return
             except PyMongoError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
-                return
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.
                 log.exception("cycle.crashed")
-                return
-        if idle and self.until_idle:
-            log.info("daemon.idle")
-            self.stop()
+            else:
+                if report.idle and self.until_idle:
+                    log.info("daemon.idle")
+                    self.stop()
+                    return
+                if not report.idle:
+                    delay = 0.0  # there may be more: go again at once
+        self._schedule(delay)
 
-    def _cycles(self) -> bool:
-        """Run cycles back to back while full batches keep coming; True when nothing was due."""
+    def _cycle(self) -> CycleReport:
         if not self._ready:
             self.dispatcher.store.ensure_indexes()
             self.dispatcher.directory.ensure_indexes()
             self._ready = True
-        while True:
-            report = self.dispatcher.run_once()
-            if self._db_down:
-                log.info("database.recovered")
-                self._db_down = False
-            if report.claimed or report.admitted:
-                log.info("cycle.done", **summary(report))
-            if report.idle or self.dispatcher.stopping:
-                return report.idle
-            if report.claimed < self.dispatcher.config.batch_size and not report.admitted:
-                return False
+        report = self.dispatcher.run_once()
+        if self._db_down:
+            log.info("database.recovered")
+            self._db_down = False
+        if report.claimed or report.admitted:
+            log.info("cycle.done", **summary(report))
+        return report
 
 
 def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> None:
