@@ -114,6 +114,12 @@ class Dispatcher:
                 # rather than leaving it to wait out its lease.
                 self._orphans = batch[index:]
                 raise
+            except Exception:
+                # A bug met by one message must not hold up the others. This one keeps its
+                # claim and is settled by lease recovery: unknown if its request may have gone
+                # out, queued again (its attempt counted) if not.
+                log.exception("message.crashed", message_id=str(doc["_id"]))
+                state = "crashed"
             report.count(state)
         return report
 
