@@ -1,0 +1,37 @@
+"""Database roles grant each program only what it needs."""
+
+from __future__ import annotations
+
+from jobs.roles import DAEMON, OPERATOR, PRODUCER, definitions
+
+
+def actions(role: str) -> dict[str, set[str]]:
+    return {p["resource"]["collection"]: set(p["actions"]) for p in definitions("smsdb")[role]}
+
+
+def test_every_privilege_is_scoped_to_the_installation_database() -> None:
+    for privileges in definitions("smsdb").values():
+        assert {p["resource"]["db"] for p in privileges} == {"smsdb"}
+
+
+def test_producers_may_only_insert_messages_and_read_statuses() -> None:
+    assert actions(PRODUCER) == {"outbox": {"insert"}, "message_status": {"find"}}
+
+
+def test_only_the_daemon_may_change_a_message_or_its_status() -> None:
+    for role in (PRODUCER, OPERATOR):
+        granted = actions(role)
+        assert "update" not in granted.get("outbox", set())
+        assert granted.get("message_status", set()) <= {"find"}
+    assert {"find", "update"} <= actions(DAEMON)["outbox"]
+    assert {"insert", "update"} <= actions(DAEMON)["message_status"]
+
+
+def test_nobody_may_drop_or_remove_messages() -> None:
+    for role in (PRODUCER, OPERATOR, DAEMON):
+        for collection in ("outbox", "message_status"):
+            assert not actions(role).get(collection, set()) & {"remove", "dropCollection"}
+
+
+def test_the_daemon_cannot_grant_senders() -> None:
+    assert actions(DAEMON)["authorized"] <= {"find", "createIndex"}
