@@ -81,8 +81,10 @@ def expand(
         log.info("broadcast.rejected", reason=problem.code, detail=problem.detail)
         return State.REJECTED.value
     campaign = str(doc["_id"])
-    after: str | None = doc.get("fanout_after")
-    total = int(doc.get("recipients", 0))
+    # Progress saved by an earlier run; these fields are the daemon's, but anyone could write them.
+    saved_after, saved_total = doc.get("fanout_after"), doc.get("recipients")
+    after: str | None = saved_after if isinstance(saved_after, str) else None
+    total = saved_total if isinstance(saved_total, int) and not isinstance(saved_total, bool) else 0
     while not stopping():
         numbers = directory.verified_after(after, CHUNK)
         if not numbers:

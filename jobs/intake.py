@@ -45,7 +45,8 @@ def check_body(value: object) -> str:
     """The text to send: non-empty, at most MAX_BODY_CHARS characters, no NUL."""
     if not isinstance(value, str):
         raise InputError(f"body must be text, not {type(value).__name__}")
-    if not value.strip():
+    # Zero-width characters are dropped before sending: a body of only those would go out empty.
+    if not segments.normalize_text(value).strip():
         raise InputError("body is empty", Reason.EMPTY_BODY)
     if len(value) > MAX_BODY_CHARS:
         raise InputError(
@@ -95,7 +96,10 @@ def _optional(check: Any) -> Any:
 def _check_send_at(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise InputError(f"send_at must be a date, not {type(value).__name__}")
-    return as_utc(value)
+    try:
+        return as_utc(value)
+    except OverflowError:  # year 1 east of UTC or year 9999 west of it
+        raise InputError(f"send_at {value.isoformat()} is out of range in UTC") from None
 
 
 def _check_priority(value: object) -> int:
@@ -110,13 +114,19 @@ def _check_audience(value: object) -> str:
     return BROADCAST_AUDIENCE
 
 
+def _check_to(value: object) -> str:
+    if value is None:
+        raise InputError("to is missing; a broadcast sets audience instead")
+    return phone.normalize(value)
+
+
 def _no_to(value: object) -> None:
     if value is not None:
         raise InputError("a broadcast (audience) must not also name a recipient in 'to'")
 
 
 def _checks(broadcast: bool) -> list[tuple[str, Any]]:
-    target = ("audience", _check_audience) if broadcast else ("to", phone.normalize)
+    target = ("audience", _check_audience) if broadcast else ("to", _check_to)
     checks: list[tuple[str, Any]] = [
         ("user", lambda v: check_name(v, "user")),
         target,

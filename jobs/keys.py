@@ -3,6 +3,7 @@ configuration (files or settings), never in the database."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,8 @@ from jobs.model import Problem
 
 DAEMON_KEY_FILE = "daemon.key"
 USERS_DIR = "users"
+MAX_PLAIN_NAME = 200
+HASHED_PREFIX = 180
 
 
 class KeyRing:
@@ -34,6 +37,11 @@ class KeyRing:
     def path_for(self, user: str) -> Path:
         """Where `user`'s key file lives; the name is escaped so no user name leaves the folder."""
         name = quote(user, safe="@_-")
+        if len(name) > MAX_PLAIN_NAME:
+            # Escaping can triple a name past the 255-byte file name limit. A hashed name is
+            # longer than any plain one, so the two kinds never collide.
+            digest = hashlib.sha256(user.encode("utf-8")).hexdigest()
+            name = f"{name[:HASHED_PREFIX]}~{digest}"
         return self.keys_dir / USERS_DIR / f"{name}.key"
 
     def user_key(self, user: str) -> str | None:

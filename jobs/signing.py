@@ -68,6 +68,7 @@ def check(key: str | None, doc: Mapping[str, Any], signer: str) -> Problem | Non
     given = doc.get("signature")
     if not isinstance(given, str) or not given:
         return Problem(Reason.SIGNATURE, "the message is not signed")
-    if not hmac.compare_digest(given.lower(), sign(key, doc)):
+    # compare_digest refuses non-ASCII text with a TypeError; no such string is a hex digest.
+    if not given.isascii() or not hmac.compare_digest(given.lower(), sign(key, doc)):
         return Problem(Reason.SIGNATURE, f"the signature does not match {signer}'s key")
     return None

@@ -12,7 +12,7 @@ import structlog
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
 from jobs.intake import Admission
@@ -24,6 +24,7 @@ log = structlog.get_logger("sms_outbox.store")
 OUTBOX = "outbox"
 STATUS = "message_status"
 SYNC_GRACE = timedelta(seconds=10)
+TYPE_MISMATCH = 14  # $inc on a field that is not a number
 STATUS_FIELDS = (
     "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
     "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
@@ -114,27 +115,57 @@ class OutboxStore:
         claimed: list[Doc] = []
         for _ in range(limit):
             now = self.clock.now()
-            doc = self.outbox.find_one_and_update(
-                claim_filter(now),
-                {
-                    "$set": {
-                        "state": State.SENDING.value,
-                        "claim_token": uuid.uuid4().hex,
-                        "lease_until": now + lease,
-                        "in_flight": False,
-                        "updated_at": now,
-                        "synced": False,
-                    },
-                    "$inc": {"attempts": 1, "rev": 1},
-                },
-                sort=claim_sort(),
-                return_document=ReturnDocument.AFTER,
-            )
+            try:
+                doc = self._claim_one(now, lease)
+            except OperationFailure as exc:
+                if exc.code != TYPE_MISMATCH:
+                    raise
+                self._quarantine(now)
+                continue
             if doc is None:
                 break
             self.project(doc)
             claimed.append(doc)
         return claimed
+
+    def _claim_one(self, now: datetime, lease: timedelta) -> Doc | None:
+        return self.outbox.find_one_and_update(
+            claim_filter(now),
+            {
+                "$set": {
+                    "state": State.SENDING.value,
+                    "claim_token": uuid.uuid4().hex,
+                    "lease_until": now + lease,
+                    "in_flight": False,
+                    "updated_at": now,
+                    "synced": False,
+                },
+                "$inc": {"attempts": 1, "rev": 1},
+            },
+            sort=claim_sort(),
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def _quarantine(self, now: datetime) -> None:
+        """The next due document has counters someone overwrote with something that is not a
+        number, so claiming it fails: reject it, or it would block the queue for good."""
+        bad = self.outbox.find_one(claim_filter(now), sort=claim_sort())
+        if bad is None:
+            return
+        status = self.status.find_one({"_id": bad["_id"]}, {"rev": 1}) or {}
+        last = status.get("rev")
+        rev = last if isinstance(last, int) else 0
+        detail = "the daemon's counters in this document were overwritten"
+        fields = {"state": State.REJECTED.value, "attempts": 0, "rev": rev + 1, "updated_at": now}
+        fields["error"] = Problem(Reason.INVALID_DOCUMENT, detail).as_error()
+        new = self.outbox.find_one_and_update(
+            {"_id": bad["_id"], "state": State.QUEUED.value},
+            {"$set": {**fields, "synced": False}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if new is not None:
+            log.warning("claim.quarantined", message_id=str(bad["_id"]))
+            self.project(new)
 
     def _fenced(self, doc: Mapping[str, Any], update: Doc) -> Doc | None:
         """Apply `update` only while `doc` still holds its claim; project and return the result."""

@@ -3,14 +3,5 @@ uses (indexes, intake, claim, fenced writes, lease recovery, fan-out, status, op
 
 from __future__ import annotations
 
-from tests.unit.fixtures import (  # noqa: F401 (fixtures)
-    clock,
-    directory,
-    dispatcher,
-    make_dispatcher,
-    pacer,
-    provider,
-    store,
-)
 from tests.unit.test_cycle import *  # noqa: F403
 from tests.unit.test_store import *  # noqa: F403

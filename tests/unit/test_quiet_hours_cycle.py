@@ -1,0 +1,168 @@
+"""Quiet hours in the send cycle: outside the recipient's local window a message waits, its attempt
+refunded, and goes out when the window opens; on mongomock with a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, time
+from typing import Any
+
+import pytest
+
+from jobs.clock import ManualClock
+from jobs.cycle import Dispatcher
+from jobs.directory import Directory
+from jobs.quiet_hours import Window
+from jobs.store import OutboxStore
+from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
+
+NEW_YORK = "12125550142"
+# 06:00 in New York (EST, UTC-5) on a Monday in January; 05:00 in Chicago.
+SIX_AM_NEW_YORK = datetime(2026, 1, 5, 11, 0, tzinfo=UTC)
+EIGHT_AM_NEW_YORK = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
+EIGHT_AM_CHICAGO = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(SIX_AM_NEW_YORK)
+
+
+@pytest.fixture
+def new_york(directory: Directory, clock: ManualClock) -> str:
+    """A verified recipient whose area code puts them in New York."""
+    return directory.add(NEW_YORK, verified=True, now=clock.now())
+
+
+@pytest.fixture
+def quiet(make_dispatcher: Callable[..., Dispatcher], new_york: str) -> Dispatcher:
+    return make_dispatcher(quiet_hours=Window())
+
+
+def submit(store: OutboxStore, **fields: Any) -> Any:
+    doc = {"user": "alice", "to": NEW_YORK, "body": "good morning", **fields}
+    return store.outbox.insert_one(doc).inserted_id
+
+
+def outbox(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
+    found = store.find(doc_id)
+    assert found is not None
+    return found
+
+
+def status(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
+    found = store.status.find_one({"_id": doc_id})
+    assert found is not None
+    return found
+
+
+def test_message_before_eight_local_waits_until_eight_with_its_attempt_refunded(
+    quiet: Dispatcher, store: OutboxStore, provider: FakeProvider, pacer: CountingPacer
+) -> None:
+    doc_id = submit(store)
+
+    report = quiet.run_once()
+
+    doc = outbox(store, doc_id)
+    assert report.outcomes == {"queued": 1}
+    assert (doc["state"], doc["attempts"], doc["due_at"]) == ("queued", 0, EIGHT_AM_NEW_YORK)
+    assert doc["error"]["code"] == "quiet_hours"
+    assert "08:00-21:00" in doc["error"]["detail"]
+    assert "claim_token" not in doc
+    projected = status(store, doc_id)
+    assert (projected["state"], projected["error"]["code"]) == ("queued", "quiet_hours")
+    assert provider.calls == []
+    assert pacer.acquired == 0
+
+
+def test_deferred_message_is_not_claimed_again_before_the_window_opens(
+    quiet: Dispatcher, store: OutboxStore, provider: FakeProvider, clock: ManualClock
+) -> None:
+    doc_id = submit(store)
+    quiet.run_once()
+
+    clock.advance((EIGHT_AM_NEW_YORK - clock.now()).total_seconds() - 1)
+
+    assert quiet.run_once().claimed == 0
+    assert outbox(store, doc_id)["attempts"] == 0
+    assert provider.calls == []
+
+
+def test_deferred_message_is_sent_once_the_window_opens(
+    quiet: Dispatcher, store: OutboxStore, provider: FakeProvider, clock: ManualClock
+) -> None:
+    doc_id = submit(store)
+    quiet.run_once()
+
+    clock.advance((EIGHT_AM_NEW_YORK - clock.now()).total_seconds())
+    report = quiet.run_once()
+
+    assert report.outcomes == {"sent": 1}
+    projected = status(store, doc_id)
+    assert (projected["state"], projected["attempts"]) == ("sent", 1)
+    assert "error" not in projected
+    assert provider.calls == [(NEW_YORK, SENDER, "good morning")]
+
+
+def test_message_inside_the_window_is_sent_at_once(
+    quiet: Dispatcher, store: OutboxStore, provider: FakeProvider, clock: ManualClock
+) -> None:
+    clock.advance((EIGHT_AM_NEW_YORK - clock.now()).total_seconds())
+    doc_id = submit(store)
+
+    report = quiet.run_once()
+
+    assert report.outcomes == {"sent": 1}
+    assert status(store, doc_id)["state"] == "sent"
+    assert provider.calls == [(NEW_YORK, SENDER, "good morning")]
+
+
+def test_each_recipient_waits_for_their_own_morning(
+    quiet: Dispatcher, store: OutboxStore, provider: FakeProvider, clock: ManualClock
+) -> None:
+    new_york, chicago = submit(store), submit(store, to=RECIPIENT)
+    quiet.run_once()
+    assert (outbox(store, new_york)["due_at"], outbox(store, chicago)["due_at"]) == (
+        EIGHT_AM_NEW_YORK,
+        EIGHT_AM_CHICAGO,
+    )
+
+    clock.advance((EIGHT_AM_NEW_YORK - clock.now()).total_seconds())
+    quiet.run_once()
+    assert provider.recipients() == [NEW_YORK]
+
+    clock.advance((EIGHT_AM_CHICAGO - clock.now()).total_seconds())
+    quiet.run_once()
+    assert provider.recipients() == [NEW_YORK, RECIPIENT]
+    assert {status(store, doc_id)["state"] for doc_id in (new_york, chicago)} == {"sent"}
+
+
+def test_message_after_the_window_closes_waits_for_the_next_morning(
+    quiet: Dispatcher, store: OutboxStore, provider: FakeProvider, clock: ManualClock
+) -> None:
+    clock.advance((datetime(2026, 1, 6, 2, 0, tzinfo=UTC) - clock.now()).total_seconds())
+    doc_id = submit(store)
+
+    quiet.run_once()
+
+    assert outbox(store, doc_id)["due_at"] == datetime(2026, 1, 6, 13, 0, tzinfo=UTC)
+    assert provider.calls == []
+
+
+def test_deferrals_never_use_up_the_attempts(
+    new_york: str,
+    make_dispatcher: Callable[..., Dispatcher],
+    store: OutboxStore,
+    provider: FakeProvider,
+    clock: ManualClock,
+) -> None:
+    """Morning after morning the cycle comes round after a one-minute window has closed again."""
+    narrow = make_dispatcher(quiet_hours=Window(start=time(8, 0), end=time(8, 1)))
+    doc_id = submit(store)
+    for _ in range(5):
+        narrow.run_once()
+        doc = outbox(store, doc_id)
+        assert (doc["state"], doc["attempts"], doc["error"]["code"]) == ("queued", 0, "quiet_hours")
+        clock.advance((doc["due_at"] - clock.now()).total_seconds() + 120)
+
+    assert provider.calls == []
