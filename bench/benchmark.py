@@ -113,6 +113,7 @@ def daemons(uri: str, keys: Path, count: int, workers: int) -> None:
             SMS_OUTBOX_DISPATCH__POLL_SECONDS="0.1",
             SMS_OUTBOX_LOGGING__LEVEL="warning",
             SMS_OUTBOX_SECURITY__KEYS_DIR=str(keys),
+            SMS_OUTBOX_QUIET_HOURS__ENABLED="false",
         )
         argv = [sys.executable, "-m", "scheduler", "--until-idle"]
         started = time.perf_counter()
