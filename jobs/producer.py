@@ -48,7 +48,7 @@ def enqueue(
     store: OutboxStore,
     *,
     user: str,
-    to: str,
+    to: str | None,
     body: str,
     now: datetime,
     source: str | None = None,
@@ -56,28 +56,17 @@ def enqueue(
     send_at: datetime | None = None,
     priority: int | None = None,
     sign_key: Callable[[], str] | str | None = None,
+    audience: str | None = None,
 ) -> Enqueued:
-    """Queue one message, signed with `sign_key` (or the key it returns, fetched once the message
-    is known to be valid); raises InputError with the reason when it would be rejected."""
-    doc: Doc = {"user": user, "to": to, "body": body, "from": source, "key": key}
-    doc.update(send_at=send_at, priority=priority)
+    """Queue one message (or, with `audience`, a broadcast), signed with `sign_key` or the key
+    it returns, fetched once the message is known to be valid. Raises InputError with the
+    reason when the daemon would reject it."""
+    doc: Doc = {"user": user, "to": to, "audience": audience, "body": body, "from": source}
+    doc.update(key=key, send_at=send_at, priority=priority)
     return _insert(store, {k: v for k, v in doc.items() if v is not None}, now, sign_key)
 
 
-def broadcast(
-    store: OutboxStore,
-    *,
-    user: str,
-    body: str,
-    now: datetime,
-    source: str | None = None,
-    key: str | None = None,
-    send_at: datetime | None = None,
-    priority: int | None = None,
-    sign_key: Callable[[], str] | str | None = None,
-) -> Enqueued:
-    """Queue a broadcast to every verified recipient; its id is the campaign id."""
-    doc: Doc = {"user": user, "audience": BROADCAST_AUDIENCE, "body": body}
-    doc.update({"from": source, "key": key})
-    doc.update(send_at=send_at, priority=priority)
-    return _insert(store, {k: v for k, v in doc.items() if v is not None}, now, sign_key)
+def broadcast(store: OutboxStore, **fields: Any) -> Enqueued:
+    """Queue a broadcast to every verified recipient; its id is the campaign id. Takes the
+    keyword arguments of `enqueue`, without `to`."""
+    return enqueue(store, to=None, audience=BROADCAST_AUDIENCE, **fields)

@@ -15,6 +15,7 @@ from jobs.directory import Directory
 from jobs.quiet_hours import Window
 from jobs.store import OutboxStore
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
+from tests.unit.test_cycle import outbox, status
 
 NEW_YORK = "12125550142"
 # 06:00 in New York (EST, UTC-5) on a Monday in January; 05:00 in Chicago.
@@ -42,18 +43,6 @@ def quiet(make_dispatcher: Callable[..., Dispatcher], new_york: str) -> Dispatch
 def submit(store: OutboxStore, **fields: Any) -> Any:
     doc = {"user": "alice", "to": NEW_YORK, "body": "good morning", **fields}
     return store.outbox.insert_one(doc).inserted_id
-
-
-def outbox(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.find(doc_id)
-    assert found is not None
-    return found
-
-
-def status(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.status.find_one({"_id": doc_id})
-    assert found is not None
-    return found
 
 
 def test_message_before_eight_local_waits_until_eight_with_its_attempt_refunded(
