@@ -12,7 +12,7 @@ from typing import Any
 from pymongo.database import Database
 
 from jobs.simulator import FlowrouteSimulator
-from tests.conftest import Cli
+from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.servers.mongo_server import MongoServer
 
 SOURCE = "12065550100"
@@ -248,3 +248,38 @@ def test_init_is_idempotent_and_roles_need_a_server_that_has_them(
     again = cli("init", "--roles")
     assert again.returncode == 0
     assert "updated smsOutboxDaemon" in again.stdout
+
+
+def test_daemon_paced_at_five_per_second_is_never_refused_by_flowroute(
+    cli: Cli, db: Database[dict[str, Any]], tmp_path: Path
+) -> None:
+    with FlowrouteSimulator(ACCESS_KEY, SECRET_KEY, rate_per_second=5) as limited:
+        cli.env.update(
+            SMS_OUTBOX_FLOWROUTE__BASE_URL=limited.url, SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND="5"
+        )
+        _ok(cli("senders", "grant", "alice", SOURCE))
+        numbers = [f"1206555{n:04d}" for n in range(120, 136)]
+        _ok(cli("recipients", "add", *numbers, "--verified"))
+        campaign = _ok(cli("broadcast", "--user", "alice", "--body", "paced")).strip()
+
+        _ok(cli("run", "--until-idle"))
+
+        assert _json(cli("status", "--campaign", campaign, "--json"))["states"] == {"sent": 16}
+        assert limited.attempts() == 16, "Flowroute refused some attempts (429)"
+        times = limited.attempt_times()
+        busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+        assert busiest <= 5
+
+
+def test_turning_signatures_off_warns_at_every_start(
+    cli: Cli, simulator: FlowrouteSimulator
+) -> None:
+    cli.env["SMS_OUTBOX_SECURITY__REQUIRE_SIGNATURES"] = "false"
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    _ok(cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "unsigned"))
+    for _ in range(2):
+        result = cli("run", "--until-idle")
+        assert result.returncode == 0
+        assert "security.signatures_off" in result.stderr
+    assert len(simulator.messages()) == 1
