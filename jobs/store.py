@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -17,18 +16,12 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from jobs.clock import Clock
 from jobs.intake import Admission
 from jobs.model import Problem, Reason, State
+from jobs.projection import OUTBOX, STATUS, StatusProjection
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
-OUTBOX = "outbox"
-STATUS = "message_status"
-SYNC_GRACE = timedelta(seconds=10)
 TYPE_MISMATCH = 14  # $inc on a field that is not a number
-STATUS_FIELDS = (
-    "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
-    "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
-)  # fmt: skip
 
 
 def claim_filter(now: datetime) -> Doc:
@@ -56,6 +49,7 @@ class OutboxStore:
         self.clock = clock
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
+        self.projection = StatusProjection(self.outbox, self.status, clock)
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -270,14 +264,6 @@ class OutboxStore:
         query = {"state": State.SENDING.value, "lease_until": {"$lte": now}}
         return list(self.outbox.find(query).limit(limit))
 
-    def resync(self, limit: int) -> int:
-        """Copy to `message_status` the changes whose copy a crashed worker never wrote."""
-        before = self.clock.now() - SYNC_GRACE
-        docs = list(self.outbox.find({"synced": False, "updated_at": {"$lt": before}}).limit(limit))
-        for doc in docs:
-            self.project(doc)
-        return len(docs)
-
     # Fan-out
 
     def add_children(self, children: Iterable[Doc]) -> list[Doc]:
@@ -297,28 +283,17 @@ class OutboxStore:
         self.project_many(inserted)
         return inserted
 
-    # Status projection
-
     def project(self, doc: Mapping[str, Any]) -> None:
-        """Copy `doc`'s public fields to `message_status` unless a newer revision is there."""
-        self.project_many([doc])
+        """Copy `doc` to `message_status` (see StatusProjection)."""
+        self.projection.project([doc])
 
     def project_many(self, docs: Iterable[Mapping[str, Any]]) -> None:
-        """`project` for several documents."""
-        for doc in docs:
-            update: Doc = {"$set": {k: doc[k] for k in STATUS_FIELDS if k in doc}}
-            # A field the outbox dropped (the error a late success clears) must go here too.
-            gone = {k: "" for k in STATUS_FIELDS if k not in doc}
-            if gone:
-                update["$unset"] = gone
-            # A duplicate key means the status already holds this revision or a newer one.
-            with contextlib.suppress(DuplicateKeyError):
-                self.status.update_one(
-                    {"_id": doc["_id"], "rev": {"$lt": doc["rev"]}}, update, upsert=True
-                )
-            self.outbox.update_one(
-                {"_id": doc["_id"], "rev": doc["rev"]}, {"$set": {"synced": True}}
-            )
+        """Copy several documents to `message_status`."""
+        self.projection.project(docs)
+
+    def resync(self, limit: int) -> int:
+        """Finish the status copies that crashed workers left unwritten."""
+        return self.projection.resync(limit)
 
     def find(self, doc_id: Any) -> Doc | None:
         """The outbox document with this id."""
@@ -333,4 +308,4 @@ class OutboxStore:
         return self.outbox.find_one({"key": key})
 
 
-__all__ = ["DuplicateKeyError", "OutboxStore"]
+__all__ = ["OUTBOX", "STATUS", "DuplicateKeyError", "OutboxStore"]
