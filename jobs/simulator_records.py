@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jobs.segments import ASCII, measure
+
 MESSAGES_PATH = "/v2.1/messages"
 JSON_API = "application/vnd.api+json"
 OPTED_OUT_CODE = 1110
@@ -95,10 +97,8 @@ def parse_send(raw: bytes) -> tuple[str, str, str, str | None]:
 
 def mdr_record(message: SimMessage) -> dict[str, Any]:
     """The MDR2 resource Flowroute returns for an outbound message, billed per segment."""
-    ascii_only = message.body.isascii()
-    length = len(message.body)
-    segments = (1 if length <= 160 else -(-length // 140)) if ascii_only else -(-length // 70)
-    nanodollars = segments * _NANODOLLARS_PER_SEGMENT
+    size = measure(message.body)
+    nanodollars = size.segments * _NANODOLLARS_PER_SEGMENT
     attributes = {
         "to": message.to,
         "from": message.from_,
@@ -107,7 +107,7 @@ def mdr_record(message: SimMessage) -> dict[str, Any]:
         "status": "delivered",
         "timestamp": message.timestamp.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "is_mms": False,
-        "message_encoding": 0 if ascii_only else 8,
+        "message_encoding": 0 if size.encoding == ASCII else 8,
         "message_type": "longcode",
         "amount_nanodollars": nanodollars,
         "amount_display": f"${nanodollars / 1e9:.4f}",
