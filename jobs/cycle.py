@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -225,8 +226,8 @@ class Dispatcher:
         except ProviderError as error:
             return self._after_error(doc, error, bound)
         bound = bound.bind(provider_id=provider_id)
-        record = lambda: self.store.finish(  # noqa: E731
-            doc, State.SENT, provider_id=provider_id, extra={"from": source}
+        record = functools.partial(
+            self.store.finish, doc, State.SENT, provider_id=provider_id, extra={"from": source}
         )
         if self._durably(record, bound) is not None:
             bound.info("message.sent")

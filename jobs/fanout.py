@@ -26,8 +26,9 @@ def child_id(campaign: str, number: str) -> str:
     return f"{campaign}:{number}"
 
 
-def _child(parent: Doc, campaign: str, number: str, source: str, now: datetime) -> Doc:
-    size = segments.measure(segments.normalize_text(parent["body"]))
+def _child(
+    parent: Doc, campaign: str, number: str, source: str, now: datetime, size: segments.Measure
+) -> Doc:
     try:
         to = phone.normalize(number)
     except InputError:
@@ -81,6 +82,7 @@ def expand(
         log.info("broadcast.rejected", reason=problem.code, detail=problem.detail)
         return State.REJECTED.value
     campaign = str(doc["_id"])
+    size = segments.measure(segments.normalize_text(doc["body"]))
     # Progress saved by an earlier run; these fields are the daemon's, but anyone could write them.
     saved_after, saved_total = doc.get("fanout_after"), doc.get("recipients")
     after: str | None = saved_after if isinstance(saved_after, str) else None
@@ -90,7 +92,7 @@ def expand(
         if not numbers:
             break
         now = clock.now()
-        children = [_child(doc, campaign, n, source, now) for n in numbers]
+        children = [_child(doc, campaign, n, source, now, size) for n in numbers]
         if signatures is not None:
             for child in children:
                 child["signature"] = signatures.sign_child(child)
