@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 import structlog
 from pymongo.errors import ConnectionFailure
 
-from jobs import fanout, intake, outcomes, policy, quiet_hours, segments
+from jobs import fanout, intake, outcomes, policy, quiet_hours, segments, tickets
 from jobs.clock import Clock
 from jobs.directory import Directory
-from jobs.errors import ProviderError
+from jobs.errors import ProviderError, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
@@ -133,6 +133,14 @@ class Dispatcher:
         """Settle documents whose worker died holding them."""
         docs = self.store.expired_leases(limit=self.config.batch_size * 10)
         for doc in docs:
+            verdict = self.store.tickets.verdict(doc["_id"])
+            if verdict.provider_id is not None:
+                # The request was accepted but its worker died before recording it.
+                self.store.finish(doc, State.SENT, provider_id=verdict.provider_id)
+                log.warning("lease.recovered", message_id=str(doc["_id"]), state=State.SENT)
+                continue
+            if verdict.in_doubt:
+                doc = {**doc, "in_flight": True}
             outcome = outcomes.after_lease_expired(doc, self.config.max_attempts, self.clock.now())
             assert outcome.problem is not None
             if outcome.state is State.QUEUED and outcome.due_at is not None:
@@ -200,11 +208,16 @@ class Dispatcher:
         if self.stopping:
             self._release([doc])
             return State.QUEUED.value
+        ticket = self.store.tickets.take(doc)
+        if ticket is None:
+            bound.warning("claim.lost", why="another worker holds this claim's send ticket")
+            return "lost"
         if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+            self.store.tickets.settle(ticket, tickets.NOT_SENT)
             bound.warning("claim.lost")
             return "lost"
         body = segments.normalize_text(fields["body"])
-        return self._send(doc, fields["to"], decision.source, body, bound)
+        return self._send(doc, ticket, (fields["to"], decision.source, body), bound)
 
     def _quiet(self, doc: Doc, to: str, bound: Any) -> bool:
         """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
@@ -220,12 +233,21 @@ class Dispatcher:
         bound.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
         return True
 
-    def _send(self, doc: Doc, to: str, source: str, body: str, bound: Any) -> str:
+    def _send(self, doc: Doc, ticket: str, message: tuple[str, str, str], bound: Any) -> str:
+        to, source, body = message
         try:
             provider_id = self.provider.send(to, source, body)
         except ProviderError as error:
+            doubt = isinstance(error, UnknownOutcomeError)
+            settle = functools.partial(
+                self.store.tickets.settle, ticket, tickets.IN_DOUBT if doubt else tickets.NOT_SENT
+            )
+            self._durably(settle, bound)
             return self._after_error(doc, error, bound)
         bound = bound.bind(provider_id=provider_id)
+        self._durably(
+            functools.partial(self.store.tickets.settle, ticket, tickets.SENT, provider_id), bound
+        )
         record = functools.partial(
             self.store.finish, doc, State.SENT, provider_id=provider_id, extra={"from": source}
         )

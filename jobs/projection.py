@@ -28,7 +28,7 @@ class StatusProjection:
     """Copies outbox documents to `message_status`.
 
     Every outbox change bumps `rev` and sets `synced: false`; the copy is guarded on `rev`, so
-    a late copy never overwrites a newer one, and then marks the outbox document synced. A
+    a late copy never overwrites a newer revision, and then marks the outbox document synced. A
     worker that dies between the two writes leaves it unsynced, and `resync` finishes the job.
     """
 
@@ -45,10 +45,12 @@ class StatusProjection:
             gone = {k: "" for k in STATUS_FIELDS if k not in doc}
             if gone:
                 update["$unset"] = gone
-            # A duplicate key means the status already holds this revision or a newer one.
+            # A duplicate key means the status already holds a newer revision. An equal one is
+            # overwritten: normally it is the same copy, but where a server lets a stale write
+            # land (see jobs/tickets.py) two states can share a revision, and the later wins.
             with contextlib.suppress(DuplicateKeyError):
                 self.status.update_one(
-                    {"_id": doc["_id"], "rev": {"$lt": doc["rev"]}}, update, upsert=True
+                    {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}, update, upsert=True
                 )
             self.outbox.update_one(
                 {"_id": doc["_id"], "rev": doc["rev"]}, {"$set": {"synced": True}}

@@ -9,6 +9,7 @@ from pymongo.errors import OperationFailure
 
 from jobs.directory import AUTHORIZED, USERS
 from jobs.store import OUTBOX, STATUS
+from jobs.tickets import TICKETS
 
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"
@@ -37,6 +38,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
+            on(TICKETS, "find", "insert", "update", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],

@@ -17,6 +17,7 @@ from jobs.clock import Clock
 from jobs.intake import Admission
 from jobs.model import Problem, Reason, State
 from jobs.projection import OUTBOX, STATUS, StatusProjection
+from jobs.tickets import SendTickets
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
@@ -50,6 +51,7 @@ class OutboxStore:
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
         self.projection = StatusProjection(self.outbox, self.status, clock)
+        self.tickets = SendTickets(db, clock)
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -66,6 +68,7 @@ class OutboxStore:
         except DuplicateKeyError:
             log.warning("index.key_duplicates", collection=OUTBOX)
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
+        self.tickets.ensure_indexes()
 
     # Intake
 
