@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -152,8 +152,3 @@ class Directory:
 
 def _truthy(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "y", "verified"}
-
-
-def numbers(values: Iterable[str]) -> list[str]:
-    """Normalise several numbers, failing on the first invalid one with its reason."""
-    return [phone.normalize(value) for value in values]

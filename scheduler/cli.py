@@ -70,14 +70,14 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    dispatcher = build_dispatcher(settings, _db(settings))
+    dispatcher = build_dispatcher(settings, connect(settings))
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
     run_daemon(dispatcher, settings, until_idle=args.until_idle)
     return EXIT_OK
 
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    db = _db(settings)
+    db = connect(settings)
     OutboxStore(db, SystemClock()).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
@@ -92,7 +92,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(_db(settings))
+    directory = Directory(connect(settings))
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
@@ -109,7 +109,7 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(_db(settings))
+    directory = Directory(connect(settings))
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -154,7 +154,7 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(_db(settings), SystemClock())
+    store = OutboxStore(connect(settings), SystemClock())
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -214,7 +214,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    db = _db(settings)
+    db = connect(settings)
     if args.campaign:
         summary = status.campaign(db, args.campaign)
         if summary["total"] == 0 and summary["request"] is None:
