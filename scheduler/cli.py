@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from jobs import intake, phone, producer, roles, segments, status
@@ -53,10 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConnectionFailure as exc:
         print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-
-
-def _db(settings: Settings) -> Database[Doc]:
-    return connect(settings)
 
 
 def _print(value: Any, as_json: bool) -> None:
