@@ -159,7 +159,7 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
         server = MongoServer(uri, "mongod", port, argv, data_dir, workdir / "mongod.log")
     else:
         ferretdb = _ferretdb_binary(workdir, env)
-        postgres_bin = _ferretdb_postgres_bin(env)
+        postgres_bin = _ferretdb_postgres_bin(workdir, env)
         argv = [
             str(ferretdb),
             f"--listen-addr=127.0.0.1:{port}",
@@ -186,14 +186,30 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
     return server
 
 
-def _ferretdb_postgres_bin(env: Mapping[str, str]) -> Path | None:
-    """The PostgreSQL bin directory for FerretDB's postgresql backend, or None for SQLite."""
+def _ferretdb_postgres_bin(workdir: Path, env: Mapping[str, str]) -> Path | None:
+    """The PostgreSQL bin directory for FerretDB's postgresql backend, or None for SQLite.
+
+    Missing binaries are installed with install-postgresql.sh where it can (root, apt-get), so
+    the README's one test command is enough on a fresh machine.
+    """
     choice = env.get(BACKEND_ENV, "")
     if choice not in ("", "postgresql", "sqlite"):
         raise ServerUnavailableError(f"{BACKEND_ENV}={choice} is neither postgresql nor sqlite")
     if choice == "sqlite":
         return None
     bin_dir = find_bin_dir(env)
+    if bin_dir is None:
+        log_path = workdir / "install-postgresql.log"
+        with log_path.open("wb") as log:
+            subprocess.run(
+                ["bash", str(POSTGRES_INSTALL_SCRIPT)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+            )
+        bin_dir = find_bin_dir(env)
     if bin_dir is None and choice == "postgresql":
         raise ServerUnavailableError(
             f"{BACKEND_ENV}=postgresql but there is no initdb and pg_ctl on PATH or in "
