@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
 
 from jobs.directory import AUTHORIZED, USERS
 from jobs.store import OUTBOX, STATUS
@@ -14,7 +13,6 @@ from jobs.tickets import TICKETS
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"
 DAEMON = "smsOutboxDaemon"
-ROLE_EXISTS = 51002
 
 
 def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
@@ -49,12 +47,10 @@ def apply(db: Database[dict[str, Any]]) -> list[str]:
     """Create or update the roles in `db`; safe to run again. Needs a user-admin connection."""
     done = []
     for name, privileges in definitions(db.name).items():
-        try:
-            db.command("createRole", name, privileges=privileges, roles=[])
-            done.append(f"created {name}")
-        except OperationFailure as exc:
-            if exc.code != ROLE_EXISTS:
-                raise
+        if db.command("rolesInfo", name).get("roles"):
             db.command("updateRole", name, privileges=privileges, roles=[])
             done.append(f"updated {name}")
+        else:
+            db.command("createRole", name, privileges=privileges, roles=[])
+            done.append(f"created {name}")
     return done
