@@ -208,13 +208,14 @@ class Dispatcher:
         if self.stopping:
             self._release([doc])
             return State.QUEUED.value
+        # The fenced renewal finds out whether this worker still holds the claim; the ticket then
+        # settles the rare race in which two workers both passed it (see jobs/tickets.py).
+        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+            bound.warning("claim.lost")
+            return "lost"
         ticket = self.store.tickets.take(doc)
         if ticket is None:
             bound.warning("claim.lost", why="another worker holds this claim's send ticket")
-            return "lost"
-        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
-            self.store.tickets.settle(ticket, tickets.NOT_SENT)
-            bound.warning("claim.lost")
             return "lost"
         body = segments.normalize_text(fields["body"])
         return self._send(doc, ticket, (fields["to"], decision.source, body), bound)
