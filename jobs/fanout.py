@@ -26,15 +26,20 @@ def child_id(campaign: str, number: str) -> str:
     return f"{campaign}:{number}"
 
 
-def _child(
-    parent: Doc, campaign: str, number: str, source: str, now: datetime, size: segments.Measure
-) -> Doc:
+def _recipient(stored: str) -> str:
+    """The person a stored phone stands for: its normalised number. One that does not parse is
+    kept as stored; the claim-time check rejects its message with the reason."""
     try:
-        to = phone.normalize(number)
+        return phone.normalize(stored)
     except InputError:
-        to = number  # kept as stored; the claim-time check rejects it with the reason
+        return stored
+
+
+def _child(
+    parent: Doc, campaign: str, to: str, source: str, now: datetime, size: segments.Measure
+) -> Doc:
     return {
-        "_id": child_id(campaign, number),
+        "_id": child_id(campaign, to),
         "kind": "message",
         "user": parent["user"],
         "to": to,
@@ -92,12 +97,16 @@ def expand(
         if not numbers:
             break
         now = clock.now()
-        children = [_child(doc, campaign, n, source, now, size) for n in numbers]
+        # One person stored under several spellings is one recipient: the children are keyed on
+        # the normalised number, so a spelling met again (here or in a later chunk, or after a
+        # restart) collides with the message already made for that person.
+        people = list(dict.fromkeys(_recipient(n) for n in numbers))
+        children = [_child(doc, campaign, to, source, now, size) for to in people]
         if signatures is not None:
             for child in children:
                 child["signature"] = signatures.sign_child(child)
         inserted = store.add_children(children)
-        after, total = numbers[-1], total + len(numbers)
+        after, total = numbers[-1], total + len(inserted)
         progress = {"fanout_after": after, "recipients": total}
         if store.renew(doc, config.lease, extra=progress) is None:
             log.warning("claim.lost")
@@ -106,6 +115,7 @@ def expand(
     if stopping():
         store.release(doc)
         return State.QUEUED.value
+    total = store.count_children(campaign)
     if total == 0:
         problem = Problem(Reason.NO_RECIPIENTS, "no verified recipient to send to")
         store.finish(doc, State.REJECTED, problem=problem)

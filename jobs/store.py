@@ -286,6 +286,10 @@ class OutboxStore:
         self.project_many(inserted)
         return inserted
 
+    def count_children(self, campaign: str) -> int:
+        """How many messages a broadcast has fanned out to."""
+        return self.outbox.count_documents({"campaign": campaign, "kind": "message"})
+
     def project(self, doc: Mapping[str, Any]) -> None:
         """Copy `doc` to `message_status` (see StatusProjection)."""
         self.projection.project([doc])

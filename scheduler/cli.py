@@ -122,6 +122,8 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
             print(f"line {line}: {why}", file=sys.stderr)
         print(f"imported {report.added} recipients, refused {len(report.refused)}")
         return EXIT_USAGE if report.refused else EXIT_OK
+    elif args.action == "check":
+        return _check_recipients(directory, fix=args.fix, as_json=args.json)
     else:
         rows = list(directory.recipients())
         if args.json:
@@ -132,8 +134,42 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _recipient_line(row: Doc) -> str:
+    if row.get("invalid"):
+        return f"-\tinvalid record {row.get('record')}: {row['invalid']}"
     state = "opted out" if row.get("opted_out") else "verified" if row.get("verified") else "-"
     return f"{row.get('phone')}\t{state}"
+
+
+def _check_recipients(directory: Directory, *, fix: bool, as_json: bool) -> int:
+    """Exit 0 when `users` holds one well-formed record per number (after --fix, if given)."""
+    found = directory.audit()
+    report: dict[str, Any] = {
+        "duplicates": found.duplicates(),
+        "misspelled": found.misspelled(),
+        "conflicts": found.conflicts(),
+        "invalid": [{"record": str(i), "why": why} for i, why in found.invalid],
+        "fixed": directory.fix(found) if fix else 0,
+    }
+    if as_json:
+        _print(report, True)
+    else:
+        for number, stored in report["duplicates"].items():
+            print(f"{number}\tstored {len(stored)} times: {', '.join(map(repr, stored))}")
+        for number, stored in report["misspelled"].items():
+            if number not in report["duplicates"]:
+                print(f"{number}\tstored as {', '.join(map(repr, stored))}")
+        for number in report["conflicts"]:
+            print(f"{number}\topted out on one record, verified on another: the opt-out wins")
+        for bad in report["invalid"]:
+            print(f"-\trecord {bad['record']}: {bad['why']} (not a recipient; fix it by hand)")
+        if fix:
+            print(f"merged the records of {report['fixed']} numbers into one each")
+        elif found.to_fix():
+            print(f"{len(found.to_fix())} numbers to merge: run again with --fix")
+        if found.clean:
+            print("users holds one well-formed record per number")
+    clean = not found.invalid and (fix or not found.to_fix())
+    return EXIT_OK if clean else EXIT_FAILURE
 
 
 def _send_at(text: str | None) -> datetime | None:

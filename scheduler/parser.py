@@ -51,8 +51,15 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     imp = actions.add_parser("import", help="add the numbers in a CSV file's first column")
     imp.add_argument("file")
     imp.add_argument("--verified", action="store_true", help="every number has opted in")
-    rlist = actions.add_parser("list", help="list recipients")
+    rlist = actions.add_parser("list", help="list recipients, one line per number")
     rlist.add_argument("--json", action="store_true")
+    check = actions.add_parser(
+        "check", help="report numbers stored several ways, opt-out conflicts and bad phones"
+    )
+    check.add_argument(
+        "--fix", action="store_true", help="merge each number's records into one, keeping evidence"
+    )
+    check.add_argument("--json", action="store_true")
     recipients.set_defaults(handler=handlers["recipients"])
 
     for name, help_text in (

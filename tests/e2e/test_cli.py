@@ -283,3 +283,48 @@ def test_turning_signatures_off_warns_at_every_start(
         assert result.returncode == 0
         assert "security.signatures_off" in result.stderr
     assert len(simulator.messages()) == 1
+
+
+def test_import_refuses_numbers_with_letters_instead_of_converting_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("206555CALL,yes\n206555OlOl,yes\n2065550101,yes\n")
+    result = cli("recipients", "import", str(csv_file), "--verified")
+    assert result.returncode == 2
+    assert "line 1" in result.stderr and "line 2" in result.stderr
+    assert "contains letters" in result.stderr
+    assert [r["phone"] for r in _json(cli("recipients", "list", "--json"))] == ["12065550101"]
+
+
+def test_recipients_check_reports_legacy_spellings_and_fix_merges_them(
+    cli: Cli, db: Database[dict[str, Any]], simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    db["users"].insert_many(
+        [
+            {"phone": "12065550101", "verified": True},
+            {"phone": "+12065550101", "verified": True},
+            {"phone": "2065550101", "opted_out": {"reason": "STOP"}},
+            {"phone": 12065550102, "verified": True},
+        ]
+    )
+    report = cli("recipients", "check", "--json")
+    assert report.returncode == 1
+    found = json.loads(report.stdout)
+    assert found["conflicts"] == ["12065550101"]
+    assert len(found["duplicates"]["12065550101"]) == 3
+    assert "must be text" in found["invalid"][0]["why"]
+    listed = _json(cli("recipients", "list", "--json"))
+    assert listed[0]["phone"] == "12065550101" and listed[0]["opted_out"]
+    _ok(cli("broadcast", "--user", "alice", "--body", "hello"))
+    _ok(cli("run", "--until-idle"))
+    assert simulator.messages() == []
+
+    fixed = cli("recipients", "check", "--fix")
+    assert fixed.returncode == 1  # the record whose phone is a number still needs a person
+    assert "merged the records of 1 numbers" in fixed.stdout
+    assert db["users"].count_documents({}) == 2
+    merged = db["users"].find_one({"phone": "12065550101"})
+    assert merged is not None and merged["opted_out"] == {"reason": "STOP"}
+    assert len(merged["merged_from"]) == 3
