@@ -202,8 +202,9 @@ class Dispatcher:
         if decision.problem is not None or decision.source is None:
             assert decision.problem is not None
             return self._reject(doc, decision.problem, bound)
-        if self._quiet(doc, fields["to"], bound):
-            return State.QUEUED.value
+        waiting = self._quiet(doc, fields["to"], bound)
+        if waiting is not None:
+            return waiting
         self.pacer.acquire()
         if self.stopping:
             self._release([doc])
@@ -220,19 +221,23 @@ class Dispatcher:
         body = segments.normalize_text(fields["body"])
         return self._send(doc, ticket, (fields["to"], decision.source, body), bound)
 
-    def _quiet(self, doc: Doc, to: str, bound: Any) -> bool:
-        """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
+    def _quiet(self, doc: Doc, to: str, bound: Any) -> str | None:
+        """Outside the recipient's allowed hours the message waits for them, attempt refunded;
+        a recipient whose possible zones share no allowed hour in the coming days is refused."""
         window = self.config.quiet_hours
         if window is None:
-            return False
-        wait = quiet_hours.next_allowed(self.clock.now(), to, window)
+            return None
+        try:
+            wait = quiet_hours.next_allowed(self.clock.now(), to, window)
+        except quiet_hours.NoAllowedHours as exc:
+            return self._reject(doc, Problem(Reason.NO_ALLOWED_HOURS, str(exc)), bound)
         if wait is None:
-            return False
+            return None
         hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
         detail = f"outside {hours} in the recipient's local time; due {wait.isoformat()}"
         self.store.retry_later(doc, wait, Problem(Reason.QUIET_HOURS, detail), refund=True)
         bound.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
-        return True
+        return State.QUEUED.value
 
     def _send(self, doc: Doc, ticket: str, message: tuple[str, str, str], bound: Any) -> str:
         to, source, body = message

@@ -43,6 +43,7 @@ class Reason(StrEnum):
     OPTED_OUT = "opted_out"
     NO_RECIPIENTS = "no_recipients"
     QUIET_HOURS = "quiet_hours"
+    NO_ALLOWED_HOURS = "no_allowed_hours"
     MAX_ATTEMPTS = "max_attempts"
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"

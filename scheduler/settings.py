@@ -17,7 +17,7 @@ from pydantic_settings import (
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
-from jobs.quiet_hours import Window
+from jobs.quiet_hours import Window, holds_everywhere
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -102,6 +102,13 @@ class QuietHoursSettings(BaseModel):
     def _order(self) -> QuietHoursSettings:
         if self.start >= self.end:
             raise ValueError("quiet_hours.start must be earlier than quiet_hours.end")
+        if self.enabled and not holds_everywhere(Window(self.start, self.end)):
+            raise ValueError(
+                f"quiet_hours.start/end: {self.start:%H:%M}-{self.end:%H:%M} is never open in"
+                " every US time zone at once (Puerto Rico to Hawaii spans 6 hours), so numbers"
+                " whose zone is unknown, such as toll-free ones, could never be texted;"
+                " make the window longer than 6 hours"
+            )
         return self
 
     def window(self) -> Window | None:
