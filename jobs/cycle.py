@@ -223,14 +223,16 @@ class Dispatcher:
 
     def _quiet(self, doc: Doc, to: str, bound: Any) -> str | None:
         """Outside the recipient's allowed hours the message waits for them, attempt refunded;
-        a recipient whose possible zones share no allowed hour in the coming days is refused."""
+        a recipient whose possible zones share no allowed hour in the coming days fails (an
+        operator may retry it once the window is wider)."""
         window = self.config.quiet_hours
         if window is None:
             return None
         try:
             wait = quiet_hours.next_allowed(self.clock.now(), to, window)
         except quiet_hours.NoAllowedHours as exc:
-            return self._reject(doc, Problem(Reason.NO_ALLOWED_HOURS, str(exc)), bound)
+            problem = Problem(Reason.NO_ALLOWED_HOURS, str(exc))
+            return self._reject(doc, problem, bound, State.FAILED)
         if wait is None:
             return None
         hours = f"{window.start:%H:%M}-{window.end:%H:%M}"

@@ -161,7 +161,7 @@ TOLL_FREE = "18005550100"
 
 
 @pytest.mark.parametrize(("start", "end"), [(time(9, 0), time(10, 0)), (time(9, 0), time(14, 0))])
-def test_a_recipient_with_no_allowed_hour_is_rejected_with_its_own_reason_not_crashed(
+def test_a_recipient_with_no_allowed_hour_fails_with_its_own_reason_not_a_crash(
     make_dispatcher: Callable[..., Dispatcher],
     directory: Directory,
     store: OutboxStore,
@@ -175,7 +175,7 @@ def test_a_recipient_with_no_allowed_hour_is_rejected_with_its_own_reason_not_cr
 
     report = make_dispatcher(quiet_hours=Window(start, end)).run_once()
 
-    assert report.outcomes == {"rejected": 1}
+    assert report.outcomes == {"failed": 1}
     assert status(store, doc_id)["error"]["code"] == "no_allowed_hours"
     assert "share no" in status(store, doc_id)["error"]["detail"]
     assert provider.calls == []
