@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymongo.errors import ConnectionFailure, OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from jobs import intake, phone, producer, roles, segments, status
 from jobs.clock import SystemClock
 from jobs.directory import Directory
 from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
+from jobs.mongo import failures
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
-from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
+from scheduler.daemon import Daemon, build_dispatcher, connect, describe, probe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 
@@ -38,8 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scheduler.demo import run_demo
 
         return run_demo()
+    secrets: list[str] = []
     try:
         settings = load_settings(args.config, dict(os.environ))
+        secrets = settings.secrets()
         logs.configure(settings.logging.level, settings.logging.format, settings.secrets())
         handler: Handler = args.handler
         return handler(args, settings)
@@ -49,9 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ConnectionFailure as exc:
-        print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    except PyMongoError as exc:
+        failure = failures.explain(exc, secrets)
+        assert failure is not None
+        print(f"sms-outbox: {failure.line}", file=sys.stderr)
+        return EXIT_CONFIG if failure.config else EXIT_UNAVAILABLE
 
 
 def _print(value: Any, as_json: bool) -> None:
@@ -65,9 +70,17 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    dispatcher = build_dispatcher(settings, connect(settings))
+    db = connect(settings)
+    dispatcher = build_dispatcher(settings, db)
+    probe(db)  # wrong credentials stop start-up here; an unreachable server is waited for
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
-    run_daemon(dispatcher, settings, until_idle=args.until_idle)
+    if not run_daemon(dispatcher, settings, until_idle=args.until_idle):
+        print(
+            "sms-outbox: database unavailable: gave up after"
+            f" {Daemon.GIVE_UP_AFTER} cycles (mongodb.uri, mongodb.timeout_seconds)",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     return EXIT_OK
 
 
@@ -185,7 +198,8 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings), SystemClock())
+    db = connect(settings)
+    store = OutboxStore(db, SystemClock())
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -201,6 +215,7 @@ def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         user=args.user, body=args.body, now=datetime.now(UTC), source=args.source, key=args.key,
         send_at=_send_at(args.send_at), priority=args.priority,
         sign_key=sign_key if settings.security.require_signatures else None,
+        directory=Directory(db),
     )  # fmt: skip
     if args.command == "broadcast":
         result = producer.broadcast(store, **common)

@@ -18,8 +18,10 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from jobs.clock import Clock, SystemClock
 from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
+from jobs.errors import ConfigError
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo import failures
 from jobs.pacing import SlidingWindowPacer
 from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
@@ -30,14 +32,29 @@ log = structlog.get_logger("sms_outbox.daemon")
 def connect(settings: Settings) -> Database[Doc]:
     """A pymongo database handle; BSON dates come back timezone-aware UTC."""
     timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
-    client: MongoClient[Doc] = MongoClient(
-        settings.mongodb.uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="sms-outbox",
-    )
-    return client[settings.mongodb.database]
+    try:
+        client: MongoClient[Doc] = MongoClient(
+            settings.mongodb.uri.get_secret_value(),
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="sms-outbox",
+        )
+        return client[settings.mongodb.database]
+    except (PyMongoError, ValueError) as exc:  # a malformed URI raises a bare ValueError too
+        failure = failures.explain(exc, settings.secrets())
+        assert failure is not None
+        raise ConfigError(failure.line) from None
+
+
+def probe(db: Database[Doc]) -> bool:
+    """Ask the server for a ping: True if it answered, False if it cannot be reached. A refusal
+    (wrong credentials, no such user) raises, so start-up can name the setting at fault."""
+    try:
+        db.command("ping")
+    except ConnectionFailure:
+        return False
+    return True
 
 
 def build_dispatcher(
@@ -85,10 +102,16 @@ def build_dispatcher(
 class Daemon:
     """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time."""
 
+    # In cron mode (`until_idle`), cycles in a row that may fail on the database before the
+    # daemon gives up; each waits up to mongodb.timeout_seconds for a server.
+    GIVE_UP_AFTER = 3
+
     def __init__(self, dispatcher: Dispatcher, poll_seconds: float, *, until_idle: bool = False):
         self.dispatcher = dispatcher
         self.poll_seconds = poll_seconds
         self.until_idle = until_idle
+        self.failed_cycles = 0
+        self.gave_up = False
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(1)},
@@ -140,12 +163,17 @@ class Daemon:
                 if not self._db_down:
                     log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
                 self._db_down = True
+                if self._give_up():
+                    return
             except PyMongoError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
+                if self._give_up():
+                    return
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.
                 log.exception("cycle.crashed")
             else:
+                self.failed_cycles = 0
                 if report.idle and self.until_idle:
                     log.info("daemon.idle")
                     self.stop()
@@ -153,6 +181,16 @@ class Daemon:
                 if not report.idle:
                     delay = 0.0  # there may be more: go again at once
         self._schedule(delay)
+
+    def _give_up(self) -> bool:
+        """In cron mode a database that stays unusable ends the run instead of waiting forever."""
+        self.failed_cycles += 1
+        if not self.until_idle or self.failed_cycles < self.GIVE_UP_AFTER:
+            return False
+        log.error("daemon.gave_up", failed_cycles=self.failed_cycles)
+        self.gave_up = True
+        self.stop()
+        return True
 
     def _cycle(self) -> CycleReport:
         if not self._ready:
@@ -168,9 +206,12 @@ class Daemon:
         return report
 
 
-def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> None:
-    """Run a daemon with the poll interval from settings."""
-    Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle).run()
+def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> bool:
+    """Run a daemon with the poll interval from settings; False when, in cron mode, it gave up
+    on a database that stayed unusable."""
+    daemon = Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle)
+    daemon.run()
+    return not daemon.gave_up
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.quiet_hours import Window, holds_everywhere
 
 ENV_PREFIX = "SMS_OUTBOX_"
+# Characters MongoDB refuses in a database name (on any platform).
+_BAD_DATABASE_CHARS = '/\\. "$*<>:|?\x00'
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
@@ -47,6 +49,12 @@ class MongoSettings(BaseModel):
     @model_validator(mode="after")
     def _files(self) -> MongoSettings:
         self.uri = _read_secret_file(self.uri, self.uri_file, "mongodb.uri")
+        if not self.uri.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("mongodb.uri must start with mongodb:// or mongodb+srv://")
+        bad = sorted(set(self.database) & set(_BAD_DATABASE_CHARS))
+        if bad or len(self.database.encode("utf-8")) > 63:
+            why = f"contains {''.join(bad)!r}" if bad else "is longer than 63 bytes"
+            raise ValueError(f"mongodb.database {self.database!r} {why}, which MongoDB refuses")
         return self
 
 

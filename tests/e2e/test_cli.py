@@ -69,23 +69,40 @@ def test_enqueue_with_the_same_key_twice_is_one_message(
     assert len(simulator.messages()) == 1
 
 
-def test_unauthorised_and_unconsented_messages_are_rejected_with_reasons(
+def test_unauthorised_and_unconsented_messages_are_refused_at_enqueue(
     cli: Cli, simulator: FlowrouteSimulator
 ) -> None:
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("recipients", "add", FRIENDS[0]))
-    intruder = cli("enqueue", "--user", "mallory", "--to", FRIENDS[0], "--body", "x")
+    _ok(cli("recipients", "add", FRIENDS[1], "--verified"))
+    intruder = cli("enqueue", "--user", "mallory", "--to", FRIENDS[1], "--body", "x")
     assert intruder.returncode == 2
-    assert "no signing key" in intruder.stderr
-    args = ("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "x")
-    other_number = _ok(cli(*args, "--from", "12065550199")).strip()
-    no_consent = _ok(cli(*args)).strip()
+    assert "may not send" in intruder.stderr
+    args = ("enqueue", "--user", "alice", "--body", "x")
+    other_number = cli(*args, "--to", FRIENDS[1], "--from", "12065550199")
+    assert other_number.returncode == 2
+    assert "was not granted the number 12065550199" in other_number.stderr
+    no_consent = cli(*args, "--to", FRIENDS[0])
+    assert no_consent.returncode == 2
+    assert "has not verified consent" in no_consent.stderr
+    wide = cli("broadcast", "--user", "alice", "--body", "x", "--from", "12065550199")
+    assert wide.returncode == 2
 
     _ok(cli("run", "--until-idle"))
 
-    assert _json(cli("status", other_number, "--json"))["error"]["code"] == "source_not_granted"
-    assert _json(cli("status", no_consent, "--json"))["error"]["code"] == "not_verified"
+    assert _json(cli("recipients", "list", "--json"))[0]["verified"] is False
     assert simulator.messages() == []
+
+
+def test_reusing_a_key_with_another_body_is_a_conflict(cli: Cli) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    args = ("enqueue", "--user", "alice", "--to", FRIENDS[0], "--key", "k-9")
+    first = _ok(cli(*args, "--body", "Your table is ready")).strip()
+    changed = cli(*args, "--body", "Your table is cancelled")
+    assert changed.returncode == 2
+    assert f"key 'k-9' is already message {first}, with a different body" in changed.stderr
+    assert _ok(cli(*args, "--body", "Your table is ready")).strip() == first
 
 
 def test_invalid_number_is_refused_with_the_reason(cli: Cli) -> None:
@@ -192,11 +209,13 @@ def test_opt_out_on_the_cli_stops_every_sender(cli: Cli, simulator: FlowrouteSim
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("senders", "grant", "bob", "12065550109"))
     _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
-    _ok(cli("recipients", "opt-out", FRIENDS[0], "--reason", "replied STOP to bob"))
     ids = [
         _ok(cli("enqueue", "--user", user, "--to", FRIENDS[0], "--body", "hi")).strip()
         for user in ("alice", "bob")
     ]
+    _ok(cli("recipients", "opt-out", FRIENDS[0], "--reason", "replied STOP to bob"))
+    refused = cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "again")
+    assert (refused.returncode, "has opted out" in refused.stderr) == (2, True)
 
     _ok(cli("run", "--until-idle"))
 
