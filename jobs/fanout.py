@@ -59,6 +59,19 @@ def _child(
     }
 
 
+def _lost(store: OutboxStore, doc: Doc, campaign: str, log: Any) -> str:
+    """The claim was taken away: by an operator's cancel, the messages this run inserted after
+    the cancel are cancelled too; otherwise another daemon carries on."""
+    now = store.find(doc["_id"]) or {}
+    if now.get("state") != State.CANCELLED.value:
+        log.warning("claim.lost")
+        return "lost"
+    who = now.get("cancelled")
+    by = str(who.get("by")) if isinstance(who, dict) else "an operator"
+    log.info("broadcast.cancelled", cancelled=store.cancel_campaign(campaign, by))
+    return State.CANCELLED.value
+
+
 def expand(
     store: OutboxStore,
     directory: Directory,
@@ -109,8 +122,7 @@ def expand(
         after, total = numbers[-1], total + len(inserted)
         progress = {"fanout_after": after, "recipients": total}
         if store.renew(doc, config.lease, extra=progress) is None:
-            log.warning("claim.lost")
-            return "lost"
+            return _lost(store, doc, campaign, log)
         log.info("broadcast.progress", inserted=len(inserted), recipients=total)
     if stopping():
         store.release(doc)

@@ -22,6 +22,8 @@ class State(StrEnum):
     EXPIRED = "expired"
     # Only a broadcast request ends here: it has become one message per recipient.
     EXPANDED = "expanded"
+    # An operator stopped it before it was sent (`sms-outbox cancel`).
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
@@ -48,6 +50,7 @@ class Reason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"
     PROVIDER = "provider"
+    CANCELLED = "cancelled"
 
 
 BROADCAST_AUDIENCE = "verified"

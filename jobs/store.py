@@ -17,6 +17,7 @@ from jobs.clock import Clock
 from jobs.intake import Admission
 from jobs.model import Problem, Reason, State
 from jobs.projection import OUTBOX, STATUS, StatusProjection
+from jobs.rules import interventions
 from jobs.tickets import SendTickets
 
 Doc = dict[str, Any]
@@ -286,9 +287,69 @@ class OutboxStore:
         self.project_many(inserted)
         return inserted
 
+    # Operator interventions (decided in jobs.rules.interventions)
+
+    def _transition(self, doc: Mapping[str, Any], fields: Doc, unset: list[str]) -> Doc | None:
+        """Change a document an operator chose, if nobody changed it since it was read."""
+        now = self.clock.now()
+        update: Doc = {
+            "$set": {**fields, "updated_at": now, "synced": False},
+            "$inc": {"rev": 1},
+        }
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        guard: Doc = {"_id": doc["_id"], "state": doc.get("state")}
+        if "rev" in doc:
+            guard["rev"] = doc["rev"]
+        new = self.outbox.find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
+        if new is not None:
+            self.project(new)
+        return new
+
+    def cancel(self, doc: Mapping[str, Any], by: str) -> Doc | None:
+        """End `doc` `cancelled` unless it was sent or claimed for sending meanwhile; a broadcast
+        request being fanned out is taken from its daemon, whose next fenced write fails."""
+        if not interventions.may_cancel(doc):
+            return None
+        fields = interventions.cancelled(by, self.clock.now())
+        return self._transition(doc, fields, ["claim_token", "lease_until", "in_flight"])
+
+    def cancel_campaign(self, campaign: str, by: str) -> int:
+        """Cancel every message of a broadcast still queued; those in flight finish."""
+        now = self.clock.now()
+        result = self.outbox.update_many(
+            {"campaign": campaign, "state": State.QUEUED.value},
+            {
+                "$set": {**interventions.cancelled(by, now), "updated_at": now, "synced": False},
+                "$inc": {"rev": 1},
+            },
+        )
+        self.project_many(
+            self.outbox.find(
+                {"campaign": campaign, "state": State.CANCELLED.value, "synced": False}
+            )
+        )
+        return int(result.modified_count)
+
+    def retry(
+        self, by: str, ids: list[Any] | None, campaign: str | None, reason: str | None
+    ) -> list[Doc]:
+        """Queue again the failed and unknown messages chosen, keeping their past in `history`."""
+        retried = []
+        for doc in self.outbox.find(interventions.retry_filter(ids, campaign, reason)):
+            fields = interventions.requeued(doc, by, self.clock.now())
+            new = self._transition(
+                doc, fields, ["error", "provider_id", "last_claim_token", "sent_at"]
+            )
+            if new is not None:
+                retried.append(new)
+        return retried
+
     def count_children(self, campaign: str) -> int:
         """How many messages a broadcast has fanned out to."""
-        return self.outbox.count_documents({"campaign": campaign, "kind": "message"})
+        # Counted here rather than with count_documents, which needs aggregation.
+        query = {"campaign": campaign, "kind": "message"}
+        return sum(1 for _ in self.outbox.find(query, {"_id": 1}))
 
     def project(self, doc: Mapping[str, Any]) -> None:
         """Copy `doc` to `message_status` (see StatusProjection)."""

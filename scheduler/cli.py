@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from jobs.directory import Directory
 from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
 from jobs.mongo import failures
+from jobs.rules import interventions
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
 from scheduler.daemon import Daemon, build_dispatcher, connect, describe, probe, run_daemon
@@ -81,6 +83,19 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """A cheap health check (the container's HEALTHCHECK): does the database answer?"""
+    if not probe(connect(settings)):
+        print(
+            "sms-outbox: database unavailable: no server at mongodb.uri answered within"
+            " mongodb.timeout_seconds",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    print("database reachable")
     return EXIT_OK
 
 
@@ -274,8 +289,56 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if doc is None:
         print(f"no message {args.id}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    waiting = interventions.why_waiting(doc, datetime.now(UTC))
+    if waiting is not None:
+        doc["waiting"] = waiting
     _print(doc, True) if args.json else print(_status_text(doc))
     return EXIT_OK
+
+
+def _operator(given: str | None) -> str:
+    if given:
+        return intake.check_name(given, "--by")
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry and no $USER
+        return f"uid {os.getuid()}"
+
+
+def _cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    store = OutboxStore(connect(settings), SystemClock())
+    doc = store.find(status.parse_id(args.id))
+    if doc is None:
+        print(f"no message or campaign {args.id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    by = _operator(args.by)
+    done = store.cancel(doc, by)
+    children = store.cancel_campaign(str(doc["_id"]), by) if "audience" in doc else 0
+    result = {"id": args.id, "cancelled": done is not None, "messages_cancelled": children}
+    if args.json:
+        _print(result, True)
+    elif done is None and not children:
+        print(f"{args.id} is {doc.get('state')}: nothing left to cancel", file=sys.stderr)
+    else:
+        what = "campaign" if "audience" in doc else "message"
+        print(
+            f"cancelled {what} {args.id}" + (f" and {children} queued messages" if children else "")
+        )
+    return EXIT_OK if done is not None or children else EXIT_FAILURE
+
+
+def _cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    if not (args.ids or args.campaign or args.reason):
+        raise InputError("say which messages to retry: MESSAGE_ID..., --campaign or --reason")
+    store = OutboxStore(connect(settings), SystemClock())
+    ids = [status.parse_id(i) for i in args.ids] or None
+    retried = store.retry(_operator(args.by), ids, args.campaign, args.reason)
+    if args.json:
+        _print({"retried": [str(doc["_id"]) for doc in retried]}, True)
+    else:
+        _print([str(doc["_id"]) for doc in retried], False)
+        print(f"queued {len(retried)} messages again", file=sys.stderr)
+    return EXIT_OK if retried else EXIT_NOT_FOUND
 
 
 def _status_text(doc: Doc) -> str:
@@ -285,7 +348,17 @@ def _status_text(doc: Doc) -> str:
             lines.append(f"{key:<12}{doc[key]}")
     if doc.get("error"):
         lines.append(f"{'reason':<12}{doc['error'].get('code')}: {doc['error'].get('detail')}")
-    for key in ("created_at", "sent_at", "updated_at"):
+    if doc.get("waiting"):
+        lines.append(f"{'waiting':<12}{doc['waiting']}")
+    if doc.get("cancelled"):
+        lines.append(
+            f"{'cancelled':<12}by {doc['cancelled'].get('by')} at {doc['cancelled'].get('at')}"
+        )
+    for earlier in doc.get("history") or []:
+        code = (earlier.get("error") or {}).get("code")
+        who = earlier.get("retried_by")
+        lines.append(f"{'earlier':<12}{earlier.get('state')} ({code}), retried by {who}")
+    for key in ("due_at", "created_at", "sent_at", "updated_at"):
         if doc.get(key) is not None:
             lines.append(f"{key:<12}{doc[key]}")
     return "\n".join(lines)
@@ -306,6 +379,9 @@ def _campaign_text(summary: dict[str, Any]) -> str:
 
 
 HANDLERS: dict[str, Handler] = {
+    "check": _cmd_check,
+    "cancel": _cmd_cancel,
+    "retry": _cmd_retry,
     "enqueue": _cmd_enqueue,
     "init": _cmd_init,
     "recipients": _cmd_recipients,

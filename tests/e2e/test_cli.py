@@ -347,3 +347,44 @@ def test_recipients_check_reports_legacy_spellings_and_fix_merges_them(
     merged = db["users"].find_one({"phone": "12065550101"})
     assert merged is not None and merged["opted_out"] == {"reason": "STOP"}
     assert len(merged["merged_from"]) == 3
+
+
+def test_operators_cancel_a_campaign_retry_failures_and_see_why_a_message_waits(
+    cli: Cli, simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", *FRIENDS, "--verified"))
+    campaign = _ok(cli("broadcast", "--user", "alice", "--body", "wrong date")).strip()
+    later = _ok(
+        cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "later",
+            "--send-at", "2099-01-01T12:00:00+00:00")
+    ).strip()  # fmt: skip
+    cancelled = _ok(cli("cancel", campaign, "--by", "ops-ann"))
+    assert f"cancelled campaign {campaign}" in cancelled
+    again = cli("cancel", campaign)
+    assert again.returncode == 1 and "nothing left to cancel" in again.stderr
+    assert cli("cancel", "0123456789abcdef01234567").returncode == 1
+
+    simulator.fail_next(400, count=1)
+    failing = _ok(cli("enqueue", "--user", "alice", "--to", FRIENDS[1], "--body", "hi")).strip()
+    _ok(cli("run", "--until-idle"))
+
+    assert simulator.messages() == []
+    request = _json(cli("status", campaign, "--json"))
+    assert (request["state"], request["cancelled"]["by"]) == ("cancelled", "ops-ann")
+    waiting = _json(cli("status", later, "--json"))
+    assert waiting["state"] == "queued"
+    assert waiting["waiting"].startswith("scheduled (send_at); due 2099-01-01T12:00:00")
+    assert "waiting" in _ok(cli("status", later))
+    assert _json(cli("status", failing, "--json"))["state"] == "failed"
+
+    retried = _json(cli("retry", "--reason", "provider", "--by", "ops-ann", "--json"))
+    assert retried == {"retried": [failing]}
+    assert cli("retry").returncode == 2
+    _ok(cli("run", "--until-idle"))
+
+    final = _json(cli("status", failing, "--json"))
+    assert final["state"] == "sent"
+    assert [(h["state"], h["retried_by"]) for h in final["history"]] == [("failed", "ops-ann")]
+    assert "earlier" in _ok(cli("status", failing))
+    assert [m.to for m in simulator.messages()] == ["12065550102"]
