@@ -1,18 +1,29 @@
 # sms-outbox daemon. Configure with SMS_OUTBOX_* variables and secret files, for example:
-#   docker run -e SMS_OUTBOX_MONGODB__URI_FILE=/run/secrets/mongodb_uri \
+#   docker run -v sms-keys:/keys \
+#              -e SMS_OUTBOX_MONGODB__URI_FILE=/run/secrets/mongodb_uri \
 #              -e SMS_OUTBOX_FLOWROUTE__ACCESS_KEY_FILE=/run/secrets/fr_access \
 #              -e SMS_OUTBOX_FLOWROUTE__SECRET_KEY_FILE=/run/secrets/fr_secret sms-outbox
+# Signing keys (users/<user>.key and daemon.key) live on the /keys volume, owned by uid 10001.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    SMS_OUTBOX_SECURITY__KEYS_DIR=/keys
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY jobs ./jobs
 COPY scheduler ./scheduler
-RUN pip install . && useradd --system --uid 10001 --no-create-home sms
+RUN pip install . \
+    && useradd --system --uid 10001 --user-group --no-create-home sms \
+    && mkdir -p /keys \
+    && chown 10001:10001 /keys \
+    && chmod 0700 /keys
 
-USER sms
+VOLUME ["/keys"]
+USER 10001:10001
+# `sms-outbox check` pings the database: exit 0 when it answers, 69 when it does not.
+HEALTHCHECK --interval=30s --timeout=20s --start-period=30s --retries=3 \
+    CMD ["sms-outbox", "check"]
 # SIGTERM stops the daemon gracefully: in-flight sends finish, unsent claims are released.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["sms-outbox"]

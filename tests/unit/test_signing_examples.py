@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from jobs import signing
+from jobs import intake, signing
+from jobs.model import DEFAULT_MAX_SEGMENTS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "9f" * 32
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DOCS: list[dict[str, Any]] = [
     {"user": "alice", "to": "12065550101", "body": "Your appointment is at 3pm"},
     {"user": "alice", "to": "12065550101", "from": "12065550100", "body": "caf\u00e9 \U0001f600",
@@ -36,7 +38,7 @@ def _block(language: str, marker: str) -> str:
 
 def _python_sign() -> Callable[[str, dict[str, Any]], str]:
     source = _block("python", "def sign(")
-    definition = source[: source.index("\ndoc = ")]
+    definition = source[: source.index("\nfrom pymongo")]
     namespace: dict[str, Any] = {}
     exec(definition, namespace)
     sign: Callable[[str, dict[str, Any]], str] = namespace["sign"]
@@ -66,3 +68,17 @@ def test_readme_javascript_example_signs_like_the_daemon() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [signing.sign(KEY, doc) for doc in DOCS]
+
+
+def test_readme_body_limits_match_max_segments() -> None:
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `body`"))
+    found = re.search(r"(\d+) plain ASCII characters or (\d+) when any other", row)
+    assert found is not None, row
+    ascii_limit, other_limit = int(found[1]), int(found[2])
+    assert f"by default {DEFAULT_MAX_SEGMENTS}" in row
+
+    def admitted(body: str) -> bool:
+        return intake.admit({"user": "a", "to": "12065550101", "body": body}, NOW).problem is None
+
+    assert admitted("x" * ascii_limit) and not admitted("x" * (ascii_limit + 1))
+    assert admitted("\u00e9" * other_limit) and not admitted("\u00e9" * (other_limit + 1))
