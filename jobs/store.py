@@ -24,6 +24,7 @@ Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
 TYPE_MISMATCH = 14  # $inc on a field that is not a number
+CANCEL_TRIES = 10
 
 
 def claim_filter(now: datetime) -> Doc:
@@ -309,10 +310,17 @@ class OutboxStore:
     def cancel(self, doc: Mapping[str, Any], by: str) -> Doc | None:
         """End `doc` `cancelled` unless it was sent or claimed for sending meanwhile; a broadcast
         request being fanned out is taken from its daemon, whose next fenced write fails."""
-        if not interventions.may_cancel(doc):
-            return None
-        fields = interventions.cancelled(by, self.clock.now())
-        return self._transition(doc, fields, ["claim_token", "lease_until", "in_flight"])
+        current: Mapping[str, Any] | None = doc
+        # A daemon fanning the broadcast out renews it between our read and our write: read again.
+        for _ in range(CANCEL_TRIES):
+            if current is None or not interventions.may_cancel(current):
+                return None
+            fields = interventions.cancelled(by, self.clock.now())
+            done = self._transition(current, fields, ["claim_token", "lease_until", "in_flight"])
+            if done is not None:
+                return done
+            current = self.find(doc["_id"])
+        return None
 
     def cancel_campaign(self, campaign: str, by: str) -> int:
         """Cancel every message of a broadcast still queued; those in flight finish."""

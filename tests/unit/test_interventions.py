@@ -224,3 +224,17 @@ def test_status_says_why_a_queued_message_waits(clock: ManualClock) -> None:
     assert due.startswith("due now")
     assert interventions.why_waiting({"state": "sent"}, now) is None
     assert "not admitted" in (interventions.why_waiting({}, now) or "")
+
+
+def test_a_cancel_that_races_a_renewal_reads_again_and_wins(
+    dispatcher: Dispatcher, store: OutboxStore
+) -> None:
+    campaign = broadcast(store)
+    dispatcher.admit()
+    stale = outbox(store, campaign)
+    [claimed] = store.claim(1, LEASE)
+    store.renew(claimed, LEASE)
+
+    assert store.cancel(stale, "ops") is not None
+    assert outbox(store, campaign)["state"] == "cancelled"
+    assert store.renew(claimed, LEASE) is None
