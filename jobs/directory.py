@@ -122,12 +122,18 @@ class Directory:
         return ImportReport(added, refused)
 
     def recipients(self) -> Iterator[Doc]:
-        """Every recipient, one per number (its records taken together, see `recipient`), by
+        """Every recipient, one per number (its records taken together, see `recipient`, with
+        the phones in another layout, which the daemon does not match, in `unmatched`), by
         number; records whose phone is not a number come last, as stored."""
         found = self.audit()
         for number in sorted(found.records):
-            merged = identity.view(number, found.records[number])
+            docs = found.records[number]
+            merged = identity.view(number, docs)
             assert merged is not None
+            # What the daemon does not see when it sends, until `recipients check --fix`.
+            unmatched = [d["phone"] for d in docs if d.get("phone") not in spellings(number)]
+            if unmatched:
+                merged["unmatched"] = unmatched
             yield merged
         for doc_id, why in found.invalid:
             yield {"phone": None, "record": str(doc_id), "invalid": why}
@@ -135,7 +141,12 @@ class Directory:
     def recipient(self, number: str) -> Doc | None:
         """What the records of a normalised number say together, however each was spelled: a
         verified record gives consent, an opt-out on any record takes it away."""
-        return identity.view(number, self.users.find({"phone": {"$in": spellings(number)}}))
+        # One equality query per spelling: every server answers those from the phone index
+        # (FerretDB 1.x would read the whole collection for an $in).
+        records = [
+            doc for spelling in spellings(number) for doc in self.users.find({"phone": spelling})
+        ]
+        return identity.view(number, records)
 
     def verified_after(self, after: str | None, limit: int) -> list[str]:
         """Up to `limit` verified numbers, as stored, that sort after `after`. A record whose

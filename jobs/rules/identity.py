@@ -16,26 +16,12 @@ from jobs.errors import InputError
 
 Doc = dict[str, Any]
 
-# How numbers are commonly written; other tools may have stored any of them.
-_LAYOUTS = ("{a}{b}{c}", "{a}-{b}-{c}", "({a}) {b}-{c}", "({a}){b}-{c}", "{a}.{b}.{c}",
-            "{a} {b} {c}", "{a} {b}-{c}", "{a}/{b}-{c}")  # fmt: skip
-_PREFIXES = ("", "1", "+1", "1-", "1 ", "+1 ", "+1-", "1.", "+1.", "1 (")
-
 
 def spellings(number: str) -> list[str]:
-    """The ways an existing database may have stored the normalised `number`: the 11-digit form
-    first, then `+1…`, ten digits and the common punctuated layouts, with and without a 1."""
-    a, b, c = number[1:4], number[4:7], number[7:]
-    found = [number, "+" + number, number[1:]]
-    for prefix in _PREFIXES:
-        for layout in _LAYOUTS:
-            text = layout.format(a=a, b=b, c=c)
-            if prefix.endswith("(") and not text.startswith("("):
-                continue
-            text = prefix[:-1] + text if prefix.endswith("(") else prefix + text
-            if text not in found:
-                found.append(text)
-    return found
+    """The ways the daemon finds a normalised `number` stored: the 11-digit form, `+1…` and ten
+    digits. Any other layout (`(206) 555-0101`) is not matched at send time: `recipients check`
+    lists such records and `--fix` rewrites them."""
+    return [number, "+" + number, number[1:]]
 
 
 def _latest(values: Iterable[Any]) -> Any:

@@ -81,7 +81,7 @@ def test_an_opt_out_on_another_spelling_wins_for_direct_messages_and_broadcasts(
     db["users"].insert_many(
         [
             {"phone": "12065550188", "verified": True},
-            {"phone": "(206) 555-0188", "verified": False, "opted_out": {"reason": "STOP"}},
+            {"phone": "2065550188", "verified": False, "opted_out": {"reason": "STOP"}},
         ]
     )
     direct = _submit(store)
@@ -112,7 +112,7 @@ def test_consent_on_any_spelling_is_consent(
     dispatcher: Dispatcher, store: OutboxStore, provider: FakeProvider, db: Database[Doc]
 ) -> None:
     db["users"].insert_many(
-        [{"phone": "206-555-0188", "verified": True}, {"phone": "2065550188", "verified": False}]
+        [{"phone": "+12065550188", "verified": True}, {"phone": "2065550188", "verified": False}]
     )
     _submit(store)
 
@@ -196,3 +196,21 @@ def test_fix_is_safe_to_run_twice(directory: Directory, db: Database[Doc]) -> No
     assert directory.fix(directory.audit()) == 1
     assert directory.fix(directory.audit()) == 0
     assert db["users"].count_documents({"phone": PERSON}) == 1
+
+
+def test_a_record_in_another_layout_is_not_consent_until_fixed_and_check_lists_it(
+    dispatcher: Dispatcher, store: OutboxStore, provider: FakeProvider, directory: Directory,
+    db: Database[Doc],
+) -> None:  # fmt: skip
+    db["users"].insert_one({"phone": "(206) 555-0188", "verified": True})
+    first = _submit(store)
+    _run_until_idle(dispatcher)
+
+    assert _code(store, first) == "not_verified"
+    assert directory.audit().misspelled() == {PERSON: ["(206) 555-0188"]}
+    [listed] = [r for r in directory.recipients() if r["phone"] == PERSON]
+    assert listed["unmatched"] == ["(206) 555-0188"]
+    directory.fix(directory.audit())
+    _submit(store, body="again")
+    _run_until_idle(dispatcher)
+    assert provider.recipients() == [PERSON]
