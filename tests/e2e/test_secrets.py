@@ -23,7 +23,7 @@ SOURCE, FRIEND, STOPPED = "12065550100", "12065550101", "12065550102"
 def _uri(server: MongoServer) -> str:
     """The server's URI with a password in it, where the server accepts one."""
     if server.backend != "postgresql":
-        return server.uri  # SQLite-backed FerretDB and external servers: no password to test
+        return server.uri  # FerretDB 2 runs with --no-auth; SQLite and external: no password
     host = server.uri.split("://", 1)[1].split("/", 1)[0]
     return f"mongodb://postgres:{PASSWORD}@{host}/?authMechanism=PLAIN"
 
