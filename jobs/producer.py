@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobs import intake, signing
 from jobs.errors import InputError
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.store import Doc, DuplicateKeyError, OutboxStore
+from jobs.mongo.store import Doc, DuplicateKeyError, OutboxStore
+from jobs.rules import intake, signing
 
 
 @dataclass(frozen=True)

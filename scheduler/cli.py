@@ -14,14 +14,17 @@ from typing import Any
 import structlog
 from pymongo.errors import ConnectionFailure, OperationFailure
 
-from jobs import intake, phone, producer, roles, segments, status
+from jobs import producer
 from jobs.clock import SystemClock
-from jobs.directory import Directory
 from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.store import Doc, OutboxStore
+from jobs.mongo import roles, status
+from jobs.mongo.connection import connect
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, phone, segments
 from scheduler import logs
-from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
+from scheduler.daemon import build_dispatcher, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 
@@ -65,14 +68,14 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    dispatcher = build_dispatcher(settings, connect(settings))
+    dispatcher = build_dispatcher(settings, connect(settings.mongodb))
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
     run_daemon(dispatcher, settings, until_idle=args.until_idle)
     return EXIT_OK
 
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     OutboxStore(db, SystemClock()).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
@@ -87,7 +90,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
@@ -104,7 +107,7 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -149,7 +152,7 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock())
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -209,7 +212,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     if args.campaign:
         summary = status.campaign(db, args.campaign)
         if summary["total"] == 0 and summary["request"] is None:

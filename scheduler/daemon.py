@@ -11,33 +11,19 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from jobs.clock import Clock, SystemClock
-from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
 from jobs.pacing import SlidingWindowPacer
-from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
-
-
-def connect(settings: Settings) -> Database[Doc]:
-    """A pymongo database handle; BSON dates come back timezone-aware UTC."""
-    timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
-    client: MongoClient[Doc] = MongoClient(
-        settings.mongodb.uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="sms-outbox",
-    )
-    return client[settings.mongodb.database]
 
 
 def build_dispatcher(

@@ -17,7 +17,7 @@ from pydantic_settings import (
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
-from jobs.quiet_hours import Window
+from jobs.rules.quiet_hours import Window
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"

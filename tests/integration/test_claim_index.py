@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jobs.clock import SystemClock
-from jobs.store import OUTBOX, OutboxStore, claim_filter, claim_sort
+from jobs.mongo.store import OUTBOX, OutboxStore, claim_filter, claim_sort
 from tests.integration.helpers import Db
 from tests.servers.mongo_server import MongoServer
 

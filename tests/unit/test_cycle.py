@@ -11,13 +11,14 @@ import pytest
 import structlog
 from pymongo.errors import OperationFailure
 
-from jobs import fanout, producer
-from jobs import status as status_queries
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs import producer
+from jobs.dispatch import fanout
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.errors import OptedOutError, RetryableError, ThrottledError, UnknownOutcomeError
-from jobs.store import OutboxStore
+from jobs.mongo import status as status_queries
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
-from jobs.store import OutboxStore
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import LEASE, RECIPIENT, RECIPIENT_2, FakeProvider
 from tests.unit.test_cycle import outbox, status, submit
 

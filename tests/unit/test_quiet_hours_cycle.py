@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
-from jobs.directory import Directory
-from jobs.quiet_hours import Window
-from jobs.store import OutboxStore
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
+from jobs.rules.quiet_hours import Window
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
 from tests.unit.test_cycle import outbox, status
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from jobs import intake
-from jobs.clock import ManualClock
+from jobs.doubles.clock import ManualClock
 from jobs.model import Problem, Reason, State
-from jobs.store import OutboxStore
+from jobs.mongo.store import OutboxStore
+from jobs.rules import intake
 from tests.unit.fakes import LEASE, RECIPIENT, RECIPIENT_2
 
 PROBLEM = Problem(Reason.PROVIDER, "503: down")

@@ -6,9 +6,9 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.directory import AUTHORIZED, USERS
-from jobs.store import OUTBOX, STATUS
-from jobs.tickets import TICKETS
+from jobs.mongo.directory import AUTHORIZED, USERS
+from jobs.mongo.store import OUTBOX, STATUS
+from jobs.mongo.tickets import TICKETS
 
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"

@@ -6,16 +6,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobs import intake, phone, policy, segments
 from jobs.clock import Clock
-from jobs.directory import Directory
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
-from jobs.store import Doc, OutboxStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, phone, policy, segments
 
 if TYPE_CHECKING:
-    from jobs.cycle import DispatchConfig
+    from jobs.dispatch.dispatcher import DispatchConfig
 
 CHUNK = 500
 

@@ -13,9 +13,9 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from jobs import phone
 from jobs.errors import InputError
-from jobs.intake import check_name
+from jobs.rules import phone
+from jobs.rules.intake import check_name
 
 Doc = dict[str, Any]
 

@@ -14,10 +14,10 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.intake import Admission
 from jobs.model import Problem, Reason, State
-from jobs.projection import OUTBOX, STATUS, StatusProjection
-from jobs.tickets import SendTickets
+from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
+from jobs.mongo.tickets import SendTickets
+from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")

@@ -47,7 +47,7 @@ class StatusProjection:
                 update["$unset"] = gone
             # A duplicate key means the status already holds a newer revision. An equal one is
             # overwritten: normally it is the same copy, but where a server lets a stale write
-            # land (see jobs/tickets.py) two states can share a revision, and the later wins.
+            # land (see jobs/mongo/tickets.py) two states can share a revision, and the later wins.
             with contextlib.suppress(DuplicateKeyError):
                 self.status.update_one(
                     {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}, update, upsert=True

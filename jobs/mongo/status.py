@@ -9,7 +9,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo.database import Database
 
-from jobs.store import STATUS, Doc
+from jobs.mongo.store import STATUS, Doc
 
 
 def parse_id(text: str) -> Any:

@@ -12,16 +12,18 @@ from typing import Any, TypeVar
 import structlog
 from pymongo.errors import ConnectionFailure
 
-from jobs import fanout, intake, outcomes, policy, quiet_hours, segments, tickets
 from jobs.clock import Clock
-from jobs.directory import Directory
+from jobs.dispatch import fanout
 from jobs.errors import ProviderError, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
+from jobs.mongo import tickets
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
 from jobs.pacing import Pacer
-from jobs.quiet_hours import Window
-from jobs.store import Doc, OutboxStore
+from jobs.rules import intake, outcomes, policy, quiet_hours, segments
+from jobs.rules.quiet_hours import Window
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
@@ -209,7 +211,7 @@ class Dispatcher:
             self._release([doc])
             return State.QUEUED.value
         # The fenced renewal finds out whether this worker still holds the claim; the ticket then
-        # settles the rare race in which two workers both passed it (see jobs/tickets.py).
+        # settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
         if self.store.renew(doc, self.config.lease, in_flight=True) is None:
             bound.warning("claim.lost")
             return "lost"
