@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobs.errors import InputError
+from jobs.errors import DuplicateKey, InputError
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.mongo.store import Doc, DuplicateKeyError, OutboxStore
+from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, signing
 
 
@@ -37,7 +37,7 @@ def _insert(
         fields["signature"] = signing.sign(key, fields)
     try:
         return Enqueued(store.insert(fields), True)
-    except DuplicateKeyError:
+    except DuplicateKey:
         existing = store.find_by_key(str(doc["key"]))
         if existing is None:
             raise

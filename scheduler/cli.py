@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymongo.errors import ConnectionFailure, OperationFailure
 
 from jobs import producer
 from jobs.clock import SystemClock
-from jobs.errors import ConfigError, InputError
+from jobs.errors import ConfigError, InputError, StoreRefused, StoreUnavailable
 from jobs.model import BROADCAST_AUDIENCE
 from jobs.mongo import roles, status
 from jobs.mongo.connection import connect
@@ -52,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ConnectionFailure as exc:
-        print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"sms-outbox: database unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 
@@ -82,7 +81,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if args.roles:
         try:
             done = roles.apply(db)
-        except OperationFailure as exc:
+        except StoreRefused as exc:
             print(f"sms-outbox: the server refused to create roles: {exc.details}", file=sys.stderr)
             return EXIT_UNAVAILABLE if exc.code in (59, 115, 238) else EXIT_FAILURE
         _print(done, False)

@@ -10,11 +10,10 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
-from pymongo.errors import ConnectionFailure
 
 from jobs.clock import Clock
 from jobs.dispatch import fanout
-from jobs.errors import ProviderError, UnknownOutcomeError
+from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
@@ -112,7 +111,7 @@ class Dispatcher:
                 break
             try:
                 state = self._handle(doc)
-            except ConnectionFailure:
+            except StoreUnavailable:
                 # Nothing from here on was sent: hand it back as soon as the database returns,
                 # rather than leaving it to wait out its lease.
                 self._orphans = batch[index:]
@@ -296,12 +295,12 @@ class Dispatcher:
         while True:
             try:
                 result = write()
-            except ConnectionFailure as exc:
+            except StoreUnavailable as exc:
                 if self.clock.monotonic() >= deadline:
-                    bound.error("record.lost", error=type(exc).__name__)
+                    bound.error("record.lost", error=str(exc))
                     return None
                 if failures == 0:
-                    bound.warning("database.unavailable", during="record", error=type(exc).__name__)
+                    bound.warning("database.unavailable", during="record", error=str(exc))
                 failures += 1
                 self.clock.sleep(1.0)
                 continue

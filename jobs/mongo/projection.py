@@ -11,6 +11,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from jobs.clock import Clock
+from jobs.mongo.connection import adapter
 
 Doc = dict[str, Any]
 
@@ -24,6 +25,7 @@ STATUS_FIELDS = (
 )  # fmt: skip
 
 
+@adapter
 class StatusProjection:
     """Copies outbox documents to `message_status`.
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pymongo.database import Database
 
+from jobs.mongo.connection import translating
 from jobs.mongo.directory import AUTHORIZED, USERS
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS
@@ -43,6 +44,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+@translating
 def apply(db: Database[dict[str, Any]]) -> list[str]:
     """Create or update the roles in `db`; safe to run again. Needs a user-admin connection."""
     done = []

@@ -15,6 +15,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
 from jobs.model import Problem, Reason, State
+from jobs.mongo.connection import adapter
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
 from jobs.mongo.tickets import SendTickets
 from jobs.rules.intake import Admission
@@ -36,6 +37,7 @@ def claim_sort() -> list[tuple[str, int]]:
     return [("priority", DESCENDING), ("due_at", ASCENDING)]
 
 
+@adapter
 class OutboxStore:
     """Reads and writes `outbox` and its projection `message_status`.
 
@@ -303,7 +305,7 @@ class OutboxStore:
         return self.outbox.find_one({"_id": doc_id})
 
     def insert(self, doc: Doc) -> Any:
-        """Insert a producer's document; raises DuplicateKeyError when its key is taken."""
+        """Insert a producer's document; raises DuplicateKey when its key is taken."""
         return self.outbox.insert_one(doc).inserted_id
 
     def find_by_key(self, key: str) -> Doc | None:
@@ -311,4 +313,4 @@ class OutboxStore:
         return self.outbox.find_one({"key": key})
 
 
-__all__ = ["OUTBOX", "STATUS", "DuplicateKeyError", "OutboxStore"]
+__all__ = ["OUTBOX", "STATUS", "OutboxStore"]

@@ -11,6 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jobs.clock import Clock
+from jobs.mongo.connection import adapter
 
 TICKETS = "send_tickets"
 SENT, NOT_SENT, IN_DOUBT = "sent", "not_sent", "in_doubt"
@@ -24,6 +25,7 @@ class Verdict:
     in_doubt: bool = False  # a request may have reached Flowroute with no answer recorded
 
 
+@adapter
 class SendTickets:
     """A ticket is inserted, under a unique id made of the message id and the revision its claim
     produced, before the request leaves, and settled with what came back.

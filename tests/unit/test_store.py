@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo.errors import DuplicateKeyError
 
 from jobs.doubles.clock import ManualClock
+from jobs.errors import DuplicateKey
 from jobs.model import Problem, Reason, State
 from jobs.mongo.store import OutboxStore
 from jobs.rules import intake
@@ -282,7 +282,7 @@ def test_documents_without_a_key_coexist(store: OutboxStore) -> None:
 def test_the_same_key_cannot_be_inserted_twice(store: OutboxStore) -> None:
     first = store.insert({"user": "alice", "to": RECIPIENT, "body": "one", "key": "order-1"})
 
-    with pytest.raises(DuplicateKeyError):
+    with pytest.raises(DuplicateKey):
         store.insert({"user": "alice", "to": RECIPIENT_2, "body": "two", "key": "order-1"})
 
     assert store.outbox.count_documents({}) == 1
