@@ -1,47 +1,32 @@
-"""The send cycle: recover, admit, claim a batch, check, pace, send and record each message."""
+"""The send cycle: recover, admit, claim a batch, and take each message through its steps."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from jobs.clock import Clock
-from jobs.dispatch import fanout
+from jobs.dispatch import fanout, recovery
+from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.ports import Outcome
 from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
-from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
-from jobs.mongo import tickets
+from jobs.model import Problem, Reason, State
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.pacing import Pacer
-from jobs.rules import intake, outcomes, policy, quiet_hours, segments
-from jobs.rules.quiet_hours import Window
+from jobs.rules import intake, outcomes, quiet_hours, segments, vetting
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class DispatchConfig:
-    """The `[dispatch]` settings the cycle needs."""
-
-    batch_size: int = 10
-    lease_seconds: float = 120.0
-    max_attempts: int = 5
-    record_retry_seconds: float = 60.0
-    max_segments: int = DEFAULT_MAX_SEGMENTS
-    quiet_hours: Window | None = None
-
-    @property
-    def lease(self) -> timedelta:
-        return timedelta(seconds=self.lease_seconds)
+__all__ = ["CycleReport", "DispatchConfig", "Dispatcher", "summary"]
 
 
 @dataclass
@@ -109,48 +94,26 @@ class Dispatcher:
             if self.stopping:
                 self._release(batch[index:])
                 break
-            try:
-                state = self._handle(doc)
-            except StoreUnavailable:
-                # Nothing from here on was sent: hand it back as soon as the database returns,
-                # rather than leaving it to wait out its lease.
-                self._orphans = batch[index:]
-                raise
-            except Exception:
-                # A bug met by one message must not hold up the others. This one keeps its
-                # claim and is settled by lease recovery: unknown if its request may have gone
-                # out, queued again (its attempt counted) if not.
-                log.exception("message.crashed", message_id=str(doc["_id"]))
-                state = "crashed"
+            with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
+                try:
+                    state = self._handle(doc)
+                except StoreUnavailable:
+                    # Nothing from here on was sent: hand it back as soon as the database
+                    # returns, rather than leaving it to wait out its lease.
+                    self._orphans = batch[index:]
+                    raise
+                except Exception:
+                    # A bug met by one message must not hold up the others. This one keeps its
+                    # claim and is settled by lease recovery: unknown if its request may have
+                    # gone out, queued again (its attempt counted) if not.
+                    log.exception("message.crashed")
+                    state = "crashed"
             report.count(state)
         return report
 
-    def _release_orphans(self) -> None:
-        while self._orphans:
-            self.store.release(self._orphans[0])
-            self._orphans.pop(0)
-
     def recover(self) -> int:
         """Settle documents whose worker died holding them."""
-        docs = self.store.expired_leases(limit=self.config.batch_size * 10)
-        for doc in docs:
-            verdict = self.store.tickets.verdict(doc["_id"])
-            if verdict.provider_id is not None:
-                # The request was accepted but its worker died before recording it.
-                self.store.finish(doc, State.SENT, provider_id=verdict.provider_id)
-                log.warning("lease.recovered", message_id=str(doc["_id"]), state=State.SENT)
-                continue
-            if verdict.in_doubt:
-                doc = {**doc, "in_flight": True}
-            outcome = outcomes.after_lease_expired(doc, self.config.max_attempts, self.clock.now())
-            assert outcome.problem is not None
-            if outcome.state is State.QUEUED and outcome.due_at is not None:
-                done = self.store.retry_later(doc, outcome.due_at, outcome.problem)
-            else:
-                done = self.store.finish(doc, outcome.state, problem=outcome.problem)
-            if done is not None:
-                log.warning("lease.recovered", message_id=str(doc["_id"]), state=outcome.state)
-        return len(docs)
+        return recovery.recover(self.store, self.clock, self.config)
 
     def admit(self) -> int:
         """Validate new producer documents: each is queued or rejected with a reason."""
@@ -163,65 +126,47 @@ class Dispatcher:
                 )
         return len(docs)
 
-    def _release(self, docs: list[Doc]) -> None:
-        for doc in docs:
-            self.store.release(doc)
-        log.info("claim.released", count=len(docs))
-
     def _handle(self, doc: Doc) -> str:
-        bound = log.bind(message_id=str(doc["_id"]), campaign=doc.get("campaign"))
         # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
         # who can write could turn a signed message into a broadcast by relabelling it.
         if "audience" in doc:
             return fanout.expand(
-                self.store,
-                self.directory,
-                self.clock,
-                self.config,
-                doc,
-                bound,
-                self._stopping.is_set,
+                self.store, self.directory, self.clock, self.config, doc, self._stopping.is_set,
                 self.signatures,
-            )
-        admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
-        problem = admission.problem
-        if problem is None and self.signatures is not None:
-            problem = self.signatures.check(doc)
-        if problem is not None:
-            return self._reject(doc, problem, bound)
-        if int(doc.get("attempts", 0)) > self.config.max_attempts:
-            detail = f"claimed {doc.get('attempts')} times"
-            return self._reject(doc, Problem(Reason.MAX_ATTEMPTS, detail), bound, State.FAILED)
-        fields = admission.fields
-        decision = policy.decide(
-            fields["user"],
-            fields["to"],
-            fields.get("from"),
-            self.directory.sources_for(fields["user"]),
-            self.directory.recipient(fields["to"]),
-        )
-        if decision.problem is not None or decision.source is None:
-            assert decision.problem is not None
-            return self._reject(doc, decision.problem, bound)
-        if self._quiet(doc, fields["to"], bound):
+            )  # fmt: skip
+        return self._deliver(doc)
+
+    def _deliver(self, doc: Doc) -> str:
+        """A message's path: vet, defer, pace, mark in flight, send, record."""
+        vetted = vetting.vet(
+            doc, self.clock.now(), self.directory, self.signatures,
+            max_segments=self.config.max_segments, max_attempts=self.config.max_attempts,
+        )  # fmt: skip
+        if vetted.problem is not None or vetted.source is None:
+            assert vetted.problem is not None
+            return self._reject(doc, vetted.problem, vetted.state)
+        if self._defer(doc, vetted.to):
             return State.QUEUED.value
         self.pacer.acquire()
         if self.stopping:
             self._release([doc])
             return State.QUEUED.value
-        # The fenced renewal finds out whether this worker still holds the claim; the ticket then
-        # settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
-        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
-            bound.warning("claim.lost")
+        token = self._mark_in_flight(doc)
+        if token is None:
             return "lost"
-        ticket = self.store.tickets.take(doc)
-        if ticket is None:
-            bound.warning("claim.lost", why="another worker holds this claim's send ticket")
-            return "lost"
-        body = segments.normalize_text(fields["body"])
-        return self._send(doc, ticket, (fields["to"], decision.source, body), bound)
+        body = segments.normalize_text(vetted.fields["body"])
+        try:
+            provider_id = self.provider.send(vetted.to, vetted.source, body)
+        except ProviderError as error:
+            doubt = isinstance(error, UnknownOutcomeError)
+            outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
+            self._durably(lambda: self.store.guard.settle(token, outcome))
+            return self._after_error(doc, error)
+        with bound_contextvars(provider_id=provider_id):
+            self._record_sent(doc, token, provider_id, vetted.source)
+        return State.SENT.value
 
-    def _quiet(self, doc: Doc, to: str, bound: Any) -> bool:
+    def _defer(self, doc: Doc, to: str) -> bool:
         """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
         window = self.config.quiet_hours
         if window is None:
@@ -232,37 +177,38 @@ class Dispatcher:
         hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
         detail = f"outside {hours} in the recipient's local time; due {wait.isoformat()}"
         self.store.retry_later(doc, wait, Problem(Reason.QUIET_HOURS, detail), refund=True)
-        bound.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
+        log.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
         return True
 
-    def _send(self, doc: Doc, ticket: str, message: tuple[str, str, str], bound: Any) -> str:
-        to, source, body = message
-        try:
-            provider_id = self.provider.send(to, source, body)
-        except ProviderError as error:
-            doubt = isinstance(error, UnknownOutcomeError)
-            settle = functools.partial(
-                self.store.tickets.settle, ticket, tickets.IN_DOUBT if doubt else tickets.NOT_SENT
-            )
-            self._durably(settle, bound)
-            return self._after_error(doc, error, bound)
-        bound = bound.bind(provider_id=provider_id)
-        self._durably(
-            functools.partial(self.store.tickets.settle, ticket, tickets.SENT, provider_id), bound
+    def _mark_in_flight(self, doc: Doc) -> str | None:
+        """The send guard's token for this claim, or None when the claim was lost.
+
+        The fenced renewal finds out whether this worker still holds the claim; the guard then
+        settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
+        """
+        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+            log.warning("claim.lost")
+            return None
+        token = self.store.guard.take(doc)
+        if token is None:
+            log.warning("claim.lost", why="another worker holds this claim's send ticket")
+        return token
+
+    def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
+        self._durably(lambda: self.store.guard.settle(token, Outcome.SENT, provider_id))
+        extra = {"from": source}
+        record = self._durably(
+            lambda: self.store.finish(doc, State.SENT, provider_id=provider_id, extra=extra)
         )
-        record = functools.partial(
-            self.store.finish, doc, State.SENT, provider_id=provider_id, extra={"from": source}
-        )
-        if self._durably(record, bound) is not None:
-            bound.info("message.sent")
-        elif self._durably(lambda: self.store.record_late_success(doc, provider_id), bound):
-            bound.warning("message.sent_late")
+        if record is not None:
+            log.info("message.sent")
+        elif self._durably(lambda: self.store.record_late_success(doc, provider_id)):
+            log.warning("message.sent_late")
         else:
             # Another worker settled this message after our lease ran out; its record stands.
-            bound.error("message.sent_unrecorded")
-        return State.SENT.value
+            log.error("message.sent_unrecorded")
 
-    def _after_error(self, doc: Doc, error: ProviderError, bound: Any) -> str:
+    def _after_error(self, doc: Doc, error: ProviderError) -> str:
         outcome = outcomes.after_error(
             error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
         )
@@ -273,22 +219,32 @@ class Dispatcher:
         if outcome.state is State.QUEUED and outcome.due_at is not None:
             due_at = outcome.due_at
             self._durably(
-                lambda: self.store.retry_later(doc, due_at, problem, refund=outcome.refund), bound
+                lambda: self.store.retry_later(doc, due_at, problem, refund=outcome.refund)
             )
-            bound.info("message.retry", code=error.code, due_at=due_at.isoformat())
+            log.info("message.retry", code=error.code, due_at=due_at.isoformat())
         else:
-            self._durably(lambda: self.store.finish(doc, outcome.state, problem=problem), bound)
-            bound.warning("message." + outcome.state.value, code=error.code)
+            self._durably(lambda: self.store.finish(doc, outcome.state, problem=problem))
+            log.warning("message." + outcome.state.value, code=error.code)
         if outcome.opted_out:
             self.directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
         return outcome.state.value
 
-    def _reject(self, doc: Doc, problem: Problem, bound: Any, state: State = State.REJECTED) -> str:
+    def _reject(self, doc: Doc, problem: Problem, state: State = State.REJECTED) -> str:
         self.store.finish(doc, state, problem=problem)
-        bound.info("message." + state.value, reason=problem.code, detail=problem.detail)
+        log.info("message." + state.value, reason=problem.code, detail=problem.detail)
         return state.value
 
-    def _durably(self, write: Callable[[], T], bound: Any) -> T | None:
+    def _release(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            self.store.release(doc)
+        log.info("claim.released", count=len(docs))
+
+    def _release_orphans(self) -> None:
+        while self._orphans:
+            self.store.release(self._orphans[0])
+            self._orphans.pop(0)
+
+    def _durably(self, write: Callable[[], T]) -> T | None:
         """Retry a record write through a database outage: the send already happened."""
         deadline = self.clock.monotonic() + self.config.record_retry_seconds
         failures = 0
@@ -297,15 +253,15 @@ class Dispatcher:
                 result = write()
             except StoreUnavailable as exc:
                 if self.clock.monotonic() >= deadline:
-                    bound.error("record.lost", error=str(exc))
+                    log.error("record.lost", error=str(exc))
                     return None
                 if failures == 0:
-                    bound.warning("database.unavailable", during="record", error=str(exc))
+                    log.warning("database.unavailable", during="record", error=str(exc))
                 failures += 1
                 self.clock.sleep(1.0)
                 continue
             if failures:
-                bound.info("database.recovered", during="record", retries=failures)
+                log.info("database.recovered", during="record", retries=failures)
             return result
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from jobs.clock import Clock
+from jobs.dispatch.config import DispatchConfig
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
-from jobs.rules import intake, phone, policy, segments
+from jobs.rules import phone, segments, vetting
 
-if TYPE_CHECKING:
-    from jobs.dispatch.dispatcher import DispatchConfig
+log = structlog.get_logger("sms_outbox.fanout")
 
 CHUNK = 500
 
@@ -60,26 +61,16 @@ def expand(
     clock: Clock,
     config: DispatchConfig,
     doc: Doc,
-    log: Any,
     stopping: Callable[[], bool],
     signatures: Signatures | None = None,
 ) -> str:
     """Insert the broadcast's messages in chunks, saving progress with each; returns the state."""
-    admission = intake.admit(doc, clock.now(), config.max_segments)
-    problem = admission.problem
-    if problem is None and signatures is not None:
-        problem = signatures.check(doc)
-    source: str | None = None
-    if problem is None:
-        fields = admission.fields
-        decision = policy.choose_source(
-            fields["user"], fields.get("from"), directory.sources_for(fields["user"])
-        )
-        problem, source = decision.problem, decision.source
-    if problem is not None or source is None:
-        assert problem is not None
-        store.finish(doc, State.REJECTED, problem=problem)
-        log.info("broadcast.rejected", reason=problem.code, detail=problem.detail)
+    vetted = vetting.vet(doc, clock.now(), directory, signatures, max_segments=config.max_segments)
+    source = vetted.source
+    if vetted.problem is not None or source is None:
+        assert vetted.problem is not None
+        store.finish(doc, State.REJECTED, problem=vetted.problem)
+        log.info("broadcast.rejected", reason=vetted.problem.code, detail=vetted.problem.detail)
         return State.REJECTED.value
     campaign = str(doc["_id"])
     size = segments.measure(segments.normalize_text(doc["body"]))

@@ -14,6 +14,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
+from jobs.dispatch.ports import SendGuard
 from jobs.model import Problem, Reason, State
 from jobs.mongo.connection import adapter
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
@@ -53,7 +54,7 @@ class OutboxStore:
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
         self.projection = StatusProjection(self.outbox, self.status, clock)
-        self.tickets = SendTickets(db, clock)
+        self.guard: SendGuard = SendTickets(db, clock)
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -70,7 +71,7 @@ class OutboxStore:
         except DuplicateKeyError:
             log.warning("index.key_duplicates", collection=OUTBOX)
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
-        self.tickets.ensure_indexes()
+        self.guard.ensure_indexes()
 
     # Intake
 

@@ -3,7 +3,7 @@ find-and-modify is not atomic."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from pymongo.collection import Collection
@@ -11,24 +11,16 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jobs.clock import Clock
+from jobs.dispatch.ports import Outcome, Verdict
 from jobs.mongo.connection import adapter
 
 TICKETS = "send_tickets"
-SENT, NOT_SENT, IN_DOUBT = "sent", "not_sent", "in_doubt"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the tickets of one message say about the requests made for it."""
-
-    provider_id: str | None = None  # set when a request was accepted: the message was sent
-    in_doubt: bool = False  # a request may have reached Flowroute with no answer recorded
 
 
 @adapter
 class SendTickets:
-    """A ticket is inserted, under a unique id made of the message id and the revision its claim
-    produced, before the request leaves, and settled with what came back.
+    """A send guard: a ticket is inserted, under a unique id made of the message id and the
+    revision its claim produced, before the request leaves, and settled with what came back.
 
     On MongoDB a claim is atomic and the ticket only records. On a server that answers
     find-and-modify with a read and a separate write (FerretDB 1.x), two workers can both
@@ -43,7 +35,7 @@ class SendTickets:
     def ensure_indexes(self) -> None:
         self.tickets.create_index("message_id", name="message")
 
-    def take(self, doc: dict[str, Any]) -> str | None:
+    def take(self, doc: Mapping[str, Any]) -> str | None:
         """The ticket for this claim of `doc`, or None when another worker holds it."""
         ticket = f"{doc['_id']}:{doc['rev']}"
         try:
@@ -60,16 +52,17 @@ class SendTickets:
             return None
         return ticket
 
-    def settle(self, ticket: str, outcome: str, provider_id: str | None = None) -> None:
+    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
         """Record what came of the ticket's request."""
-        fields = {"outcome": outcome, "provider_id": provider_id, "settled_at": self.clock.now()}
-        self.tickets.update_one({"_id": ticket}, {"$set": fields})
+        now = self.clock.now()
+        fields = {"outcome": outcome.value, "provider_id": provider_id, "settled_at": now}
+        self.tickets.update_one({"_id": token}, {"$set": fields})
 
-    def verdict(self, message_id: Any) -> Verdict:
+    def verdict(self, doc: Mapping[str, Any]) -> Verdict:
         """Sent if any request was accepted; in doubt if any was never answered."""
         in_doubt = False
-        for ticket in self.tickets.find({"message_id": message_id}):
-            if ticket.get("outcome") == SENT:
+        for ticket in self.tickets.find({"message_id": doc["_id"]}):
+            if ticket.get("outcome") == Outcome.SENT:
                 return Verdict(provider_id=str(ticket.get("provider_id")))
-            in_doubt = in_doubt or ticket.get("outcome") in (None, IN_DOUBT)
+            in_doubt = in_doubt or ticket.get("outcome") in (None, Outcome.IN_DOUBT)
         return Verdict(in_doubt=in_doubt)

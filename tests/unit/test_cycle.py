@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import structlog
 from pymongo.errors import OperationFailure
 
 from jobs import producer
@@ -456,7 +455,6 @@ def pause_fanout_after_first_chunk(
         clock,
         DispatchConfig(lease_seconds=LEASE.total_seconds()),
         parent,
-        structlog.get_logger(),
         lambda: next(checks) > 0,
     )
     assert state == "queued"
