@@ -75,7 +75,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings.mongodb)
-    OutboxStore(db, SystemClock()).ensure_indexes()
+    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
@@ -151,7 +151,7 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings.mongodb), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:

@@ -58,7 +58,7 @@ def build_dispatcher(
             detail="any database writer can get messages sent; rely on database roles",
         )
     return Dispatcher(
-        OutboxStore(db, clock),
+        OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
         SlidingWindowPacer(rate, clock),

@@ -37,7 +37,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
-            on(TICKETS, "find", "insert", "update", "createIndex"),
+            on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],

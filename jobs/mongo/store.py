@@ -16,9 +16,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
 from jobs.model import Problem, Reason, State
+from jobs.mongo import guard
 from jobs.mongo.connection import adapter
+from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
-from jobs.mongo.tickets import SendTickets
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -48,13 +49,21 @@ class OutboxStore:
     cannot overwrite what another worker recorded.
     """
 
-    def __init__(self, db: Database[Doc], clock: Clock) -> None:
+    def __init__(self, db: Database[Doc], clock: Clock, send_guard: GuardSetting = "tickets"):
         self.db = db
         self.clock = clock
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
         self.projection = StatusProjection(self.outbox, self.status, clock)
-        self.guard: SendGuard = SendTickets(db, clock)
+        self.send_guard = send_guard
+        self._guard: SendGuard | None = None
+
+    @property
+    def guard(self) -> SendGuard:
+        """The send guard (see jobs/mongo/guard.py), chosen on first use; `auto` asks the server."""
+        if self._guard is None:
+            self._guard = guard.build(self.db, self.clock, self.send_guard)
+        return self._guard
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
