@@ -8,7 +8,7 @@ from __future__ import annotations
 from jobs.dispatch.dispatcher import Dispatcher
 from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import RECIPIENT, RECIPIENT_2, FakeProvider
-from tests.unit.test_cycle import status, submit
+from tests.unit.helpers import status, submit
 
 
 def test_a_tampered_counter_does_not_block_the_queue(

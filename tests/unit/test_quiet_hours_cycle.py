@@ -15,7 +15,7 @@ from jobs.mongo.directory import Directory
 from jobs.mongo.store import OutboxStore
 from jobs.rules.quiet_hours import Window
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
-from tests.unit.test_cycle import outbox, status
+from tests.unit.helpers import outbox, status
 
 NEW_YORK = "12125550142"
 # 06:00 in New York (EST, UTC-5) on a Monday in January; 05:00 in Chicago.

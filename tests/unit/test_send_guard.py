@@ -15,7 +15,7 @@ from jobs.mongo.guard import NoGuard, build, choose, identify
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.mongo.tickets import RETENTION, TICKETS, SendTickets
 from tests.unit.fakes import LEASE, MAX_ATTEMPTS, CountingPacer, FakeProvider
-from tests.unit.test_cycle import outbox, status, submit
+from tests.unit.helpers import outbox, status, submit
 
 MONGODB_7: dict[str, Any] = {
     "version": "7.0.14",

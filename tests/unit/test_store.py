@@ -13,6 +13,7 @@ from jobs.model import Problem, Reason, State
 from jobs.mongo.store import OutboxStore
 from jobs.rules import intake
 from tests.unit.fakes import LEASE, RECIPIENT, RECIPIENT_2
+from tests.unit.helpers import outbox, status
 
 PROBLEM = Problem(Reason.PROVIDER, "503: down")
 
@@ -23,18 +24,6 @@ def queue(store: OutboxStore, clock: ManualClock, **fields: Any) -> Any:
     doc_id = store.insert(doc)
     assert store.admit(doc_id, intake.admit(doc, clock.now())) is not None
     return doc_id
-
-
-def status(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.status.find_one({"_id": doc_id})
-    assert found is not None
-    return found
-
-
-def outbox(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.find(doc_id)
-    assert found is not None
-    return found
 
 
 def claim_one(store: OutboxStore) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from jobs.dispatch.dispatcher import Dispatcher
 from jobs.doubles.clock import ManualClock
 from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import LEASE, FakeProvider
-from tests.unit.test_cycle import status, submit
+from tests.unit.helpers import status, submit
 
 
 def test_a_second_ticket_for_the_same_claim_is_refused(
