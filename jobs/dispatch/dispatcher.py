@@ -13,13 +13,11 @@ from structlog.contextvars import bound_contextvars
 from jobs.clock import Clock
 from jobs.dispatch import fanout, recovery
 from jobs.dispatch.config import DispatchConfig
-from jobs.dispatch.ports import Outcome
+from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome
 from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
-from jobs.mongo.directory import Directory
-from jobs.mongo.store import Doc, OutboxStore
 from jobs.pacing import Pacer
 from jobs.rules import intake, outcomes, quiet_hours, segments, vetting
 
@@ -51,7 +49,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: Outbox,
         directory: Directory,
         provider: SmsProvider,
         pacer: Pacer,

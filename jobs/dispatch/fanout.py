@@ -9,11 +9,10 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.ports import Directory, Doc, Outbox
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
-from jobs.mongo.directory import Directory
-from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import phone, segments, vetting
 
 log = structlog.get_logger("sms_outbox.fanout")
@@ -56,7 +55,7 @@ def _child(
 
 
 def expand(
-    store: OutboxStore,
+    store: Outbox,
     directory: Directory,
     clock: Clock,
     config: DispatchConfig,

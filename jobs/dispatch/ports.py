@@ -3,10 +3,16 @@ keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+
+from jobs.model import Problem, State
+from jobs.rules.intake import Admission
+
+Doc = dict[str, Any]
 
 
 class Outcome(StrEnum):
@@ -41,3 +47,93 @@ class SendGuard(Protocol):
     def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None: ...
 
     def verdict(self, doc: Mapping[str, Any]) -> Verdict: ...
+
+
+class Outbox(Protocol):
+    """The outbox store the send cycle runs on (`jobs.mongo.store.OutboxStore` on MongoDB,
+    `jobs.doubles.memory.MemoryOutbox` in memory). Its contract, which tests/outbox_contract.py
+    checks against both:
+
+    - The outbox document is the truth. Every change bumps its `rev` and is copied to the
+      document's public status, which never goes back to an older `rev`.
+    - `admit` gives a new document (one without `state`) its first state exactly once; a second
+      admission of the same document returns None. A key already admitted makes it a duplicate.
+    - `claim` is atomic: a due queued document is handed to one caller only, as `sending`, with
+      a fresh `claim_token`, `lease_until = now + lease`, `in_flight` false, `attempts` and
+      `rev` one higher; highest `priority` first, then the earliest `due_at`. A document whose
+      counters are not numbers is rejected instead of blocking the queue.
+    - Every write after a claim (`renew`, `finish`, `retry_later`, `release`) is fenced: it
+      applies only while the document is still `sending` under the same `claim_token`, and
+      returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
+    - `record_late_success` upgrades to `sent` only a document left `unknown` by the caller's
+      own expired claim.
+    - `insert` raises `jobs.errors.DuplicateKey` for a key already in the outbox;
+      `add_children` inserts what is not there yet and returns what it inserted.
+    - The store raises `jobs.errors.StoreUnavailable` when it cannot reach its database.
+    """
+
+    @property
+    def guard(self) -> SendGuard: ...
+
+    def ensure_indexes(self) -> None: ...
+
+    def new_documents(self, limit: int) -> list[Doc]: ...
+
+    def admit(self, doc_id: Any, admission: Admission) -> Doc | None: ...
+
+    def claim(self, limit: int, lease: timedelta) -> list[Doc]: ...
+
+    def renew(
+        self,
+        doc: Mapping[str, Any],
+        lease: timedelta,
+        *,
+        in_flight: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Doc | None: ...
+
+    def finish(
+        self,
+        doc: Mapping[str, Any],
+        state: State,
+        *,
+        problem: Problem | None = None,
+        provider_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Doc | None: ...
+
+    def retry_later(
+        self, doc: Mapping[str, Any], due_at: datetime, problem: Problem, *, refund: bool = False
+    ) -> Doc | None: ...
+
+    def release(self, doc: Mapping[str, Any]) -> Doc | None: ...
+
+    def record_late_success(self, doc: Mapping[str, Any], provider_id: str) -> Doc | None: ...
+
+    def expired_leases(self, limit: int) -> list[Doc]: ...
+
+    def add_children(self, children: Iterable[Doc]) -> list[Doc]: ...
+
+    def resync(self, limit: int) -> int: ...
+
+    def find(self, doc_id: Any) -> Doc | None: ...
+
+    def projected(self, doc_id: Any) -> Doc | None: ...
+
+    def insert(self, doc: Doc) -> Any: ...
+
+    def find_by_key(self, key: str) -> Doc | None: ...
+
+
+class Directory(Protocol):
+    """Who may send from which number, and who may be texted (`jobs.mongo.directory`)."""
+
+    def ensure_indexes(self) -> None: ...
+
+    def sources_for(self, user: str) -> list[str]: ...
+
+    def recipient(self, number: str) -> Doc | None: ...
+
+    def verified_after(self, after: str | None, limit: int) -> list[str]: ...
+
+    def opt_out(self, number: str, *, now: datetime, reason: str) -> None: ...

@@ -8,14 +8,14 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.ports import Doc, Outbox
 from jobs.model import State
-from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import outcomes
 
 log = structlog.get_logger("sms_outbox.recovery")
 
 
-def recover(store: OutboxStore, clock: Clock, config: DispatchConfig) -> int:
+def recover(store: Outbox, clock: Clock, config: DispatchConfig) -> int:
     """Settle up to ten batches of expired leases; returns how many were found."""
     docs = store.expired_leases(limit=config.batch_size * 10)
     for doc in docs:
@@ -23,7 +23,7 @@ def recover(store: OutboxStore, clock: Clock, config: DispatchConfig) -> int:
     return len(docs)
 
 
-def settle(store: OutboxStore, doc: Doc, max_attempts: int, now: datetime) -> None:
+def settle(store: Outbox, doc: Doc, max_attempts: int, now: datetime) -> None:
     """Sent if the send guard saw the request accepted; otherwise unknown if it may have left,
     queued again (or failed, its attempts used up) if it certainly did not."""
     verdict = store.guard.verdict(doc)

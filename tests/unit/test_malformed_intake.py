@@ -419,6 +419,7 @@ def test_cycle_never_raises_and_every_document_ends_in_a_state(
     with keys_dir(signed) as folder:
         dispatcher = fresh_dispatcher(folder)
         store = dispatcher.store
+        assert isinstance(store, OutboxStore)
         ids = []
         for generated, signs in docs:
             doc = dict(generated)
