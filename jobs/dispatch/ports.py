@@ -49,6 +49,25 @@ class SendGuard(Protocol):
     def verdict(self, doc: Mapping[str, Any]) -> Verdict: ...
 
 
+class NoGuard:
+    """The send guard of an atomic server: a claim is never held by two workers, so the fenced
+    in-flight mark is guard enough, and lease recovery reads the outbox document itself."""
+
+    def ensure_indexes(self) -> None:
+        """Nothing to index."""
+
+    def take(self, doc: Mapping[str, Any]) -> str | None:
+        """Always granted: the fenced renewal before it already proved the claim is ours."""
+        return f"{doc['_id']}:{doc['rev']}"
+
+    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
+        """Nothing to record: the outbox document records the outcome."""
+
+    def verdict(self, doc: Mapping[str, Any]) -> Verdict:
+        """In doubt exactly when the document was marked in flight."""
+        return Verdict(in_doubt=doc.get("in_flight") is True)
+
+
 class Outbox(Protocol):
     """The outbox store the send cycle runs on (`jobs.mongo.store.OutboxStore` on MongoDB,
     `jobs.doubles.memory.MemoryOutbox` in memory). Its contract, which tests/outbox_contract.py

@@ -13,7 +13,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import Outcome, SendGuard, Verdict
+from jobs.dispatch.ports import NoGuard, SendGuard
 from jobs.mongo.connection import translating
 from jobs.mongo.tickets import SendTickets
 
@@ -21,25 +21,6 @@ GuardSetting = Literal["auto", "tickets", "none"]
 GUARDS = ("tickets", "none")
 GIT_COMMIT = re.compile(r"[0-9a-f]{40}")
 log = structlog.get_logger("sms_outbox.store")
-
-
-class NoGuard:
-    """The send guard of an atomic server: a claim is never held by two workers, so the fenced
-    in-flight mark is guard enough, and lease recovery reads the outbox document itself."""
-
-    def ensure_indexes(self) -> None:
-        """Nothing to index."""
-
-    def take(self, doc: Mapping[str, Any]) -> str | None:
-        """Always granted: the fenced renewal before it already proved the claim is ours."""
-        return f"{doc['_id']}:{doc['rev']}"
-
-    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
-        """Nothing to record: the outbox document records the outcome."""
-
-    def verdict(self, doc: Mapping[str, Any]) -> Verdict:
-        """In doubt exactly when the document was marked in flight."""
-        return Verdict(in_doubt=doc.get("in_flight") is True)
 
 
 @dataclass(frozen=True)

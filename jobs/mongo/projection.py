@@ -11,6 +11,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from jobs.clock import Clock
+from jobs.model import STATUS_FIELDS
 from jobs.mongo.connection import adapter
 
 Doc = dict[str, Any]
@@ -19,10 +20,6 @@ OUTBOX = "outbox"
 STATUS = "message_status"
 # A live writer copies its change within milliseconds; older unsynced changes lost their writer.
 SYNC_GRACE = timedelta(seconds=10)
-STATUS_FIELDS = (
-    "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
-    "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
-)  # fmt: skip
 
 
 @adapter
