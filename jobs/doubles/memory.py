@@ -56,6 +56,7 @@ class MemoryOutbox:
 
     @property
     def guard(self) -> SendGuard:
+        """The guard of an atomic store (NoGuard unless another was given)."""
         return self._guard
 
     def ensure_indexes(self) -> None:
@@ -76,16 +77,19 @@ class MemoryOutbox:
             return new["_id"]
 
     def find(self, doc_id: Any) -> Doc | None:
+        """The outbox document with this id."""
         with self._lock:
             found = self._docs.get(doc_id)
             return copy.deepcopy(found) if found is not None else None
 
     def find_by_key(self, key: str) -> Doc | None:
+        """The outbox document that holds this idempotency key."""
         with self._lock:
             found = next((d for d in self._docs.values() if "key" in d and d["key"] == key), None)
             return copy.deepcopy(found) if found is not None else None
 
     def projected(self, doc_id: Any) -> Doc | None:
+        """The public status copy of the document with this id."""
         with self._lock:
             found = self._status.get(doc_id)
             return copy.deepcopy(found) if found is not None else None
@@ -93,11 +97,13 @@ class MemoryOutbox:
     # Intake
 
     def new_documents(self, limit: int) -> list[Doc]:
+        """Documents no daemon has admitted yet."""
         with self._lock:
             fresh = [d for d in self._docs.values() if d.get("state") is None]
             return copy.deepcopy(fresh[:limit])
 
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
+        """Give a new document its first state; None if it was admitted already."""
         with self._lock:
             doc = self._docs.get(doc_id)
             if doc is None or doc.get("state") is not None:
@@ -128,6 +134,7 @@ class MemoryOutbox:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
+        """Claim up to `limit` due documents, highest priority then earliest due first."""
         claimed: list[Doc] = []
         with self._lock:
             while len(claimed) < limit:
@@ -168,6 +175,7 @@ class MemoryOutbox:
         in_flight: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
+        """Extend the lease (fenced); `in_flight` marks that the request is about to leave."""
         fields = {"lease_until": self.clock.now() + lease, "in_flight": in_flight, **(extra or {})}
         return self._fenced(doc, lambda d: d.update(fields))
 
@@ -180,6 +188,7 @@ class MemoryOutbox:
         provider_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
+        """Record a terminal outcome of a claimed document (fenced)."""
         fields: Doc = {
             "state": state.value,
             "last_claim_token": doc["claim_token"],
@@ -198,6 +207,7 @@ class MemoryOutbox:
     def retry_later(
         self, doc: Mapping[str, Any], due_at: datetime, problem: Problem, *, refund: bool = False
     ) -> Doc | None:
+        """Queue a claimed document again until `due_at` (fenced); `refund` un-counts it."""
         fields = {"state": State.QUEUED.value, "due_at": due_at, "error": problem.as_error()}
 
         def change(d: Doc) -> None:
@@ -208,6 +218,7 @@ class MemoryOutbox:
         return self._fenced(doc, change)
 
     def release(self, doc: Mapping[str, Any]) -> Doc | None:
+        """Hand back a claimed, unsent document: due now, its attempt refunded (fenced)."""
         fields = {"state": State.QUEUED.value, "due_at": self.clock.now()}
 
         def change(d: Doc) -> None:
@@ -217,6 +228,7 @@ class MemoryOutbox:
         return self._fenced(doc, change)
 
     def record_late_success(self, doc: Mapping[str, Any], provider_id: str) -> Doc | None:
+        """Upgrade to `sent` the `unknown` this claim's expired lease caused."""
         with self._lock:
             current = self._docs.get(doc["_id"])
             if current is None or current.get("state") != State.UNKNOWN:
@@ -231,6 +243,7 @@ class MemoryOutbox:
     # Recovery and fan-out
 
     def expired_leases(self, limit: int) -> list[Doc]:
+        """Claimed documents whose lease ran out."""
         with self._lock:
             now = self.clock.now()
             expired = [
@@ -242,6 +255,7 @@ class MemoryOutbox:
             return copy.deepcopy(expired[:limit])
 
     def add_children(self, children: Iterable[Doc]) -> list[Doc]:
+        """Insert a broadcast's messages not already there; returns those inserted."""
         inserted: list[Doc] = []
         with self._lock:
             for child in children:
