@@ -11,7 +11,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.servers.mongo_server import MongoServer
 

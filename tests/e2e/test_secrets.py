@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
-from jobs.simulator import FlowrouteSimulator
 from tests.conftest import Cli, cli_env
 from tests.integration.helpers import Db, wait_for
 from tests.servers.mongo_server import MongoServer

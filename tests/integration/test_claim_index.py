@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from jobs.clock import SystemClock
-from jobs.store import OUTBOX, OutboxStore, claim_filter, claim_sort
+from jobs.mongo.claim import claim_filter, claim_sort
+from jobs.mongo.store import OUTBOX, OutboxStore
 from tests.integration.helpers import Db
 from tests.servers.mongo_server import MongoServer
 
