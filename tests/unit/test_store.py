@@ -39,7 +39,9 @@ def test_admit_queues_the_document_and_projects_its_status(
     doc = outbox(store, doc_id)
     assert (doc["state"], doc["kind"], doc["to"], doc["rev"]) == ("queued", "message", RECIPIENT, 1)
     assert doc["due_at"] == clock.now()
-    assert doc["synced"] is True
+    assert doc["synced"] is False, "marked synced with the rest of the cycle's copies"
+    assert store.mark_synced() == 1
+    assert outbox(store, doc_id)["synced"] is True
     projected = status(store, doc_id)
     assert (projected["state"], projected["to"], projected["rev"]) == ("queued", RECIPIENT, 1)
     assert "body" not in projected
@@ -234,6 +236,7 @@ def test_status_projection_never_goes_backwards(store: OutboxStore, clock: Manua
     store.finish(claimed, State.SENT, provider_id="mdr2-abc")
 
     store.project(claimed)
+    store.mark_synced()
 
     projected = status(store, doc_id)
     assert (projected["state"], projected["rev"]) == ("sent", 3)
