@@ -369,3 +369,34 @@ def test_late_success_does_not_touch_a_message_that_is_not_unknown(
 
     assert store.record_late_success(claimed, "mdr2-late") is None
     assert (outbox(store, doc_id)["state"], status(store, doc_id)["state"]) == ("failed", "failed")
+
+
+def test_copies_a_dead_worker_never_marked_synced_are_resynced_by_another(
+    store: OutboxStore, clock: ManualClock
+) -> None:
+    doc_id = queue(store, clock)
+    store.mark_synced()
+    claim_one(store)  # the worker dies before its cycle marks the `sending` copy synced
+    assert outbox(store, doc_id)["synced"] is False
+    other = OutboxStore(store.db, clock)
+
+    clock.advance(5)
+    assert other.resync(100) == 0
+
+    clock.advance(6)
+    assert other.resync(100) == 1
+    assert (status(store, doc_id)["state"], status(store, doc_id)["rev"]) == ("sending", 2)
+    assert outbox(store, doc_id)["synced"] is True
+
+
+def test_marking_synced_skips_a_document_changed_since_its_copy(
+    store: OutboxStore, clock: ManualClock
+) -> None:
+    doc_id = queue(store, clock)
+    # Another writer changed the document after this store copied revision 1.
+    store.outbox.update_one({"_id": doc_id}, {"$set": {"state": "sent"}, "$inc": {"rev": 1}})
+
+    store.mark_synced()
+
+    assert outbox(store, doc_id)["synced"] is False, "revision 2 still waits for its copy"
+    assert store.mark_synced() == 0
