@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobs import intake, policy, signing
 from jobs.clock import as_utc
-from jobs.directory import Directory
-from jobs.errors import InputError
+from jobs.dispatch.ports import Directory, Doc, Outbox
+from jobs.errors import DuplicateKey, InputError
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.store import Doc, DuplicateKeyError, OutboxStore
+from jobs.rules import intake, policy, signing
 
 # What makes two documents with one key the same message.
 _CONTENT = ("user", "to", "from", "body", "send_at", "priority", "audience")
@@ -56,7 +55,7 @@ def _same_content(existing: Doc, fields: Doc) -> list[str]:
 
 
 def _insert(
-    store: OutboxStore,
+    store: Outbox,
     doc: Doc,
     now: datetime,
     sign_key: Callable[[], str] | str | None,
@@ -76,7 +75,7 @@ def _insert(
         fields["signature"] = signing.sign(key, fields)
     try:
         return Enqueued(store.insert(fields), True)
-    except DuplicateKeyError:
+    except DuplicateKey:
         existing = store.find_by_key(str(doc["key"]))
         if existing is None:
             raise
@@ -91,7 +90,7 @@ def _insert(
 
 
 def enqueue(
-    store: OutboxStore,
+    store: Outbox,
     *,
     user: str,
     to: str | None,
@@ -115,7 +114,7 @@ def enqueue(
     return _insert(store, fields, now, sign_key, directory)
 
 
-def broadcast(store: OutboxStore, **fields: Any) -> Enqueued:
+def broadcast(store: Outbox, **fields: Any) -> Enqueued:
     """Queue a broadcast to every verified recipient; its id is the campaign id. Takes the
     keyword arguments of `enqueue`, without `to`."""
     return enqueue(store, to=None, audience=BROADCAST_AUDIENCE, **fields)

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymongo.errors import OperationFailure, PyMongoError
 
-from jobs import intake, phone, producer, roles, segments, status
+from jobs import producer
 from jobs.clock import SystemClock
-from jobs.directory import Directory
-from jobs.errors import ConfigError, InputError
+from jobs.errors import ConfigError, InputError, StoreError, StoreRefused
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.mongo import failures
-from jobs.rules import interventions
-from jobs.store import Doc, OutboxStore
+from jobs.mongo import failures, roles, status
+from jobs.mongo.connection import connect, ping
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, interventions, phone, segments
 from scheduler import logs
-from scheduler.daemon import Daemon, build_dispatcher, connect, describe, probe, run_daemon
+from scheduler.daemon import Daemon, build_dispatcher, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except PyMongoError as exc:
+    except StoreError as exc:
         failure = failures.explain(exc, secrets)
         assert failure is not None
         print(f"sms-outbox: {failure.line}", file=sys.stderr)
@@ -72,9 +72,9 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     dispatcher = build_dispatcher(settings, db)
-    probe(db)  # wrong credentials stop start-up here; an unreachable server is waited for
+    ping(db)  # wrong credentials stop start-up here; an unreachable server is waited for
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
     if not run_daemon(dispatcher, settings, until_idle=args.until_idle):
         print(
@@ -88,7 +88,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """A cheap health check (the container's HEALTHCHECK): does the database answer?"""
-    if not probe(connect(settings)):
+    if not ping(connect(settings.mongodb)):
         print(
             "sms-outbox: database unavailable: no server at mongodb.uri answered within"
             " mongodb.timeout_seconds",
@@ -100,14 +100,14 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
-    OutboxStore(db, SystemClock()).ensure_indexes()
+    db = connect(settings.mongodb)
+    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
             done = roles.apply(db)
-        except OperationFailure as exc:
+        except StoreRefused as exc:
             print(f"sms-outbox: the server refused to create roles: {exc.details}", file=sys.stderr)
             return EXIT_UNAVAILABLE if exc.code in (59, 115, 238) else EXIT_FAILURE
         _print(done, False)
@@ -115,7 +115,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
@@ -132,7 +132,7 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -215,8 +215,8 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    db = connect(settings)
-    store = OutboxStore(db, SystemClock())
+    db = connect(settings.mongodb)
+    store = OutboxStore(db, SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -277,7 +277,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     if args.campaign:
         summary = status.campaign(db, args.campaign)
         if summary["total"] == 0 and summary["request"] is None:
@@ -308,7 +308,7 @@ def _operator(given: str | None) -> str:
 
 
 def _cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    store = OutboxStore(connect(settings), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
     doc = store.find(status.parse_id(args.id))
     if doc is None:
         print(f"no message or campaign {args.id}", file=sys.stderr)
@@ -332,7 +332,7 @@ def _cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     if not (args.ids or args.campaign or args.reason):
         raise InputError("say which messages to retry: MESSAGE_ID..., --campaign or --reason")
-    store = OutboxStore(connect(settings), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
     ids = [status.parse_id(i) for i in args.ids] or None
     retried = store.retry(_operator(args.by), ids, args.campaign, args.reason)
     if args.json:

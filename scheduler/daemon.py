@@ -11,55 +11,24 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from pymongo import MongoClient
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
 
 from jobs.clock import Clock, SystemClock
-from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
-from jobs.directory import Directory
-from jobs.errors import ConfigError
+from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
+from jobs.errors import StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
-from jobs.mongo import failures
+from jobs.mongo.connection import Db
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
 from jobs.pacing import SlidingWindowPacer
-from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
 
 
-def connect(settings: Settings) -> Database[Doc]:
-    """A pymongo database handle; BSON dates come back timezone-aware UTC."""
-    timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
-    try:
-        client: MongoClient[Doc] = MongoClient(
-            settings.mongodb.uri.get_secret_value(),
-            tz_aware=True,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            appname="sms-outbox",
-        )
-        return client[settings.mongodb.database]
-    except (PyMongoError, ValueError) as exc:  # a malformed URI raises a bare ValueError too
-        failure = failures.explain(exc, settings.secrets())
-        assert failure is not None
-        raise ConfigError(failure.line) from None
-
-
-def probe(db: Database[Doc]) -> bool:
-    """Ask the server for a ping: True if it answered, False if it cannot be reached. A refusal
-    (wrong credentials, no such user) raises, so start-up can name the setting at fault."""
-    try:
-        db.command("ping")
-    except ConnectionFailure:
-        return False
-    return True
-
-
 def build_dispatcher(
     settings: Settings,
-    db: Database[Doc],
+    db: Db,
     provider: SmsProvider | None = None,
     clock: Clock | None = None,
 ) -> Dispatcher:
@@ -89,7 +58,7 @@ def build_dispatcher(
             detail="any database writer can get messages sent; rely on database roles",
         )
     return Dispatcher(
-        OutboxStore(db, clock),
+        OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
         SlidingWindowPacer(rate, clock),
@@ -159,13 +128,13 @@ class Daemon:
         with self._cycle_lock:
             try:
                 report = self._cycle()
-            except ConnectionFailure as exc:
+            except StoreUnavailable as exc:
                 if not self._db_down:
-                    log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
+                    log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
                 self._db_down = True
                 if self._give_up():
                     return
-            except PyMongoError as exc:
+            except StoreError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
                 if self._give_up():
                     return

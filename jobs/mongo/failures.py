@@ -14,6 +14,8 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from jobs.errors import StoreError, StoreUnavailable
+
 AUTHENTICATION_FAILED, UNAUTHORIZED, INVALID_NAMESPACE = 18, 13, 73
 
 
@@ -29,6 +31,13 @@ class Failure:
 def explain(exc: BaseException, secrets: Sequence[str] = ()) -> Failure | None:
     """What a pymongo error (or the ValueError a malformed URI raises) means for the settings;
     None for anything else. Secrets are removed from the server's words."""
+
+    if isinstance(exc, StoreError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the project's errors keep pymongo's as their cause
+    elif isinstance(exc, StoreUnavailable):
+        return Failure(f"database unavailable: {exc}", False)
+    elif isinstance(exc, StoreError):
+        return Failure(f"the database refused an operation: {exc}", False)
 
     def clean(text: object) -> str:
         words = " ".join(str(text).split())

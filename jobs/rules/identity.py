@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jobs import phone
 from jobs.errors import InputError
+from jobs.rules import phone
 
 Doc = dict[str, Any]
 

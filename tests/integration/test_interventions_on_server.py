@@ -1,5 +1,9 @@
-"""Cancel and retry on the real server (see tests/unit/test_interventions.py)."""
+"""Cancel and retry on the real server."""
 
 from __future__ import annotations
 
-from tests.unit.test_interventions import *  # noqa: F403
+from tests.interventions_suite import InterventionsSuite
+
+
+class TestInterventionsOnServer(InterventionsSuite):
+    """Every intervention test (tests/interventions_suite.py), on the server's `db`."""

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.keys import KeyRing, Signatures
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
 from jobs.pacing import SlidingWindowPacer
-from jobs.store import OutboxStore
 from tests.servers.mongo_server import MongoServer
 from tests.unit.fakes import FakeProvider
 

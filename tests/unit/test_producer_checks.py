@@ -9,10 +9,10 @@ import pytest
 from pymongo.database import Database
 
 from jobs import producer
-from jobs.clock import ManualClock
-from jobs.directory import Directory
+from jobs.doubles.clock import ManualClock
 from jobs.errors import InputError
-from jobs.store import Doc, OutboxStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
 from tests.unit.fakes import OTHER_SENDER, RECIPIENT, UNKNOWN, UNVERIFIED
 
 

@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 from phonenumbers import timezone as phone_timezone
 
-from jobs.quiet_hours import (
+from jobs.rules.quiet_hours import (
     STRICTEST_US_ZONES,
     NoAllowedHours,
     Window,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from jobs import intake, signing
 from jobs.model import DEFAULT_MAX_SEGMENTS
+from jobs.rules import intake, signing
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "9f" * 32

@@ -14,11 +14,11 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from jobs import phone
 from jobs.errors import InputError
-from jobs.intake import check_name
-from jobs.rules import identity
+from jobs.mongo.connection import adapter
+from jobs.rules import identity, phone
 from jobs.rules.identity import Audit, spellings
+from jobs.rules.intake import check_name
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.directory")
@@ -35,6 +35,7 @@ class ImportReport:
     refused: list[tuple[int, str]]
 
 
+@adapter
 class Directory:
     """Reads and writes `authorized` and `users`, in the original article's shape."""
 
