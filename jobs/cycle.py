@@ -139,8 +139,12 @@ class Dispatcher:
                 self.store.finish(doc, State.SENT, provider_id=verdict.provider_id)
                 log.warning("lease.recovered", message_id=str(doc["_id"]), state=State.SENT)
                 continue
-            if verdict.in_doubt:
-                doc = {**doc, "in_flight": True}
+            # The request leaves only after its ticket is taken: marked in flight without one,
+            # it never left, once recovery has voided the ticket a stalled worker could take.
+            in_doubt = verdict.in_doubt
+            if doc.get("in_flight") and not in_doubt:
+                in_doubt = not self.store.tickets.void(doc)
+            doc = {**doc, "in_flight": in_doubt}
             outcome = outcomes.after_lease_expired(doc, self.config.max_attempts, self.clock.now())
             assert outcome.problem is not None
             if outcome.state is State.QUEUED and outcome.due_at is not None:
@@ -210,7 +214,8 @@ class Dispatcher:
             return State.QUEUED.value
         # The fenced renewal finds out whether this worker still holds the claim; the ticket then
         # settles the rare race in which two workers both passed it (see jobs/tickets.py).
-        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+        ticket_mark = {"ticket": tickets.ticket_id(doc)}
+        if self.store.renew(doc, self.config.lease, in_flight=True, extra=ticket_mark) is None:
             bound.warning("claim.lost")
             return "lost"
         ticket = self.store.tickets.take(doc)

@@ -11,7 +11,7 @@ import structlog
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
 from jobs.intake import Admission
@@ -108,21 +108,29 @@ class OutboxStore:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
-        """Claim up to `limit` due documents, highest priority and oldest due first."""
+        """Claim up to `limit` due documents, highest priority and oldest due first.
+
+        When the database fails part-way, what was claimed so far is returned rather than lost
+        to its lease: the caller sends it, or hands it back once the database returns.
+        """
         claimed: list[Doc] = []
         for _ in range(limit):
             now = self.clock.now()
             try:
                 doc = self._claim_one(now, lease)
+                if doc is None:
+                    break
+                claimed.append(doc)
+                self.project(doc)
             except OperationFailure as exc:
                 if exc.code != TYPE_MISMATCH:
                     raise
                 self._quarantine(now)
-                continue
-            if doc is None:
+            except ConnectionFailure:
+                if not claimed:
+                    raise
+                log.warning("claim.interrupted", claimed=len(claimed))
                 break
-            self.project(doc)
-            claimed.append(doc)
         return claimed
 
     def _claim_one(self, now: datetime, lease: timedelta) -> Doc | None:

@@ -24,6 +24,11 @@ class Verdict:
     in_doubt: bool = False  # a request may have reached Flowroute with no answer recorded
 
 
+def ticket_id(doc: dict[str, Any]) -> str:
+    """The ticket of the claim `doc` was returned by: its id and the revision the claim made."""
+    return f"{doc['_id']}:{doc['rev']}"
+
+
 class SendTickets:
     """A ticket is inserted, under a unique id made of the message id and the revision its claim
     produced, before the request leaves, and settled with what came back.
@@ -43,7 +48,7 @@ class SendTickets:
 
     def take(self, doc: dict[str, Any]) -> str | None:
         """The ticket for this claim of `doc`, or None when another worker holds it."""
-        ticket = f"{doc['_id']}:{doc['rev']}"
+        ticket = ticket_id(doc)
         try:
             self.tickets.insert_one(
                 {
@@ -57,6 +62,28 @@ class SendTickets:
         except DuplicateKeyError:
             return None
         return ticket
+
+    def void(self, doc: dict[str, Any]) -> bool:
+        """Lease recovery of a message marked in flight: take its claim's ticket as never sent,
+        so a worker that stalled before taking it can no longer send. False when the ticket was
+        already taken, or the document does not say which it is: the request may have left."""
+        ticket = doc.get("ticket")
+        if not isinstance(ticket, str):
+            return False
+        try:
+            self.tickets.insert_one(
+                {
+                    "_id": ticket,
+                    "message_id": doc["_id"],
+                    "claim_token": doc.get("claim_token"),
+                    "opened_at": self.clock.now(),
+                    "outcome": NOT_SENT,
+                    "voided": True,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
 
     def settle(self, ticket: str, outcome: str, provider_id: str | None = None) -> None:
         """Record what came of the ticket's request."""
