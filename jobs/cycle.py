@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import structlog
 from pymongo.errors import ConnectionFailure
 
-from jobs import fanout, intake, outcomes, policy, quiet_hours, segments, tickets
+from jobs import fanout, intake, outcomes, policy, quiet_hours, segments, signing, tickets
 from jobs.clock import Clock
 from jobs.directory import Directory
 from jobs.errors import ProviderError, UnknownOutcomeError
@@ -21,6 +21,7 @@ from jobs.keys import Signatures
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
 from jobs.pacing import Pacer
 from jobs.quiet_hours import Window
+from jobs.rules import replay
 from jobs.store import Doc, OutboxStore
 
 log = structlog.get_logger("sms_outbox.cycle")
@@ -160,6 +161,7 @@ class Dispatcher:
         docs = self.store.new_documents(limit=self.config.batch_size * 10)
         for doc in docs:
             admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
+            admission = replay.guard(doc, admission)
             if self.store.admit(doc["_id"], admission) is not None and admission.problem:
                 log.info(
                     "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
@@ -190,8 +192,14 @@ class Dispatcher:
         problem = admission.problem
         if problem is None and self.signatures is not None:
             problem = self.signatures.check(doc)
+        problem = problem or replay.child_problem(doc)
         if problem is not None:
             return self._reject(doc, problem, bound)
+        early = replay.not_before(doc, self.clock.now())
+        if early is not None:
+            self.store.retry_later(doc, early, replay.early_problem(early), refund=True)
+            bound.warning("message.early", due_at=early.isoformat())
+            return State.QUEUED.value
         if int(doc.get("attempts", 0)) > self.config.max_attempts:
             detail = f"claimed {doc.get('attempts')} times"
             return self._reject(doc, Problem(Reason.MAX_ATTEMPTS, detail), bound, State.FAILED)
@@ -219,9 +227,15 @@ class Dispatcher:
             bound.warning("claim.lost")
             return "lost"
         ticket = self.store.tickets.take(doc)
+        if ticket is None and self.store.tickets.taken_by_a_copy(doc):
+            return self._reject(doc, replay.replay_problem(str(doc["_id"])), bound)
         if ticket is None:
             bound.warning("claim.lost", why="another worker holds this claim's send ticket")
             return "lost"
+        spent_id = signing.signed_id(doc) or str(doc["_id"])
+        if not self.store.spent.take(spent_id, doc["_id"], ticket):
+            self.store.tickets.settle(ticket, tickets.NOT_SENT)
+            return self._reject(doc, replay.replay_problem(spent_id), bound)
         body = segments.normalize_text(fields["body"])
         return self._send(doc, ticket, (fields["to"], decision.source, body), bound)
 

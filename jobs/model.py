@@ -47,6 +47,8 @@ class Reason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"
     PROVIDER = "provider"
+    REPLAY = "replay"
+    NOT_DUE = "not_due"
 
 
 BROADCAST_AUDIENCE = "verified"

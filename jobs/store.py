@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 from jobs.clock import Clock
 from jobs.intake import Admission
 from jobs.model import Problem, Reason, State
+from jobs.mongo.spent import SpentIds
 from jobs.projection import OUTBOX, STATUS, StatusProjection
 from jobs.tickets import SendTickets
 
@@ -52,6 +53,7 @@ class OutboxStore:
         self.status: Collection[Doc] = db[STATUS]
         self.projection = StatusProjection(self.outbox, self.status, clock)
         self.tickets = SendTickets(db, clock)
+        self.spent = SpentIds(db, clock, self.tickets)
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -88,10 +90,12 @@ class OutboxStore:
             fields.update(admission.fields, state=State.QUEUED.value)
         else:
             fields.update(state=State.REJECTED.value, error=admission.problem.as_error())
+        update: Doc = {"$set": fields}
+        strip = {name: "" for name in admission.strip if name not in fields}
+        if strip:
+            update["$unset"] = strip
         doc = self.outbox.find_one_and_update(
-            {"_id": doc_id, "state": None},
-            {"$set": fields},
-            return_document=ReturnDocument.AFTER,
+            {"_id": doc_id, "state": None}, update, return_document=ReturnDocument.AFTER
         )
         if doc is not None:
             self.project(doc)

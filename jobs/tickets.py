@@ -63,6 +63,16 @@ class SendTickets:
             return None
         return ticket
 
+    def taken_by_a_copy(self, doc: dict[str, Any]) -> bool:
+        """When this claim's ticket is already taken: True if by a claim that has since been
+        answered, or by a document with another _id of the same text (an ObjectId and its hex
+        string). Either way `doc` is a copy of a document that was sent, not a second worker
+        racing for the same claim, whose ticket would still be unanswered."""
+        found = self.tickets.find_one({"_id": ticket_id(doc)})
+        if found is None:
+            return False
+        return found.get("message_id") != doc["_id"] or found.get("outcome") in (SENT, IN_DOUBT)
+
     def void(self, doc: dict[str, Any]) -> bool:
         """Lease recovery of a message marked in flight: take its claim's ticket as never sent,
         so a worker that stalled before taking it can no longer send. False when the ticket was
@@ -89,6 +99,13 @@ class SendTickets:
         """Record what came of the ticket's request."""
         fields = {"outcome": outcome, "provider_id": provider_id, "settled_at": self.clock.now()}
         self.tickets.update_one({"_id": ticket}, {"$set": fields})
+
+    def outcome(self, ticket: Any) -> str | None:
+        """What came of a ticket's request; None while unanswered or when there is no such
+        ticket."""
+        found = self.tickets.find_one({"_id": ticket}) if isinstance(ticket, str) else None
+        value = found.get("outcome") if found is not None else None
+        return value if isinstance(value, str) else None
 
     def verdict(self, message_id: Any) -> Verdict:
         """Sent if any request was accepted; in doubt if any was never answered."""

@@ -1,0 +1,1 @@
+"""The MongoDB adapters: the modules that read and write collections."""
