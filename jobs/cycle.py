@@ -15,10 +15,12 @@ from pymongo.errors import ConnectionFailure
 from jobs import fanout, intake, outcomes, policy, quiet_hours, segments, signing, tickets
 from jobs.clock import Clock
 from jobs.directory import Directory
+from jobs.dispatch.account_gate import AccountGate
 from jobs.errors import ProviderError, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
+from jobs.mongo.account import AccountHold
 from jobs.pacing import Pacer
 from jobs.quiet_hours import Window
 from jobs.rules import replay
@@ -73,8 +75,10 @@ class Dispatcher:
         clock: Clock,
         config: DispatchConfig,
         signatures: Signatures | None = None,
+        gate: AccountGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate or AccountGate(AccountHold(store.db, clock), clock)
         self.directory = directory
         self.provider = provider
         self.pacer = pacer
@@ -101,7 +105,10 @@ class Dispatcher:
         report.recovered = self.recover()
         self.store.resync(limit=100)
         report.admitted = self.admit()
-        batch = self.store.claim(self.config.batch_size, self.config.lease)
+        self.gate.refresh()
+        # While Flowroute refuses the account, leave the queue alone until the next probe.
+        held = self.gate.waiting() is not None
+        batch = [] if held else self.store.claim(self.config.batch_size, self.config.lease)
         report.claimed = len(batch)
         if batch:
             log.info("claim.batch", size=len(batch))
@@ -216,6 +223,10 @@ class Dispatcher:
             return self._reject(doc, decision.problem, bound)
         if self._quiet(doc, fields["to"], bound):
             return State.QUEUED.value
+        if self.gate.waiting() is not None:
+            # Due at once: no daemon claims while the hold lasts, and it goes first after.
+            self.store.retry_later(doc, self.clock.now(), self.gate.problem(), refund=True)
+            return State.QUEUED.value
         self.pacer.acquire()
         if self.stopping:
             self._release([doc])
@@ -265,6 +276,7 @@ class Dispatcher:
             self._durably(settle, bound)
             return self._after_error(doc, error, bound)
         bound = bound.bind(provider_id=provider_id)
+        self.gate.accepted()
         self._durably(
             functools.partial(self.store.tickets.settle, ticket, tickets.SENT, provider_id), bound
         )
@@ -284,12 +296,14 @@ class Dispatcher:
         outcome = outcomes.after_error(
             error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
         )
-        if outcome.refund:
+        if outcome.refund and not outcome.hold:
             self.pacer.penalize()
         assert outcome.problem is not None
         problem = outcome.problem
         if outcome.state is State.QUEUED and outcome.due_at is not None:
             due_at = outcome.due_at
+            if outcome.hold:
+                self.gate.refused(error)
             self._durably(
                 lambda: self.store.retry_later(doc, due_at, problem, refund=outcome.refund), bound
             )

@@ -7,6 +7,7 @@ from typing import Any
 from pymongo.database import Database
 
 from jobs.directory import AUTHORIZED, USERS
+from jobs.mongo.account import STATE
 from jobs.mongo.spent import SPENT
 from jobs.store import OUTBOX, STATUS
 from jobs.tickets import TICKETS
@@ -27,18 +28,20 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         return {"resource": {"db": database, "collection": collection}, "actions": list(actions)}
 
     return {
-        PRODUCER: [on(OUTBOX, "insert"), on(STATUS, "find")],
+        PRODUCER: [on(OUTBOX, "insert"), on(STATUS, "find"), on(STATE, "find")],
         OPERATOR: [
             on(AUTHORIZED, "find", "insert", "update", "remove"),
             on(USERS, "find", "insert", "update"),
             on(OUTBOX, "find", "insert", "createIndex"),
             on(STATUS, "find"),
+            on(STATE, "find"),
         ],
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
             on(TICKETS, "find", "insert", "update", "createIndex"),
             on(SPENT, "find", "insert", "update", "createIndex"),
+            on(STATE, "find", "insert", "update", "remove"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],

@@ -18,8 +18,10 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from jobs.clock import Clock, SystemClock
 from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
+from jobs.dispatch.account_gate import AccountGate
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo.account import AccountHold
 from jobs.pacing import SlidingWindowPacer
 from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
@@ -71,6 +73,8 @@ def build_dispatcher(
             "security.signatures_off",
             detail="any database writer can get messages sent; rely on database roles",
         )
+    probe = timedelta(seconds=settings.flowroute.hold_probe_seconds)
+    probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
     return Dispatcher(
         OutboxStore(db, clock),
         Directory(db),
@@ -79,6 +83,7 @@ def build_dispatcher(
         clock,
         config,
         signatures,
+        AccountGate(AccountHold(db, clock, probe, probe_cap), clock),
     )
 
 
