@@ -10,9 +10,10 @@ from datetime import datetime
 import structlog
 
 from jobs.clock import Clock
+from jobs.dispatch.ports import AccountHolds
 from jobs.errors import ProviderError
 from jobs.model import Problem, Reason
-from jobs.mongo.account import AccountHold, Hold
+from jobs.rules.hold import Hold
 
 log = structlog.get_logger("sms_outbox.account")
 LOG_EVERY_SECONDS = 60.0
@@ -21,7 +22,7 @@ LOG_EVERY_SECONDS = 60.0
 class AccountGate:
     """Whether this daemon may send now, and what a refusal or an acceptance changes."""
 
-    def __init__(self, holds: AccountHold, clock: Clock) -> None:
+    def __init__(self, holds: AccountHolds, clock: Clock) -> None:
         self.holds = holds
         self.clock = clock
         self._held: Hold | None = None

@@ -7,7 +7,6 @@ Interface: `read(db)` and `is_held(db)` for anyone (status, health checks, metri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,40 +15,13 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jobs.clock import Clock
+from jobs.mongo.connection import adapter, translating
+from jobs.rules.hold import PROBE_BASE, PROBE_CAP, Hold, probe_delay
+
+__all__ = ["STATE", "AccountHold", "Hold", "is_held", "read"]
 
 STATE = "daemon_state"
 HOLD_ID = "account_hold"
-PROBE_BASE = timedelta(seconds=30)
-PROBE_CAP = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Flowroute refused the account since `since` (`code`, `detail`); `probe_at` is when the
-    next send may try again, after `failures` refusals in a row."""
-
-    since: datetime
-    code: str
-    detail: str
-    probe_at: datetime
-    failures: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "held": True,
-            "since": self.since,
-            "code": self.code,
-            "detail": self.detail,
-            "probe_at": self.probe_at,
-            "failures": self.failures,
-        }
-
-
-def probe_delay(
-    failures: int, base: timedelta = PROBE_BASE, cap: timedelta = PROBE_CAP
-) -> timedelta:
-    """How long to wait before the next probe: doubling from `base` up to `cap`."""
-    return min(cap, base * (1 << min(max(failures - 1, 0), 16)))
 
 
 def _parse(doc: dict[str, Any] | None) -> Hold | None:
@@ -62,16 +34,19 @@ def _parse(doc: dict[str, Any] | None) -> Hold | None:
     return Hold(since, str(doc.get("code")), str(doc.get("detail")), probe_at, failures)
 
 
+@translating
 def read(db: Database[dict[str, Any]]) -> Hold | None:
     """The current hold, or None while the account is sending."""
     return _parse(db[STATE].find_one({"_id": HOLD_ID}))
 
 
+@translating
 def is_held(db: Database[dict[str, Any]]) -> bool:
     """The flag: True while Flowroute refuses the account and sending is stopped."""
     return read(db) is not None
 
 
+@adapter
 class AccountHold:
     """Holds and releases the account for every daemon sharing the database."""
 

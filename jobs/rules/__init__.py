@@ -1,1 +1,1 @@
-"""The pure rules: decisions about messages made from data and time, without I/O."""
+"""The pure rules: decisions as plain functions of data and time, with no I/O."""

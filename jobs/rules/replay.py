@@ -17,11 +17,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from jobs import phone
 from jobs.clock import as_utc
 from jobs.errors import InputError
-from jobs.intake import Admission
 from jobs.model import Problem, Reason
+from jobs.rules import phone
+from jobs.rules.intake import Admission
 
 # Fields only the daemon writes. A producer's document that carries them has them removed at
 # intake (they would otherwise steer the daemon: `fanout_after` skipped recipients).

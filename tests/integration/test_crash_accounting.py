@@ -4,17 +4,19 @@ batch claimed when the database fails is handed back when it returns, not after 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect
 
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
-from jobs.store import Doc, OutboxStore
-from jobs.tickets import SendTickets
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.errors import StoreUnavailable
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.mongo.tickets import SendTickets
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,
@@ -23,7 +25,7 @@ from tests.unit.fakes import (
     CountingPacer,
     FakeProvider,
 )
-from tests.unit.test_cycle import status, submit
+from tests.unit.helpers import status, submit
 
 
 class Killed(BaseException):
@@ -33,7 +35,7 @@ class Killed(BaseException):
 class KilledBeforeTicket(SendTickets):
     """A worker killed after marking its message in flight, before taking the send ticket."""
 
-    def take(self, doc: dict[str, Any]) -> str | None:
+    def take(self, doc: Mapping[str, Any]) -> str | None:
         raise Killed
 
 
@@ -54,7 +56,7 @@ def test_a_kill_between_the_in_flight_mark_and_the_ticket_is_sent_exactly_once(
     clock: ManualClock,
 ) -> None:
     doc_id = submit(store)
-    store.tickets = KilledBeforeTicket(db, clock)
+    store._guard = KilledBeforeTicket(db, clock)
     with pytest.raises(Killed):
         dispatcher.run_once()
     marked = store.find(doc_id)
@@ -88,7 +90,7 @@ def test_a_worker_that_stalled_before_its_ticket_cannot_send_after_recovery(
     daemon.run_once()
     daemon.run_once()
 
-    assert store.tickets.take(claimed) is None, "the stalled worker must not get its ticket"
+    assert store.guard.take(claimed) is None, "the stalled worker must not get its ticket"
     assert provider.recipients() == [RECIPIENT]
     assert status(store, doc_id)["state"] == "sent"
 
@@ -172,11 +174,14 @@ def test_a_batch_claimed_when_the_database_fails_is_handed_back_when_it_returns(
     store.outbox = outage.wrap(store.outbox)
     store.projection.outbox = store.outbox
     store.projection.status = outage.wrap(store.projection.status)
-    store.tickets.tickets = outage.wrap(store.tickets.tickets)
+    tickets = store.guard
+    assert isinstance(tickets, SendTickets)
+    tickets.tickets = outage.wrap(tickets.tickets)
+    store._spent.spent = outage.wrap(store._spent.spent)
     directory.authorized = outage.wrap(directory.authorized)
     directory.users = outage.wrap(directory.users)
 
-    with pytest.raises(AutoReconnect):
+    with pytest.raises(StoreUnavailable):
         dispatcher.run_once()
     assert provider.calls == []
     outage.end()

@@ -11,13 +11,13 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
-from jobs import signing
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.errors import RetryableError
 from jobs.keys import KeyRing, Signatures
-from jobs.store import Doc, OutboxStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import signing
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,
@@ -28,6 +28,14 @@ from tests.unit.fakes import (
 )
 
 MORE = ["13125550111", "13125550122", "13125550133"]
+
+
+@pytest.fixture(params=["tickets", "none"])
+def store(db: Database[Doc], clock: ManualClock, request: pytest.FixtureRequest) -> OutboxStore:
+    """The store with either send guard: replays are refused with tickets and without."""
+    outbox = OutboxStore(db, clock, request.param)
+    outbox.ensure_indexes()
+    return outbox
 
 
 @pytest.fixture
@@ -341,7 +349,7 @@ def test_unsealed_fanout_progress_written_into_the_queue_is_ignored(
 
 
 def test_the_daemon_role_alone_may_write_spent_ids(db: Database[Doc]) -> None:
-    from jobs import roles
+    from jobs.mongo import roles
 
     granted = roles.definitions(db.name)
     writers = [

@@ -11,14 +11,14 @@ import pytest
 from pymongo.database import Database
 from structlog.testing import capture_logs
 
-from jobs import status as status_queries
-from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.errors import AccountError, PermanentError
 from jobs.mongo import account
-from jobs.store import Doc, OutboxStore
+from jobs.mongo import status as status_queries
+from jobs.mongo.store import Doc, OutboxStore
 from tests.unit.fakes import RECIPIENT, FakeProvider
-from tests.unit.test_cycle import broadcast, status, submit
+from tests.unit.helpers import broadcast, status, submit
 
 UNAUTHORIZED = AccountError("401", "Unauthorized: missing or wrong API credentials", 401)
 NOT_OWNED = AccountError("403", "the account does not own the 'from' number 12065550100", 403)

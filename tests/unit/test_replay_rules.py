@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from jobs import intake
 from jobs.model import Reason
-from jobs.rules import replay
+from jobs.rules import intake, replay
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 KEY = "ab" * 32

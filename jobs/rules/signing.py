@@ -10,12 +10,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
-
-from jobs import phone
 from jobs.clock import as_utc
 from jobs.errors import InputError
 from jobs.model import Problem, Reason
+from jobs.rules import phone
 
 VERSION = "sms-outbox-v2"
 # v1 did not sign the document's _id, so a copy under a new _id passed; only broadcast
@@ -51,9 +49,11 @@ def signed_id(doc: Mapping[str, Any]) -> str | None:
     """The document's _id as it is signed: a string as it is, an ObjectId as its 24 hex digits;
     None when it has no _id of either kind."""
     value = doc.get("_id")
-    if isinstance(value, ObjectId):
-        return str(value)
-    return value if isinstance(value, str) else None
+    if isinstance(value, str):
+        return value
+    # An ObjectId, known by its 12 bytes (only jobs.mongo imports bson).
+    binary = getattr(value, "binary", None)
+    return binary.hex() if isinstance(binary, bytes) and len(binary) == 12 else None
 
 
 def canonical(doc: Mapping[str, Any], version: str = VERSION) -> bytes:
