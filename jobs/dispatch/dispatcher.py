@@ -229,7 +229,7 @@ class Dispatcher:
         return token
 
     def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
-        self.gate.accepted()
+        self._durably(self.gate.accepted)
         self._durably(lambda: self.store.guard.settle(token, Outcome.SENT, provider_id))
         extra = {"from": source}
         record = self._durably(
@@ -248,7 +248,7 @@ class Dispatcher:
             error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
         )
         if outcome.hold:
-            self.gate.refused(error)
+            self._durably(lambda: self.gate.refused(error))
         elif outcome.refund:
             self.pacer.penalize()
         assert outcome.problem is not None
@@ -278,7 +278,13 @@ class Dispatcher:
 
     def _release_orphans(self) -> None:
         while self._orphans:
-            self.store.release(self._orphans[0])
+            orphan = self._orphans[0]
+            # The outage may have cut off the answer to a ticket or spent-id insert that landed:
+            # no request left, so say so, or the next claim would take this one for a copy.
+            self.store.guard.settle(claim_ticket(orphan), Outcome.NOT_SENT)
+            spent_id = signing.signed_id(orphan) or str(orphan["_id"])
+            self.store.spent.settle(spent_id, str(orphan["claim_token"]), Outcome.NOT_SENT)
+            self.store.release(orphan)
             self._orphans.pop(0)
 
     def _durably(self, write: Callable[[], T]) -> T | None:

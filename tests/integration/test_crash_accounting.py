@@ -125,8 +125,10 @@ class Outage:
     """Makes wrapped collections fail as an unreachable server does, from the moment `after`
     calls of `method` have been made until `end()`."""
 
-    def __init__(self, method: str, after: int) -> None:
+    def __init__(self, method: str, after: int, *, lands: bool = False) -> None:
         self.method, self.after, self.calls, self.down = method, after, 0, False
+        # The write that meets the outage lands on the server; only its answer is lost.
+        self.lands = lands
 
     def wrap(self, collection: Any) -> Any:
         return _Flaky(collection, self)
@@ -134,13 +136,17 @@ class Outage:
     def end(self) -> None:
         self.down = False
 
-    def check(self, name: str) -> None:
+    def check(self, name: str) -> bool:
+        """True when the call should land and then fail."""
         if name == self.method:
             self.calls += 1
             if self.calls > self.after and self.after >= 0:
                 self.down, self.after = True, -1
+                if self.lands:
+                    return True
         if self.down:
             raise AutoReconnect("connection refused (simulated outage)")
+        return False
 
 
 class _Flaky:
@@ -153,7 +159,9 @@ class _Flaky:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self._outage.check(name)
+            if self._outage.check(name):
+                attr(*args, **kwargs)
+                raise AutoReconnect("connection lost after the write (simulated outage)")
             return attr(*args, **kwargs)
 
         return call
@@ -192,3 +200,31 @@ def test_a_batch_claimed_when_the_database_fails_is_handed_back_when_it_returns(
     assert Counter(status(store, i)["state"] for i in ids) == Counter({"sent": 5})
     assert len(provider.calls) == 5
     assert all(status(store, i)["attempts"] == 1 for i in ids)
+
+
+def test_a_spent_id_whose_answer_an_outage_lost_is_not_taken_for_a_replay(
+    dispatcher: Dispatcher,
+    store: OutboxStore,
+    directory: Directory,
+    provider: FakeProvider,
+) -> None:
+    doc_id = submit(store)
+    dispatcher.admit()
+    # The ticket's insert goes through; the spent id's lands but its answer is lost.
+    outage = Outage("insert_one", after=1, lands=True)
+    store._spent.spent = outage.wrap(store._spent.spent)
+    store.outbox = outage.wrap(store.outbox)
+    store.projection.outbox = store.outbox
+    store.projection.status = outage.wrap(store.projection.status)
+    tickets = store.guard
+    assert isinstance(tickets, SendTickets)
+    tickets.tickets = outage.wrap(tickets.tickets)
+
+    with pytest.raises(StoreUnavailable):
+        dispatcher.run_once()
+    outage.end()
+    dispatcher.run_once()
+    dispatcher.run_once()
+
+    assert provider.recipients() == [RECIPIENT]
+    assert status(store, doc_id)["state"] == "sent"
