@@ -17,6 +17,8 @@ from jobs.rules.hold import Hold
 
 log = structlog.get_logger("sms_outbox.account")
 LOG_EVERY_SECONDS = 60.0
+# How often the shared hold is read; a daemon's own refusal and success update it at once.
+READ_EVERY_SECONDS = 5.0
 
 
 class AccountGate:
@@ -28,10 +30,15 @@ class AccountGate:
         self._held: Hold | None = None
         self._started = False
         self._logged_at: float | None = None
+        self._read_at: float | None = None
 
     def refresh(self) -> None:
-        """Read the shared hold, once per cycle. A daemon just started probes at once: it may
-        have been restarted with a fixed secret."""
+        """Read the shared hold, at most every READ_EVERY_SECONDS. A daemon just started probes
+        at once: it may have been restarted with a fixed secret."""
+        now = self.clock.monotonic()
+        if self._read_at is not None and now - self._read_at < READ_EVERY_SECONDS:
+            return
+        self._read_at = now
         held = self.holds.current()
         if held is not None and not self._started:
             held = replace(held, probe_at=min(held.probe_at, self.clock.now()))

@@ -14,6 +14,7 @@ from jobs.clock import Clock
 from jobs.dispatch import fanout, recovery
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, claim_ticket
 from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
@@ -83,6 +84,12 @@ class Dispatcher:
         report = CycleReport()
         if self.stopping:
             return report
+        self._cycle(report, CycleDirectory(self.directory))
+        # The status copies of the whole cycle are marked synced in one write.
+        self.store.mark_synced()
+        return report
+
+    def _cycle(self, report: CycleReport, directory: Directory) -> None:
         self._release_orphans()
         report.recovered = self.recover()
         self.store.resync(limit=100)
@@ -100,7 +107,7 @@ class Dispatcher:
                 break
             with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
                 try:
-                    state = self._handle(doc)
+                    state = self._handle(doc, directory)
                 except StoreUnavailable:
                     # Nothing from here on was sent: hand it back as soon as the database
                     # returns, rather than leaving it to wait out its lease.
@@ -113,7 +120,6 @@ class Dispatcher:
                     log.exception("message.crashed")
                     state = "crashed"
             report.count(state)
-        return report
 
     def recover(self) -> int:
         """Settle documents whose worker died holding them."""
@@ -131,20 +137,20 @@ class Dispatcher:
                 )
         return len(docs)
 
-    def _handle(self, doc: Doc) -> str:
+    def _handle(self, doc: Doc, directory: Directory) -> str:
         # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
         # who can write could turn a signed message into a broadcast by relabelling it.
         if "audience" in doc:
             return fanout.expand(
-                self.store, self.directory, self.clock, self.config, doc, self._stopping.is_set,
+                self.store, directory, self.clock, self.config, doc, self._stopping.is_set,
                 self.signatures,
             )  # fmt: skip
-        return self._deliver(doc)
+        return self._deliver(doc, directory)
 
-    def _deliver(self, doc: Doc) -> str:
+    def _deliver(self, doc: Doc, directory: Directory) -> str:
         """A message's path: vet, defer, pace, mark in flight, send, record."""
         vetted = vetting.vet(
-            doc, self.clock.now(), self.directory, self.signatures,
+            doc, self.clock.now(), directory, self.signatures,
             max_segments=self.config.max_segments, max_attempts=self.config.max_attempts,
         )  # fmt: skip
         if vetted.problem is not None or vetted.source is None:
@@ -173,10 +179,10 @@ class Dispatcher:
             doubt = isinstance(error, UnknownOutcomeError)
             outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
             self._durably(lambda: self.store.guard.settle(token, outcome))
-            self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
+            if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
+                self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
             return self._after_error(doc, error)
         with bound_contextvars(provider_id=provider_id):
-            self._durably(lambda: self.store.spent.settle(spent_id, claim, Outcome.SENT))
             self._record_sent(doc, token, provider_id, vetted.source)
         return State.SENT.value
 

@@ -25,12 +25,13 @@ SPENT = "sent_ids"
 class SpentIds:
     """One record per signed id, keyed by it.
 
-    A message's record names the claim token of the request that spent it and that request's
-    outcome. It is inserted after the in-flight mark and just before the request leaves; the
-    insert is atomic on the unique `_id`, so of two copies only one sends. A later claim of the
-    same id takes the record over only when the request that holds it is known not to have left
-    (a 5xx, a 429, an account hold), which is how a retried message sends while a copy of a sent
-    one is refused.
+    A message's record names the claim token of the request that spent it, and says when that
+    request is known not to have left (`outcome: not_sent`); until then it counts as sent. It
+    is inserted after the in-flight mark and just before the request leaves; the insert is
+    atomic on the unique `_id`, so of two copies only one sends. A later claim of the same id
+    takes the record over only when the request that holds it is known not to have left (a 5xx,
+    a 429, an account hold), which is how a retried message sends while a copy of a sent one is
+    refused.
     """
 
     def __init__(self, db: Database[dict[str, Any]], clock: Clock) -> None:
