@@ -286,7 +286,9 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         _print(summary, True) if args.json else print(_campaign_text(summary))
         return EXIT_OK
     if not args.id:
-        raise InputError("give a message ID or --campaign ID")
+        held = status.account(db)
+        _print({"account": held}, True) if args.json else print(_account_text(held))
+        return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
         print(f"no message {args.id}", file=sys.stderr)
@@ -366,8 +368,19 @@ def _status_text(doc: Doc) -> str:
     return "\n".join(lines)
 
 
+def _account_text(held: dict[str, Any]) -> str:
+    if not held.get("held"):
+        return "account     sending"
+    return (
+        f"account     held since {held['since']}: Flowroute answered {held['code']}"
+        f" ({held['detail']}); next probe at {held['probe_at']}"
+    )
+
+
 def _campaign_text(summary: dict[str, Any]) -> str:
     lines = [f"campaign {summary['campaign']}: {summary['total']} messages"]
+    if summary["account"].get("held"):
+        lines.append(_account_text(summary["account"]))
     request = summary.get("request")
     if request:
         lines.append(f"  request     {request.get('state')}")

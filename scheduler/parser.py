@@ -97,7 +97,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     retry.add_argument("--json", action="store_true")
     retry.set_defaults(handler=handlers["retry"])
 
-    stat = sub.add_parser("status", help="a message's status, or a campaign's counts")
+    stat = sub.add_parser(
+        "status", help="a message's status, a campaign's counts, or (alone) the account's"
+    )
     stat.add_argument("id", nargs="?")
     stat.add_argument("--campaign")
     stat.add_argument("--json", action="store_true")
