@@ -7,6 +7,7 @@ from typing import Any
 from pymongo.database import Database
 
 from jobs.directory import AUTHORIZED, USERS
+from jobs.mongo.fleet_pacing import PACING
 from jobs.store import OUTBOX, STATUS
 from jobs.tickets import TICKETS
 
@@ -37,6 +38,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
             on(TICKETS, "find", "insert", "update", "createIndex"),
+            on(PACING, "find", "insert", "update", "remove", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],

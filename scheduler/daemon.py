@@ -20,7 +20,9 @@ from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
-from jobs.pacing import SlidingWindowPacer
+from jobs.mongo.fleet_pacing import FleetPacer
+from jobs.pacing import Pacer, SlidingWindowPacer
+from jobs.slots import SlotPlan, account_id
 from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
@@ -54,7 +56,6 @@ def build_dispatcher(
         provider = FlowrouteClient(
             fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=fr.dlr_callback
         )
-    rate = settings.flowroute.rate_per_second or None
     config = DispatchConfig(
         batch_size=settings.dispatch.batch_size,
         lease_seconds=settings.dispatch.lease_seconds,
@@ -75,11 +76,22 @@ def build_dispatcher(
         OutboxStore(db, clock),
         Directory(db),
         provider,
-        SlidingWindowPacer(rate, clock),
+        build_pacer(settings, db, clock),
         clock,
         config,
         signatures,
     )
+
+
+def build_pacer(settings: Settings, db: Database[Doc], clock: Clock) -> Pacer:
+    """Fleet pacing shares the account's limit through the database; local pacing does not."""
+    rate = settings.flowroute.rate_per_second
+    if not rate or settings.dispatch.pacing == "local":
+        return SlidingWindowPacer(rate or None, clock)
+    access = settings.flowroute.access_key
+    account = account_id(settings.flowroute.base_url, access.get_secret_value() if access else "")
+    plan = SlotPlan(rate, settings.dispatch.pacing_margin_ms / 1000)
+    return FleetPacer(db, account, plan, clock)
 
 
 class Daemon:
@@ -179,5 +191,6 @@ def describe(settings: Settings) -> dict[str, Any]:
         "database": settings.mongodb.database,
         "flowroute": settings.flowroute.base_url,
         "rate_per_second": settings.flowroute.rate_per_second,
+        "pacing": settings.dispatch.pacing,
         "batch_size": settings.dispatch.batch_size,
     }
