@@ -21,12 +21,15 @@ from jobs.directory import Directory
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
 from jobs.mongo.fleet_pacing import FleetPacer
-from jobs.pacing import Pacer, SlidingWindowPacer
+from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
 from jobs.slots import SlotPlan, account_id
 from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
+# Fleet pacing hands out a slot this early, so the writes between pacing and sending (renewal,
+# send ticket) happen before the slot rather than delaying the request past it.
+SEND_LEAD_SECONDS = 0.1
 
 
 def connect(settings: Settings) -> Database[Doc]:
@@ -72,11 +75,14 @@ def build_dispatcher(
             "security.signatures_off",
             detail="any database writer can get messages sent; rely on database roles",
         )
+    pacer = build_pacer(settings, db, clock)
+    if isinstance(pacer, FleetPacer):
+        provider = GatedProvider(provider, pacer)
     return Dispatcher(
         OutboxStore(db, clock),
         Directory(db),
         provider,
-        build_pacer(settings, db, clock),
+        pacer,
         clock,
         config,
         signatures,
@@ -91,7 +97,7 @@ def build_pacer(settings: Settings, db: Database[Doc], clock: Clock) -> Pacer:
     access = settings.flowroute.access_key
     account = account_id(settings.flowroute.base_url, access.get_secret_value() if access else "")
     plan = SlotPlan(rate, settings.dispatch.pacing_margin_ms / 1000)
-    return FleetPacer(db, account, plan, clock)
+    return FleetPacer(db, account, plan, clock, early=SEND_LEAD_SECONDS)
 
 
 class Daemon:

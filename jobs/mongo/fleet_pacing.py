@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +22,10 @@ import structlog
 from pymongo import DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from jobs.clock import Clock, as_utc
+from jobs.errors import RetryableError
 from jobs.slots import Offset, SlotPlan, estimate_offset
 
 log = structlog.get_logger("sms_outbox.pacing")
@@ -55,6 +57,7 @@ class FleetPacer:
         clock: Clock,
         *,
         server_time: ServerTime | None = None,
+        early: float = 0.0,
     ) -> None:
         self.db = db
         self.pacing: Collection[dict[str, Any]] = db[PACING]
@@ -64,11 +67,19 @@ class FleetPacer:
         self.holder = uuid.uuid4().hex[:12]
         self.commands = 0  # database commands sent, for the benchmark and the tests
         self._server_time = server_time or self._hello_time
+        # With a `GatedProvider`, acquire returns this much before the slot and the request
+        # waits for the slot itself in `wait_for_slot`.
+        self.early = min(early, plan.spacing / 2)
+        self._due: tuple[float, float] | None = None  # when to send, and the latest it may
         self._offset: Offset | None = None
         self._synced_at = -math.inf
         self._indexed = False
         self._block: int | None = None
         self._index = 0
+        # A run is a series of consecutive blocks of this daemon; inside it, its own send times
+        # show what the window holds, so a slot missed between two batches can be made up.
+        self._run_start = 0
+        self._sent: deque[float] = deque(maxlen=plan.rate)
         self._unchecked = False
         self._blocked_until = 0.0
         self._hint = -1  # the highest block this daemon knows to be taken
@@ -76,31 +87,71 @@ class FleetPacer:
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
-        """Wait for this daemon's next slot; reserve a block first when none is left."""
+        """Wait for this daemon's next slot (or until `early` before it, see `wait_for_slot`)."""
         with self._lock:
             self._prepare()
-            while True:
-                now = self._now()
-                if self._block is None or self._index >= self.plan.rate:
-                    self._reserve(now)
+            due, latest = self._next_slot()
+            if self.early:
+                self._due = (due, latest)
+                self.clock.sleep(due - self.early - self._now())
+            else:
+                self.clock.sleep(due - self._now())
+                self._sent.append(self._now())
+
+    def wait_for_slot(self) -> None:
+        """Hold the request until the slot `acquire` handed out (see `GatedProvider`).
+
+        A request that reaches its slot too late (slow writes, an overloaded machine) takes the
+        next slot instead: sent late, it would crowd the window of the daemon after it.
+        """
+        with self._lock:
+            slot, self._due = self._due, None
+            try:
+                while slot is not None:
+                    due, latest = slot
+                    self.clock.sleep(due - self._now())
+                    now = self._now()
+                    if now <= latest:
+                        self._sent.append(now)
+                        return
+                    log.info("pacing.slot_missed", late_ms=round((now - due) * 1000))
+                    slot = self._next_slot()
+            except PyMongoError as exc:
+                raise RetryableError("pacing_unavailable", type(exc).__name__) from exc
+
+    def _next_slot(self) -> tuple[float, float]:
+        """When this daemon's next slot may be used, and the latest it may still be used (fleet
+        time); reserves a block when this daemon has none left."""
+        while True:
+            now = self._now()
+            if self._block is None or self._index >= self.plan.rate:
+                self._reserve(now)
+                continue
+            block = self._block
+            if self._unchecked:
+                # Another daemon may have been refused since we reserved: look just before use.
+                look_at = self.plan.slot_time(block, self._index) - self.plan.spacing
+                if now < look_at:
+                    self.clock.sleep(look_at - now)
                     continue
-                block = self._block
-                if self._unchecked:
-                    # Reserved well ahead: a refusal may have come since. Look just before use.
-                    look_at = self.plan.slot_time(block, self._index) - self.plan.spacing
-                    if now < look_at:
-                        self.clock.sleep(look_at - now)
-                        continue
-                    self._unchecked = False
-                    self._read_penalty(now)
-                    continue
-                index = max(self._index, self.plan.first_usable(block, now, self._blocked_until))
-                if index >= self.plan.rate:
-                    self._block = None
-                    continue
-                self._index = index + 1
-                self.clock.sleep(self.plan.slot_time(block, index) + self._lead() - now)
-                return
+                self._unchecked = False
+                self._read_penalty(now)
+                continue
+            index = max(self._index, self.plan.first_usable(block, now, self._blocked_until))
+            if index >= self.plan.rate:
+                self._index = index  # used up by time; the next block may still continue the run
+                continue
+            self._index = index + 1
+            slot = self.plan.slot_time(block, index)
+            if len(self._sent) == self.plan.rate and self._sent[0] >= self._run_start_time():
+                # The window before this slot holds only our own sends: it may go as soon as
+                # the oldest of the last `rate` of them is a window plus margin old.
+                earliest = self._sent[0] + self.plan.block_seconds
+                return max(earliest, now), slot + self.plan.late
+            return slot + self._lead(), slot + self.plan.late
+
+    def _run_start_time(self) -> float:
+        return self.plan.slot_time(0, self._run_start)
 
     def penalize(self) -> None:
         """A 429: no attempt from any daemon for a window plus margin."""
@@ -119,9 +170,13 @@ class FleetPacer:
 
     def ensure_indexes(self) -> None:
         """The frontier query's index, and expiry of old blocks where the server supports TTL."""
-        self.pacing.create_index([("account", 1), ("block", DESCENDING)], name="account_block")
-        self.pacing.create_index("expires_at", name="expiry", expireAfterSeconds=0)
         self.commands += 2
+        self.pacing.create_index([("account", 1), ("block", DESCENDING)], name="account_block")
+        try:
+            self.pacing.create_index("expires_at", name="expiry", expireAfterSeconds=0)
+        except OperationFailure as exc:
+            # Old blocks are also deleted by the daemons themselves (see `_reserve`).
+            log.info("pacing.no_expiry", error=exc.code)
 
     def _prepare(self) -> None:
         if not self._indexed:
@@ -190,7 +245,11 @@ class FleetPacer:
             candidate = max(candidate + 1, self._frontier(current) + 1)
         # Right after a block of our own, any refusal since was ours; otherwise another daemon
         # may have been refused while we waited, so the penalty is read before the first slot.
-        self._unchecked = candidate != (self._block or 0) + 1
+        contiguous = candidate == (self._block or 0) + 1
+        self._unchecked = not contiguous
+        if not contiguous:
+            self._run_start = candidate * self.plan.rate
+            self._sent.clear()
         self._block, self._index = candidate, 0
         self._hint = candidate
         if candidate % CLEANUP_EVERY == 0:

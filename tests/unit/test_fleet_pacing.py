@@ -15,6 +15,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from jobs.clock import ManualClock
 from jobs.mongo.fleet_pacing import PACING, FleetPacer
+from jobs.pacing import GatedProvider
 from jobs.slots import WINDOW_SECONDS, SlotPlan
 
 RATE = 5
@@ -38,7 +39,9 @@ def fresh_db() -> Db:
 
 def fleet(db: Db, clock: ManualClock, size: int) -> list[FleetPacer]:
     """`size` daemons' pacers on one account, reading server time from the shared clock."""
-    return [FleetPacer(db, "acct", PLAN, clock, server_time=clock.now) for _ in range(size)]
+    return [
+        FleetPacer(db, "acct", PLAN, clock, server_time=clock.now, early=0.1) for _ in range(size)
+    ]
 
 
 def run(
@@ -48,9 +51,15 @@ def run(
     times = []
     for who, gap in steps:
         clock.advance(gap)
-        pacers[who].acquire()
+        take_slot(pacers[who])
         times.append(clock.monotonic())
     return times
+
+
+def take_slot(pacer: FleetPacer) -> None:
+    """Acquire and wait for the slot itself, as a request through `GatedProvider` does."""
+    pacer.acquire()
+    pacer.wait_for_slot()
 
 
 def crowded(times: list[float], rate: int = RATE) -> list[int]:
@@ -69,6 +78,19 @@ def test_one_daemon_alone_sends_at_the_full_spacing() -> None:
 
     gaps = {round(b - a, 6) for a, b in itertools.pairwise(times)}
     assert gaps == {round(PLAN.spacing, 6)}
+
+
+def test_one_daemon_makes_up_a_slot_missed_between_two_batches() -> None:
+    clock = now_clock()
+    (pacer,) = fleet(fresh_db(), clock, 1)
+    steps = [(0, 0.0)] * 20
+    steps += [(0, PLAN.spacing * 1.5)]  # a slow claim between two batches
+    steps += [(0, 0.0)] * 19
+
+    times = run([pacer], clock, steps)
+
+    assert crowded(times) == []
+    assert times[-1] - times[0] <= 39 * PLAN.spacing + PLAN.late
 
 
 @pytest.mark.parametrize("size", [2, 3, 4])
@@ -103,7 +125,7 @@ def test_a_daemon_killed_holding_a_block_stalls_the_others_one_block_at_most() -
     run([doomed], clock, [(0, 0.0)])  # it wins a block, sends once and dies holding the rest
     dead_at = clock.monotonic()
 
-    survivor.acquire()
+    take_slot(survivor)
 
     assert clock.monotonic() - dead_at <= PLAN.block_seconds + EPSILON
 
@@ -117,7 +139,7 @@ def test_a_refusal_holds_back_a_daemon_that_reserved_ahead() -> None:
     refused_at = clock.monotonic()
 
     sender.penalize()
-    waiting.acquire()
+    take_slot(waiting)
 
     assert clock.monotonic() >= refused_at + WINDOW_SECONDS + PLAN.margin - EPSILON
 
@@ -125,12 +147,12 @@ def test_a_refusal_holds_back_a_daemon_that_reserved_ahead() -> None:
 def test_a_refusal_keeps_later_reservations_out_of_the_penalty() -> None:
     clock = now_clock()
     first, second = fleet(fresh_db(), clock, 2)
-    first.acquire()
+    take_slot(first)
     refused_at = clock.monotonic()
 
     first.penalize()
-    second.acquire()
-    first.acquire()
+    take_slot(second)
+    take_slot(first)
 
     assert clock.monotonic() >= refused_at + WINDOW_SECONDS + PLAN.margin - EPSILON
     assert second._block != first._block
@@ -218,6 +240,54 @@ def test_a_refusal_without_the_database_still_holds_this_daemon_back() -> None:
 
     pacer.penalize()  # does not raise
     pacer.pacing = db[PACING]
-    pacer.acquire()
+    take_slot(pacer)
 
     assert clock.monotonic() >= refused_at + WINDOW_SECONDS + PLAN.margin - EPSILON
+
+
+def test_a_slot_is_handed_out_early_and_the_request_held_until_the_slot() -> None:
+    clock = now_clock()
+    (pacer,) = fleet(fresh_db(), clock, 1)
+    provider = RecordingProvider(clock)
+    gated = GatedProvider(provider, pacer)
+    for _ in range(2):  # the first slot may be taken a little late, when the block began
+        pacer.acquire()
+        gated.send("+12065550100", "+12065550199", "first")
+    first = provider.sent_at[-1]
+
+    pacer.acquire()
+    handed_out = clock.monotonic()
+    clock.advance(0.03)  # the renewal and the send ticket
+    gated.send("+12065550100", "+12065550199", "second")
+
+    assert provider.sent_at[-1] - first == pytest.approx(PLAN.spacing)
+    assert provider.sent_at[-1] - handed_out == pytest.approx(pacer.early)
+
+
+class RecordingProvider:
+    """Records when each request left."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.sent_at: list[float] = []
+
+    def send(self, to: str, source: str, body: str) -> str:
+        self.sent_at.append(self.clock.monotonic())
+        return f"mdr2-{len(self.sent_at)}"
+
+
+def test_a_request_that_misses_its_slot_takes_the_next_one_rather_than_leave_late() -> None:
+    clock = now_clock()
+    (pacer,) = fleet(fresh_db(), clock, 1)
+    provider = RecordingProvider(clock)
+    gated = GatedProvider(provider, pacer)
+    for _ in range(2):  # the first slot may be taken a little late, when the block began
+        pacer.acquire()
+        gated.send("+12065550100", "+12065550199", "first")
+    first = provider.sent_at[-1]
+
+    pacer.acquire()
+    clock.advance(pacer.early + PLAN.late)  # the writes before the send took too long
+    gated.send("+12065550100", "+12065550199", "second")
+
+    assert provider.sent_at[-1] - first == pytest.approx(2 * PLAN.spacing)
