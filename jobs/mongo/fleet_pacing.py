@@ -90,7 +90,10 @@ class FleetPacer:
         """Wait for this daemon's next slot (or until `early` before it, see `wait_for_slot`)."""
         with self._lock:
             self._prepare()
-            due, latest = self._next_slot()
+            # A slot handed out for a message that was not sent after all (its claim was lost,
+            # it was rejected late) is still ours: the next message takes it.
+            unused = self._due if self._due is not None and self._now() <= self._due[1] else None
+            due, latest = unused or self._next_slot()
             if self.early:
                 self._due = (due, latest)
                 self.clock.sleep(due - self.early - self._now())

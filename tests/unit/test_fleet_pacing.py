@@ -291,3 +291,20 @@ def test_a_request_that_misses_its_slot_takes_the_next_one_rather_than_leave_lat
     gated.send("+12065550100", "+12065550199", "second")
 
     assert provider.sent_at[-1] - first == pytest.approx(2 * PLAN.spacing)
+
+
+def test_a_slot_handed_out_for_a_message_never_sent_goes_to_the_next_one() -> None:
+    clock = now_clock()
+    (pacer,) = fleet(fresh_db(), clock, 1)
+    provider = RecordingProvider(clock)
+    gated = GatedProvider(provider, pacer)
+    for _ in range(2):
+        pacer.acquire()
+        gated.send("+12065550100", "+12065550199", "sent")
+    first = provider.sent_at[-1]
+
+    pacer.acquire()  # its claim turns out to be lost: nothing is sent
+    pacer.acquire()
+    gated.send("+12065550100", "+12065550199", "next")
+
+    assert provider.sent_at[-1] - first == pytest.approx(PLAN.spacing)
