@@ -150,7 +150,7 @@ class FleetPacer:
                 # The window before this slot holds only our own sends: it may go as soon as
                 # the oldest of the last `rate` of them is a window plus margin old.
                 earliest = self._sent[0] + self.plan.block_seconds
-                return max(earliest, now), slot + self.plan.late
+                return max(earliest, now, self._blocked_until), slot + self.plan.late
             return slot + self._lead(), slot + self.plan.late
 
     def _run_start_time(self) -> float:
