@@ -35,17 +35,17 @@ from pymongo.database import Database
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs import signing  # noqa: E402
 from jobs.clock import SystemClock  # noqa: E402
-from jobs.cycle import DispatchConfig, Dispatcher  # noqa: E402
-from jobs.directory import Directory  # noqa: E402
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher  # noqa: E402
+from jobs.doubles.simulator import FlowrouteSimulator  # noqa: E402
 from jobs.flowroute import FlowrouteClient  # noqa: E402
 from jobs.keys import KeyRing  # noqa: E402
+from jobs.mongo.directory import Directory  # noqa: E402
 from jobs.mongo.fleet_pacing import FleetPacer  # noqa: E402
+from jobs.mongo.store import OutboxStore  # noqa: E402
 from jobs.pacing import SlidingWindowPacer  # noqa: E402
-from jobs.simulator import FlowrouteSimulator  # noqa: E402
-from jobs.slots import SlotPlan  # noqa: E402
-from jobs.store import OutboxStore  # noqa: E402
+from jobs.rules import signing  # noqa: E402
+from jobs.rules.slots import SlotPlan  # noqa: E402
 from scheduler import logs  # noqa: E402
 from tests.integration.helpers import SENDER, all_terminal, numbers, seed  # noqa: E402
 from tests.servers.mongo_server import MongoServer, launch  # noqa: E402

@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymongo.errors import ConnectionFailure, OperationFailure
 
-from jobs import intake, phone, producer, roles, segments, status
+from jobs import producer
 from jobs.clock import SystemClock
-from jobs.directory import Directory
-from jobs.errors import ConfigError, InputError
+from jobs.errors import ConfigError, InputError, StoreRefused, StoreUnavailable
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.store import Doc, OutboxStore
+from jobs.mongo import roles, status
+from jobs.mongo.connection import connect
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, phone, segments
 from scheduler import logs
-from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
+from scheduler.daemon import build_dispatcher, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 
@@ -49,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ConnectionFailure as exc:
-        print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"sms-outbox: database unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 
@@ -65,21 +67,21 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    dispatcher = build_dispatcher(settings, connect(settings))
+    dispatcher = build_dispatcher(settings, connect(settings.mongodb))
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
     run_daemon(dispatcher, settings, until_idle=args.until_idle)
     return EXIT_OK
 
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
-    OutboxStore(db, SystemClock()).ensure_indexes()
+    db = connect(settings.mongodb)
+    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
             done = roles.apply(db)
-        except OperationFailure as exc:
+        except StoreRefused as exc:
             print(f"sms-outbox: the server refused to create roles: {exc.details}", file=sys.stderr)
             return EXIT_UNAVAILABLE if exc.code in (59, 115, 238) else EXIT_FAILURE
         _print(done, False)
@@ -87,7 +89,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
@@ -104,7 +106,7 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -149,7 +151,7 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -209,7 +211,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     if args.campaign:
         summary = status.campaign(db, args.campaign)
         if summary["total"] == 0 and summary["request"] is None:

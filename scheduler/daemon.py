@@ -11,19 +11,18 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from pymongo import MongoClient
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
 
 from jobs.clock import Clock, SystemClock
-from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
+from jobs.errors import StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo.connection import Db
+from jobs.mongo.directory import Directory
 from jobs.mongo.fleet_pacing import FleetPacer
+from jobs.mongo.store import OutboxStore
 from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
-from jobs.slots import SlotPlan, account_id
-from jobs.store import Doc, OutboxStore
+from jobs.rules.slots import SlotPlan, account_id
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
@@ -32,22 +31,9 @@ log = structlog.get_logger("sms_outbox.daemon")
 SEND_LEAD_SECONDS = 0.1
 
 
-def connect(settings: Settings) -> Database[Doc]:
-    """A pymongo database handle; BSON dates come back timezone-aware UTC."""
-    timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
-    client: MongoClient[Doc] = MongoClient(
-        settings.mongodb.uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="sms-outbox",
-    )
-    return client[settings.mongodb.database]
-
-
 def build_dispatcher(
     settings: Settings,
-    db: Database[Doc],
+    db: Db,
     provider: SmsProvider | None = None,
     clock: Clock | None = None,
 ) -> Dispatcher:
@@ -79,7 +65,7 @@ def build_dispatcher(
     if isinstance(pacer, FleetPacer):
         provider = GatedProvider(provider, pacer)
     return Dispatcher(
-        OutboxStore(db, clock),
+        OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
         pacer,
@@ -89,7 +75,7 @@ def build_dispatcher(
     )
 
 
-def build_pacer(settings: Settings, db: Database[Doc], clock: Clock) -> Pacer:
+def build_pacer(settings: Settings, db: Db, clock: Clock) -> Pacer:
     """Fleet pacing shares the account's limit through the database; local pacing does not."""
     rate = settings.flowroute.rate_per_second
     if not rate or settings.dispatch.pacing == "local":
@@ -154,11 +140,11 @@ class Daemon:
         with self._cycle_lock:
             try:
                 report = self._cycle()
-            except ConnectionFailure as exc:
+            except StoreUnavailable as exc:
                 if not self._db_down:
-                    log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
+                    log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
                 self._db_down = True
-            except PyMongoError as exc:
+            except StoreError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.

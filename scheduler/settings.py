@@ -17,8 +17,8 @@ from pydantic_settings import (
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
-from jobs.quiet_hours import Window
-from jobs.slots import DEFAULT_MARGIN_SECONDS
+from jobs.rules.quiet_hours import Window
+from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -44,6 +44,9 @@ class MongoSettings(BaseModel):
     uri_file: Path | None = None
     database: str = Field("sms_outbox", min_length=1)
     timeout_seconds: float = Field(5.0, gt=0)
+    # What keeps two workers from sending one claim twice on a server whose find-and-modify is
+    # not atomic: `auto` asks the server at start-up (see jobs/mongo/guard.py).
+    send_guard: Literal["auto", "tickets", "none"] = "auto"
 
     @model_validator(mode="after")
     def _files(self) -> MongoSettings:

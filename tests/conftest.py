@@ -16,7 +16,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.servers.mongo_server import MongoServer, launch
 
 ACCESS_KEY = "test-access-key-7f3a"

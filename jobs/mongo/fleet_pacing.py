@@ -1,6 +1,6 @@
 """Pacing shared by every daemon of one Flowroute account, through blocks of slots in MongoDB.
 
-A daemon reserves a block (one window's worth of evenly spaced slots, see `jobs.slots`) by
+A daemon reserves a block (one window's worth of evenly spaced slots, see `jobs.rules.slots`) by
 inserting a document under a unique id made of the account and the block number: an insert
 either wins the block or fails with a duplicate key, which is atomic on every MongoDB-compatible
 server, including those whose find-and-modify is not. It then sends in its block's slots without
@@ -26,7 +26,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 
 from jobs.clock import Clock, as_utc
 from jobs.errors import RetryableError
-from jobs.slots import Offset, SlotPlan, estimate_offset
+from jobs.mongo.connection import adapter
+from jobs.rules.slots import Offset, SlotPlan, estimate_offset
 
 log = structlog.get_logger("sms_outbox.pacing")
 
@@ -41,6 +42,7 @@ EXPIRY = timedelta(hours=1)
 ServerTime = Callable[[], datetime]
 
 
+@adapter
 class FleetPacer:
     """The `Pacer` of one daemon in a fleet sharing `account`; thread-safe within the process.
 

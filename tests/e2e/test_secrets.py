@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
-from jobs.simulator import FlowrouteSimulator
 from tests.conftest import Cli, cli_env
 from tests.integration.helpers import Db, wait_for
 from tests.servers.mongo_server import MongoServer
@@ -23,7 +23,7 @@ SOURCE, FRIEND, STOPPED = "12065550100", "12065550101", "12065550102"
 def _uri(server: MongoServer) -> str:
     """The server's URI with a password in it, where the server accepts one."""
     if server.backend != "postgresql":
-        return server.uri  # SQLite-backed FerretDB and external servers: no password to test
+        return server.uri  # FerretDB 2 runs with --no-auth; SQLite and external: no password
     host = server.uri.split("://", 1)[1].split("/", 1)[0]
     return f"mongodb://postgres:{PASSWORD}@{host}/?authMechanism=PLAIN"
 

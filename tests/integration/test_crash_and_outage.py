@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
 from tests.servers.mongo_server import MongoServer

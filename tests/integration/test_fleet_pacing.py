@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from jobs.simulator import FlowrouteSimulator
-from jobs.slots import SlotPlan
+from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.rules.slots import SlotPlan
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
 

@@ -8,16 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import structlog
 from pymongo.errors import OperationFailure
 
-from jobs import fanout, producer
-from jobs import status as status_queries
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs import producer
+from jobs.dispatch import fanout
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.errors import OptedOutError, RetryableError, ThrottledError, UnknownOutcomeError
-from jobs.store import OutboxStore
+from jobs.mongo import status as status_queries
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,
@@ -30,34 +30,9 @@ from tests.unit.fakes import (
     CountingPacer,
     FakeProvider,
 )
+from tests.unit.helpers import broadcast, error_code, outbox, status, submit
 
 MORE_VERIFIED = ["13125550111", "13125550122", "13125550133"]
-
-
-def submit(store: OutboxStore, **fields: Any) -> Any:
-    """Insert a document as a producer would: no state, just what the producer wrote."""
-    doc = {"user": "alice", "to": RECIPIENT, "body": "hello", **fields}
-    return store.outbox.insert_one({k: v for k, v in doc.items() if v is not None}).inserted_id
-
-
-def broadcast(store: OutboxStore, **fields: Any) -> Any:
-    return submit(store, to=None, audience="verified", body="news", **fields)
-
-
-def outbox(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.find(doc_id)
-    assert found is not None
-    return found
-
-
-def status(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.status.find_one({"_id": doc_id})
-    assert found is not None
-    return found
-
-
-def error_code(store: OutboxStore, doc_id: Any) -> str:
-    return str(status(store, doc_id)["error"]["code"])
 
 
 def test_queued_message_is_sent_and_recorded(
@@ -455,7 +430,6 @@ def pause_fanout_after_first_chunk(
         clock,
         DispatchConfig(lease_seconds=LEASE.total_seconds()),
         parent,
-        structlog.get_logger(),
         lambda: next(checks) > 0,
     )
     assert state == "queued"

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from pymongo.database import Database
 from pymongo.errors import ServerSelectionTimeoutError
 
-from jobs.clock import ManualClock
+from jobs.doubles.clock import ManualClock
+from jobs.errors import StoreUnavailable
 from jobs.mongo.fleet_pacing import PACING, FleetPacer
 from jobs.pacing import GatedProvider
-from jobs.slots import WINDOW_SECONDS, SlotPlan
+from jobs.rules.slots import WINDOW_SECONDS, SlotPlan
 
 RATE = 5
 PLAN = SlotPlan(RATE, margin=0.025)
@@ -228,7 +229,7 @@ def test_without_the_database_nothing_is_paced_through() -> None:
     clock = now_clock()
     pacer = FleetPacer(cast(Db, _UnreachableDb()), "acct", PLAN, clock, server_time=clock.now)
 
-    with pytest.raises(ServerSelectionTimeoutError):
+    with pytest.raises(StoreUnavailable):
         pacer.acquire()
 
 

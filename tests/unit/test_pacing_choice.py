@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from pymongo.database import Database
 
-from jobs.clock import ManualClock
+from jobs.doubles.clock import ManualClock
 from jobs.errors import ConfigError
+from jobs.mongo.connection import Doc
 from jobs.mongo.fleet_pacing import FleetPacer
 from jobs.pacing import SlidingWindowPacer
-from jobs.slots import account_id
-from jobs.store import Doc
+from jobs.rules.slots import account_id
 from scheduler.daemon import build_pacer
 from scheduler.settings import load_settings
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs.slots import WINDOW_SECONDS, SlotPlan, account_id, estimate_offset
+from jobs.rules.slots import WINDOW_SECONDS, SlotPlan, account_id, estimate_offset
 
 
 @pytest.mark.parametrize("rate", [1, 5, 30])

@@ -6,13 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo.errors import DuplicateKeyError
 
-from jobs import intake
-from jobs.clock import ManualClock
+from jobs.doubles.clock import ManualClock
+from jobs.errors import DuplicateKey
 from jobs.model import Problem, Reason, State
-from jobs.store import OutboxStore
+from jobs.mongo.store import OutboxStore
+from jobs.rules import intake
 from tests.unit.fakes import LEASE, RECIPIENT, RECIPIENT_2
+from tests.unit.helpers import outbox, status
 
 PROBLEM = Problem(Reason.PROVIDER, "503: down")
 
@@ -23,18 +24,6 @@ def queue(store: OutboxStore, clock: ManualClock, **fields: Any) -> Any:
     doc_id = store.insert(doc)
     assert store.admit(doc_id, intake.admit(doc, clock.now())) is not None
     return doc_id
-
-
-def status(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.status.find_one({"_id": doc_id})
-    assert found is not None
-    return found
-
-
-def outbox(store: OutboxStore, doc_id: Any) -> dict[str, Any]:
-    found = store.find(doc_id)
-    assert found is not None
-    return found
 
 
 def claim_one(store: OutboxStore) -> dict[str, Any]:
@@ -282,7 +271,7 @@ def test_documents_without_a_key_coexist(store: OutboxStore) -> None:
 def test_the_same_key_cannot_be_inserted_twice(store: OutboxStore) -> None:
     first = store.insert({"user": "alice", "to": RECIPIENT, "body": "one", "key": "order-1"})
 
-    with pytest.raises(DuplicateKeyError):
+    with pytest.raises(DuplicateKey):
         store.insert({"user": "alice", "to": RECIPIENT_2, "body": "two", "key": "order-1"})
 
     assert store.outbox.count_documents({}) == 1

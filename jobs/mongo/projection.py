@@ -11,6 +11,8 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from jobs.clock import Clock
+from jobs.model import STATUS_FIELDS
+from jobs.mongo.connection import adapter
 
 Doc = dict[str, Any]
 
@@ -18,12 +20,9 @@ OUTBOX = "outbox"
 STATUS = "message_status"
 # A live writer copies its change within milliseconds; older unsynced changes lost their writer.
 SYNC_GRACE = timedelta(seconds=10)
-STATUS_FIELDS = (
-    "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
-    "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
-)  # fmt: skip
 
 
+@adapter
 class StatusProjection:
     """Copies outbox documents to `message_status`.
 
@@ -47,7 +46,7 @@ class StatusProjection:
                 update["$unset"] = gone
             # A duplicate key means the status already holds a newer revision. An equal one is
             # overwritten: normally it is the same copy, but where a server lets a stale write
-            # land (see jobs/tickets.py) two states can share a revision, and the later wins.
+            # land (see jobs/mongo/tickets.py) two states can share a revision, and the later wins.
             with contextlib.suppress(DuplicateKeyError):
                 self.status.update_one(
                     {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}, update, upsert=True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,28 +13,20 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.intake import Admission
+from jobs.dispatch.ports import SendGuard
 from jobs.model import Problem, Reason, State
-from jobs.projection import OUTBOX, STATUS, StatusProjection
-from jobs.tickets import SendTickets
+from jobs.mongo import guard
+from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
+from jobs.mongo.connection import adapter
+from jobs.mongo.guard import GuardSetting
+from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
+from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
-TYPE_MISMATCH = 14  # $inc on a field that is not a number
 
-
-def claim_filter(now: datetime) -> Doc:
-    """Due messages. A lone equality on `state` first: servers that push down only equalities
-    (FerretDB 1.x) then hand back queued messages alone, not every message ever sent."""
-    return {"state": State.QUEUED.value, "due_at": {"$lte": now}}
-
-
-def claim_sort() -> list[tuple[str, int]]:
-    """Highest priority first, then the longest due; the `claim` index serves both."""
-    return [("priority", DESCENDING), ("due_at", ASCENDING)]
-
-
+@adapter
 class OutboxStore:
     """Reads and writes `outbox` and its projection `message_status`.
 
@@ -45,13 +36,21 @@ class OutboxStore:
     cannot overwrite what another worker recorded.
     """
 
-    def __init__(self, db: Database[Doc], clock: Clock) -> None:
+    def __init__(self, db: Database[Doc], clock: Clock, send_guard: GuardSetting = "tickets"):
         self.db = db
         self.clock = clock
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
         self.projection = StatusProjection(self.outbox, self.status, clock)
-        self.tickets = SendTickets(db, clock)
+        self.send_guard = send_guard
+        self._guard: SendGuard | None = None
+
+    @property
+    def guard(self) -> SendGuard:
+        """The send guard (see jobs/mongo/guard.py), chosen on first use; `auto` asks the server."""
+        if self._guard is None:
+            self._guard = guard.build(self.db, self.clock, self.send_guard)
+        return self._guard
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -68,7 +67,7 @@ class OutboxStore:
         except DuplicateKeyError:
             log.warning("index.key_duplicates", collection=OUTBOX)
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
-        self.tickets.ensure_indexes()
+        self.guard.ensure_indexes()
 
     # Intake
 
@@ -113,56 +112,19 @@ class OutboxStore:
         for _ in range(limit):
             now = self.clock.now()
             try:
-                doc = self._claim_one(now, lease)
+                doc = claim_one(self.outbox, now, lease)
             except OperationFailure as exc:
                 if exc.code != TYPE_MISMATCH:
                     raise
-                self._quarantine(now)
+                rejected = quarantine(self.outbox, self.status, now)
+                if rejected is not None:
+                    self.project(rejected)
                 continue
             if doc is None:
                 break
             self.project(doc)
             claimed.append(doc)
         return claimed
-
-    def _claim_one(self, now: datetime, lease: timedelta) -> Doc | None:
-        return self.outbox.find_one_and_update(
-            claim_filter(now),
-            {
-                "$set": {
-                    "state": State.SENDING.value,
-                    "claim_token": uuid.uuid4().hex,
-                    "lease_until": now + lease,
-                    "in_flight": False,
-                    "updated_at": now,
-                    "synced": False,
-                },
-                "$inc": {"attempts": 1, "rev": 1},
-            },
-            sort=claim_sort(),
-            return_document=ReturnDocument.AFTER,
-        )
-
-    def _quarantine(self, now: datetime) -> None:
-        """The next due document has counters someone overwrote with something that is not a
-        number, so claiming it fails: reject it, or it would block the queue for good."""
-        bad = self.outbox.find_one(claim_filter(now), sort=claim_sort())
-        if bad is None:
-            return
-        status = self.status.find_one({"_id": bad["_id"]}, {"rev": 1}) or {}
-        last = status.get("rev")
-        rev = last if isinstance(last, int) else 0
-        detail = "the daemon's counters in this document were overwritten"
-        fields = {"state": State.REJECTED.value, "attempts": 0, "rev": rev + 1, "updated_at": now}
-        fields["error"] = Problem(Reason.INVALID_DOCUMENT, detail).as_error()
-        new = self.outbox.find_one_and_update(
-            {"_id": bad["_id"], "state": State.QUEUED.value},
-            {"$set": {**fields, "synced": False}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if new is not None:
-            log.warning("claim.quarantined", message_id=str(bad["_id"]))
-            self.project(new)
 
     def _fenced(self, doc: Mapping[str, Any], update: Doc) -> Doc | None:
         """Apply `update` only while `doc` still holds its claim; project and return the result."""
@@ -302,8 +264,12 @@ class OutboxStore:
         """The outbox document with this id."""
         return self.outbox.find_one({"_id": doc_id})
 
+    def projected(self, doc_id: Any) -> Doc | None:
+        """The public status copy of the document with this id."""
+        return self.status.find_one({"_id": doc_id})
+
     def insert(self, doc: Doc) -> Any:
-        """Insert a producer's document; raises DuplicateKeyError when its key is taken."""
+        """Insert a producer's document; raises DuplicateKey when its key is taken."""
         return self.outbox.insert_one(doc).inserted_id
 
     def find_by_key(self, key: str) -> Doc | None:
@@ -311,4 +277,4 @@ class OutboxStore:
         return self.outbox.find_one({"key": key})
 
 
-__all__ = ["OUTBOX", "STATUS", "DuplicateKeyError", "OutboxStore"]
+__all__ = ["OUTBOX", "STATUS", "OutboxStore"]
