@@ -47,6 +47,7 @@ from jobs.pacing import SlidingWindowPacer  # noqa: E402
 from jobs.rules import signing  # noqa: E402
 from jobs.rules.slots import SlotPlan  # noqa: E402
 from scheduler import logs  # noqa: E402
+from tests.command_count import BUDGET, measure  # noqa: E402
 from tests.integration.helpers import SENDER, all_terminal, numbers, seed  # noqa: E402
 from tests.servers.mongo_server import MongoServer, launch  # noqa: E402
 
@@ -372,6 +373,20 @@ def claim_cost(uri: str, waiting: int, samples: int) -> None:
         )
 
 
+def command_cost(uri: str, keys: Path, count: int) -> None:
+    """Database commands per sent message, by command, one dispatcher (send guard `none`)."""
+    with database(uri) as db:
+        measured = measure(uri, db, keys, messages=count, batch_size=10)
+    print(
+        f"  {measured.per_message:.2f} commands per sent message (budget {BUDGET}),"
+        f" {count} messages in batches of 10; admission apart:"
+        f" {measured.admission_per_message:.2f} per message"
+    )
+    print(f"  by command: {measured.breakdown()}")
+    writes = ", ".join(map(str, sorted(set(measured.status_writes.values()))))
+    print(f"  status writes per sent message: {writes} (queued, sending, sent)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
@@ -410,6 +425,8 @@ def main() -> None:
         for workers in (1, 2, 4):
             claims = claim_rate(uri, lifted, workers)
             print(f"  {workers} process(es) doing nothing but claim: {claims:8.1f} claims/s")
+        print("\ndatabase commands per sent message, pacing apart (pymongo command monitoring):")
+        command_cost(uri, Path(keys) / "commands", 20 if args.quick else 100)
         print("\nclaim cost (find_one_and_update on the claim index):")
         for count in waiting:
             # Without a usable index each claim reads every message: fewer samples when many.

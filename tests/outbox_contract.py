@@ -257,16 +257,33 @@ class OutboxContract:
         assert (rejected["state"], rejected["error"]["code"]) == ("rejected", "invalid_document")
         assert self.public(outbox, bad)["state"] == "rejected"
 
-    def test_every_change_is_copied_to_the_status_at_its_revision(
+    def test_every_public_change_is_copied_at_its_revision_and_private_ones_are_not(
         self, outbox: Outbox, clock: ManualClock
     ) -> None:
         doc_id = self.queue(outbox, clock)
         [doc] = outbox.claim(1, LEASE)
-        renewed = outbox.renew(doc, LEASE, in_flight=True)
-        assert renewed is not None
-        assert self.public(outbox, doc_id)["rev"] == renewed["rev"] == 3
+        assert (self.public(outbox, doc_id)["state"], self.public(outbox, doc_id)["rev"]) == (
+            "sending",
+            2,
+        )
+        clock.advance(1)
 
+        renewed = outbox.renew(doc, LEASE, in_flight=True)
+
+        assert renewed is not None
+        assert (renewed["rev"], renewed["in_flight"]) == (2, True), "a private change"
+        assert self.stored(outbox, doc_id)["in_flight"] is True
+        public = self.public(outbox, doc_id)
+        assert (public["rev"], public["updated_at"]) == (2, doc["updated_at"])
+        assert "in_flight" not in public and "lease_until" not in public
+
+        done = outbox.finish(doc, State.SENT, provider_id="mdr2-1")
+        assert done is not None and done["rev"] == 3
+        outbox.mark_synced()
         outbox.resync(limit=100)
 
-        assert self.public(outbox, doc_id)["rev"] == 3
+        assert (self.public(outbox, doc_id)["state"], self.public(outbox, doc_id)["rev"]) == (
+            "sent",
+            3,
+        )
         assert "body" not in self.public(outbox, doc_id)

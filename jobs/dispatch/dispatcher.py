@@ -13,6 +13,7 @@ from structlog.contextvars import bound_contextvars
 from jobs.clock import Clock
 from jobs.dispatch import fanout, recovery
 from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome
 from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
@@ -80,6 +81,12 @@ class Dispatcher:
         report = CycleReport()
         if self.stopping:
             return report
+        self._cycle(report, CycleDirectory(self.directory))
+        # The status copies of the whole cycle are marked synced in one write.
+        self.store.mark_synced()
+        return report
+
+    def _cycle(self, report: CycleReport, directory: Directory) -> None:
         self._release_orphans()
         report.recovered = self.recover()
         self.store.resync(limit=100)
@@ -94,7 +101,7 @@ class Dispatcher:
                 break
             with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
                 try:
-                    state = self._handle(doc)
+                    state = self._handle(doc, directory)
                 except StoreUnavailable:
                     # Nothing from here on was sent: hand it back as soon as the database
                     # returns, rather than leaving it to wait out its lease.
@@ -107,7 +114,6 @@ class Dispatcher:
                     log.exception("message.crashed")
                     state = "crashed"
             report.count(state)
-        return report
 
     def recover(self) -> int:
         """Settle documents whose worker died holding them."""
@@ -124,20 +130,20 @@ class Dispatcher:
                 )
         return len(docs)
 
-    def _handle(self, doc: Doc) -> str:
+    def _handle(self, doc: Doc, directory: Directory) -> str:
         # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
         # who can write could turn a signed message into a broadcast by relabelling it.
         if "audience" in doc:
             return fanout.expand(
-                self.store, self.directory, self.clock, self.config, doc, self._stopping.is_set,
+                self.store, directory, self.clock, self.config, doc, self._stopping.is_set,
                 self.signatures,
             )  # fmt: skip
-        return self._deliver(doc)
+        return self._deliver(doc, directory)
 
-    def _deliver(self, doc: Doc) -> str:
+    def _deliver(self, doc: Doc, directory: Directory) -> str:
         """A message's path: vet, defer, pace, mark in flight, send, record."""
         vetted = vetting.vet(
-            doc, self.clock.now(), self.directory, self.signatures,
+            doc, self.clock.now(), directory, self.signatures,
             max_segments=self.config.max_segments, max_attempts=self.config.max_attempts,
         )  # fmt: skip
         if vetted.problem is not None or vetted.source is None:

@@ -73,8 +73,12 @@ class Outbox(Protocol):
     `jobs.doubles.memory.MemoryOutbox` in memory). Its contract, which tests/outbox_contract.py
     checks against both:
 
-    - The outbox document is the truth. Every change bumps its `rev` and is copied to the
-      document's public status, which never goes back to an older `rev`.
+    - The outbox document is the truth. Every public change (to a field the status holds, see
+      `jobs.model.STATUS_FIELDS`) bumps its `rev` and is copied to the document's public status,
+      which never goes back to an older `rev`. The lease and the in-flight mark are private:
+      renewing them writes no status and makes no revision.
+    - A copy whose writer died is written by a later `resync`; `mark_synced` ends the
+      bookkeeping of the copies written so far (the send cycle calls it once per cycle).
     - `admit` gives a new document (one without `state`) its first state exactly once; a second
       admission of the same document returns None. A key already admitted makes it a duplicate.
     - `claim` is atomic: a due queued document is handed to one caller only, as `sending`, with
@@ -157,6 +161,10 @@ class Outbox(Protocol):
 
     def resync(self, limit: int) -> int:
         """Write the status copies a crashed worker left unwritten; returns how many."""
+        ...
+
+    def mark_synced(self) -> int:
+        """Record that the copies written so far are done, so `resync` leaves them alone."""
         ...
 
     def find(self, doc_id: Any) -> Doc | None:

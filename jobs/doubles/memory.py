@@ -175,9 +175,11 @@ class MemoryOutbox:
         in_flight: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
-        """Extend the lease (fenced); `in_flight` marks that the request is about to leave."""
+        """Extend the lease (fenced); `in_flight` marks that the request is about to leave.
+        Neither is public: only `extra` fields that the status holds make a new revision."""
         fields = {"lease_until": self.clock.now() + lease, "in_flight": in_flight, **(extra or {})}
-        return self._fenced(doc, lambda d: d.update(fields))
+        public = any(name in STATUS_FIELDS for name in extra or {})
+        return self._fenced(doc, lambda d: d.update(fields), public=public)
 
     def finish(
         self,
@@ -270,9 +272,15 @@ class MemoryOutbox:
         """Nothing to finish: every write here copies its status under the same lock."""
         return 0
 
+    def mark_synced(self) -> int:
+        """Nothing to mark: every copy here is marked synced as it is written."""
+        return 0
+
     # Internals
 
-    def _fenced(self, doc: Mapping[str, Any], change: Callable[[Doc], None]) -> Doc | None:
+    def _fenced(
+        self, doc: Mapping[str, Any], change: Callable[[Doc], None], *, public: bool = True
+    ) -> Doc | None:
         with self._lock:
             current = self._docs.get(doc["_id"])
             if current is None or current.get("state") != State.SENDING:
@@ -280,7 +288,7 @@ class MemoryOutbox:
             if current.get("claim_token") != doc["claim_token"]:
                 return None
             change(current)
-            return self._changed(current)
+            return self._changed(current) if public else copy.deepcopy(current)
 
     @staticmethod
     def _apply(doc: Doc, fields: Mapping[str, Any], gone: Iterable[str]) -> None:

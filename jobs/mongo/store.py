@@ -19,7 +19,7 @@ from jobs.mongo import guard
 from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
 from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
-from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
+from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -30,10 +30,11 @@ log = structlog.get_logger("sms_outbox.store")
 class OutboxStore:
     """Reads and writes `outbox` and its projection `message_status`.
 
-    The outbox document is the truth; every change bumps its `rev` and is copied to
-    `message_status` by a write guarded on `rev`, so a late copy never overwrites a newer one.
-    Changes made after a claim are fenced on the claim token: a worker whose lease expired
-    cannot overwrite what another worker recorded.
+    The outbox document is the truth; every public change (one to a field `message_status`
+    holds) bumps its `rev` and is copied to `message_status` by a write guarded on `rev`, so a
+    late copy never overwrites a newer one. Private bookkeeping (the lease, the in-flight mark)
+    changes neither. Changes made after a claim are fenced on the claim token: a worker whose
+    lease expired cannot overwrite what another worker recorded.
     """
 
     def __init__(self, db: Database[Doc], clock: Clock, send_guard: GuardSetting = "tickets"):
@@ -126,16 +127,18 @@ class OutboxStore:
             claimed.append(doc)
         return claimed
 
-    def _fenced(self, doc: Mapping[str, Any], update: Doc) -> Doc | None:
-        """Apply `update` only while `doc` still holds its claim; project and return the result."""
-        update.setdefault("$set", {}).update(updated_at=self.clock.now(), synced=False)
-        update.setdefault("$inc", {})["rev"] = 1
+    def _fenced(self, doc: Mapping[str, Any], update: Doc, *, public: bool = True) -> Doc | None:
+        """Apply `update` only while `doc` still holds its claim and return the result; a public
+        change bumps `rev` and is projected."""
+        if public:
+            update.setdefault("$set", {}).update(updated_at=self.clock.now(), synced=False)
+            update.setdefault("$inc", {})["rev"] = 1
         new = self.outbox.find_one_and_update(
             {"_id": doc["_id"], "state": State.SENDING.value, "claim_token": doc["claim_token"]},
             update,
             return_document=ReturnDocument.AFTER,
         )
-        if new is not None:
+        if new is not None and public:
             self.project(new)
         return new
 
@@ -147,9 +150,10 @@ class OutboxStore:
         in_flight: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
-        """Extend the lease; `in_flight` marks that the request to Flowroute is about to go out."""
+        """Extend the lease; `in_flight` marks that the request to Flowroute is about to go out.
+        Neither is public: only `extra` fields that the status holds make a new revision."""
         fields = {"lease_until": self.clock.now() + lease, "in_flight": in_flight, **(extra or {})}
-        return self._fenced(doc, {"$set": fields})
+        return self._fenced(doc, {"$set": fields}, public=is_public(extra or {}))
 
     def finish(
         self,
@@ -255,6 +259,11 @@ class OutboxStore:
     def project_many(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """Copy several documents to `message_status`."""
         self.projection.project(docs)
+
+    def mark_synced(self) -> int:
+        """Mark synced the copies written since the last call, in one command (see
+        StatusProjection); returns how many documents it marked."""
+        return self.projection.mark_synced()
 
     def resync(self, limit: int) -> int:
         """Finish the status copies that crashed workers left unwritten."""

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
 from tests.conftest import Cli, cli_env
@@ -29,7 +31,7 @@ def _uri(server: MongoServer) -> str:
 
 
 def test_no_secret_appears_in_any_output_or_record(
-    mongo_server: MongoServer, db: Db, tmp_path: Path
+    mongo_server: MongoServer, db: Db, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     keys = tmp_path / "keys"
     outputs: list[str] = []
@@ -54,6 +56,7 @@ def test_no_secret_appears_in_any_output_or_record(
             SMS_OUTBOX_LOGGING__LEVEL="debug",
         )
         cli = Cli(env, tmp_path)
+        request.addfinalizer(cli.stop_all)
         assert run(cli, "senders", "grant", "alice", SOURCE).returncode == 0
         signing_key = KeyRing(keys).user_key("alice")
         assert signing_key

@@ -38,7 +38,7 @@ def test_a_stale_claim_written_over_a_send_in_flight_does_not_send_twice(
         # over this worker's in-flight mark: the same revision, a different token.
         current = store.outbox.find_one({"_id": doc_id})
         assert current is not None
-        racer.update(current, claim_token="racer", in_flight=False, rev=current["rev"] - 1)
+        racer.update(current, claim_token="racer", in_flight=False, rev=current["rev"])
         store.outbox.replace_one({"_id": doc_id}, racer)
         provider.on_send = None
 
