@@ -91,6 +91,15 @@ def build_pacer(settings: Settings, db: Db, clock: Clock) -> Pacer:
     return FleetPacer(db, account, plan, clock, early=SEND_LEAD_SECONDS)
 
 
+def start_up(dispatcher: Dispatcher) -> None:
+    """What a daemon does once before its first cycle: indexes, and the fleet pacer's indexes
+    and first reading of the server's clock."""
+    dispatcher.store.ensure_indexes()
+    dispatcher.directory.ensure_indexes()
+    if isinstance(dispatcher.pacer, FleetPacer):
+        dispatcher.pacer.prepare()
+
+
 class Daemon:
     """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time."""
 
@@ -186,8 +195,7 @@ class Daemon:
 
     def _cycle(self) -> CycleReport:
         if not self._ready:
-            self.dispatcher.store.ensure_indexes()
-            self.dispatcher.directory.ensure_indexes()
+            start_up(self.dispatcher)
             self._ready = True
         report = self.dispatcher.run_once()
         if self._db_down:

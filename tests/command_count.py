@@ -1,12 +1,16 @@
 """Counting the database commands the daemon sends per message, with pymongo's command
 monitoring; shared by the command-count tests and the benchmark.
 
-What is counted: every command the daemon's own MongoClient sends while one dispatcher sends N
-messages that were already admitted, from the first cycle after admission until the last message
-is recorded sent: the claims, the in-flight marks, the finishes, the directory reads, the
-status copies, and each cycle's share of its scans (lease recovery, resync, new documents) and
-of the synced bookkeeping. Admission (validating the producers' documents and their first
-status copy) is counted apart. Seeding and the test's own reads use another client.
+What is counted: every command the daemon's own MongoClient sends while one dispatcher, wired as
+the daemon wires it (fleet pacing at Flowroute's 5 SMS/s), sends N messages that were already
+admitted, from the first cycle after admission until the last message is recorded sent: the
+claims, the in-flight marks, the spent-id inserts, the finishes, the status copies, the
+directory reads, the fleet pacer's block reservations, and each cycle's share of its scans
+(lease recovery and resync every few seconds, new documents every cycle) and of the synced
+bookkeeping. Admission (validating the producers' documents and their first status copy) is
+counted apart, and so is the daemon's start-up (`start_up`: indexes, the pacer's first reading
+of the server clock, repeated every five minutes). Seeding and the test's own reads use another
+client.
 """
 
 from __future__ import annotations
@@ -18,25 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
-from jobs.clock import SystemClock
-from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.flowroute import FlowrouteClient
-from jobs.keys import KeyRing, Signatures
-from jobs.mongo.directory import Directory
-from jobs.mongo.store import OutboxStore
-from jobs.pacing import SlidingWindowPacer
+from jobs.mongo.fleet_pacing import FleetPacer
+from scheduler.daemon import build_dispatcher, start_up
+from scheduler.settings import Settings
 from tests.integration.helpers import numbers, seed
 
 Db = Database[dict[str, Any]]
 ACCESS, SECRET = "count-access", "count-secret"
-# Commands per sent message on an atomic server (send_guard "none"): 7, and the spent-id insert
-# that makes a replayed copy of a sent message impossible (jobs/mongo/spent.py).
-BUDGET = 8
+# Commands per sent message on an atomic server (send_guard "none"), everything the daemon does
+# included: the spent-id insert (jobs/mongo/spent.py) and the fleet pacer's slot commands.
+BUDGET = 7
+RATE = 5  # Flowroute's limit per account, enforced by the simulator too
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -73,6 +73,7 @@ class Measurement:
 
     sent: int
     accepted: int = 0  # requests Flowroute accepted
+    batches: int = 0  # cycles that claimed something
     admission: Counter[str] = field(default_factory=Counter)
     sending: Counter[str] = field(default_factory=Counter)
     status_writes: Counter[Any] = field(default_factory=Counter)  # update statements, by _id
@@ -101,27 +102,24 @@ def _tally(commands: list[tuple[str, str, list[Any]]], into: Measurement, bucket
 
 def measure(uri: str, db: Db, keys: Path, *, messages: int, batch_size: int) -> Measurement:
     """Seed `messages` signed messages to verified recipients, admit them, then send them through
-    the local Flowroute with one dispatcher (send guard `none`, pacing off) whose client is
-    monitored."""
+    the local Flowroute, limited to its real 5 SMS/s, with one dispatcher wired as the daemon
+    wires it (`build_dispatcher`: fleet pacing at 5/s, send guard `none`, quiet hours off so the
+    figure does not depend on the time of day) whose client is monitored."""
     seed(db, numbers(messages), keys)
     counter = CommandCounter()
     client: MongoClient[dict[str, Any]] = MongoClient(
         uri, tz_aware=True, event_listeners=[counter], serverSelectionTimeoutMS=10_000
     )
-    simulator = FlowrouteSimulator(ACCESS, SECRET, rate_per_second=None).start()
+    simulator = FlowrouteSimulator(ACCESS, SECRET, rate_per_second=RATE).start()
     try:
         watched = client[db.name]
-        clock = SystemClock()
-        dispatcher = Dispatcher(
-            OutboxStore(watched, clock, "none"),
-            Directory(watched),
-            FlowrouteClient(simulator.url, SecretStr(ACCESS), SecretStr(SECRET), 10.0),
-            SlidingWindowPacer(None, clock),
-            clock,
-            DispatchConfig(batch_size=batch_size, lease_seconds=600),
-            Signatures(KeyRing(keys)),
+        dispatcher = build_dispatcher(
+            _settings(uri, db.name, simulator.url, keys, batch_size), watched
         )
+        assert isinstance(dispatcher.pacer, FleetPacer)
         result = Measurement(sent=0)
+        start_up(dispatcher)  # once per daemon, not per message
+        counter.take()
         dispatcher.admit()
         dispatcher.store.mark_synced()
         _tally(counter.take(), result, "admission")
@@ -129,7 +127,8 @@ def measure(uri: str, db: Db, keys: Path, *, messages: int, batch_size: int) -> 
         while _sent(db) < messages:
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {_sent(db)} of {messages} sent after 120 s")
-            dispatcher.run_once()
+            if dispatcher.run_once().claimed:
+                result.batches += 1
         _tally(counter.take(), result, "sending")
         result.sent = _sent(db)
         result.accepted = len(simulator.messages())
@@ -137,6 +136,21 @@ def measure(uri: str, db: Db, keys: Path, *, messages: int, batch_size: int) -> 
     finally:
         simulator.stop()
         client.close()
+
+
+def _settings(uri: str, database: str, url: str, keys: Path, batch_size: int) -> Settings:
+    return Settings.model_validate(
+        {
+            "mongodb": {"uri": uri, "database": database, "send_guard": "none"},
+            "flowroute": {
+                "base_url": url, "access_key": ACCESS, "secret_key": SECRET,
+                "rate_per_second": RATE,
+            },
+            "dispatch": {"batch_size": batch_size, "lease_seconds": 600, "pacing": "fleet"},
+            "quiet_hours": {"enabled": False},
+            "security": {"keys_dir": str(keys)},
+        }
+    )  # fmt: skip
 
 
 def _sent(db: Db) -> int:

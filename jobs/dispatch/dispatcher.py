@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ from jobs.rules import intake, outcomes, quiet_hours, replay, segments, signing,
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
+# How often lease recovery and the status-copy resync scan the outbox; a cycle in between skips
+# them. Small against any lease, so a crashed worker's messages wait out their lease and a few
+# seconds more at most.
+REPAIR_SCAN_SECONDS = 5.0
 
 __all__ = ["CycleReport", "DispatchConfig", "Dispatcher", "summary"]
 
@@ -71,6 +76,7 @@ class Dispatcher:
         self._stopping = threading.Event()
         # Claimed but unsent when the database went away; handed back once it is reachable.
         self._orphans: list[Doc] = []
+        self._scanned_at = -math.inf  # when lease recovery and resync last scanned (monotonic)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -89,10 +95,14 @@ class Dispatcher:
         self.store.mark_synced()
         return report
 
-    def _cycle(self, report: CycleReport, directory: Directory) -> None:
+    def _cycle(self, report: CycleReport, directory: CycleDirectory) -> None:
         self._release_orphans()
-        report.recovered = self.recover()
-        self.store.resync(limit=100)
+        # Leases last minutes and a missed status copy is only late, so the two repair scans run
+        # every few seconds rather than every cycle; new documents are looked for every cycle.
+        if self.clock.monotonic() - self._scanned_at >= REPAIR_SCAN_SECONDS:
+            report.recovered = self.recover()
+            self.store.resync(limit=100)
+            self._scanned_at = self.clock.monotonic()
         report.admitted = self.admit()
         self.gate.refresh()
         # While Flowroute refuses the account, leave the queue alone until the next probe.
@@ -101,6 +111,7 @@ class Dispatcher:
         report.claimed = len(batch)
         if batch:
             log.info("claim.batch", size=len(batch))
+            directory.read_consent(batch)
         for index, doc in enumerate(batch):
             if self.stopping:
                 self._release(batch[index:])
@@ -186,7 +197,7 @@ class Dispatcher:
             self._durably(lambda: self.store.guard.settle(token, outcome))
             if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
                 self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
-            return self._after_error(doc, error)
+            return self._after_error(doc, error, directory)
         with bound_contextvars(provider_id=provider_id):
             self._record_sent(doc, token, provider_id, vetted.source)
         return State.SENT.value
@@ -260,7 +271,7 @@ class Dispatcher:
             # Another worker settled this message after our lease ran out; its record stands.
             log.error("message.sent_unrecorded")
 
-    def _after_error(self, doc: Doc, error: ProviderError) -> str:
+    def _after_error(self, doc: Doc, error: ProviderError, directory: Directory) -> str:
         outcome = outcomes.after_error(
             error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
         )
@@ -280,7 +291,7 @@ class Dispatcher:
             self._durably(lambda: self.store.finish(doc, outcome.state, problem=problem))
             log.warning("message." + outcome.state.value, code=error.code)
         if outcome.opted_out:
-            self.directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
+            directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
         return outcome.state.value
 
     def _reject(self, doc: Doc, problem: Problem, state: State = State.REJECTED) -> str:

@@ -147,6 +147,17 @@ class Directory:
         records = self.users.find({"phone": {"$in": spellings(number)}})
         return identity.view(number, records)
 
+    def consent_of(self, numbers: list[str]) -> dict[str, Doc | None]:
+        """`recipient` for each normalised number, in one read: one $in over every spelling of
+        every number, each record counted for the number whose spelling it holds."""
+        owner = {spelling: number for number in numbers for spelling in spellings(number)}
+        found: dict[str, list[Doc]] = {number: [] for number in numbers}
+        for doc in self.users.find({"phone": {"$in": list(owner)}}):
+            number = owner.get(doc.get("phone"))  # type: ignore[arg-type]
+            if number is not None:
+                found[number].append(doc)
+        return {number: identity.view(number, docs) for number, docs in found.items()}
+
     def verified_after(self, after: str | None, limit: int) -> list[str]:
         """Up to `limit` verified numbers, as stored, that sort after `after`. A record whose
         phone is not text is logged and skipped (`recipients check` lists it)."""

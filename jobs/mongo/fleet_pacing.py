@@ -173,6 +173,12 @@ class FleetPacer:
                 log.warning("pacing.penalty_unshared", error=type(exc).__name__)
             log.info("pacing.penalized", until=round(until - now, 3))
 
+    def prepare(self) -> None:
+        """At start-up: the indexes and the first reading of the server's clock, which `acquire`
+        otherwise does on first use (the clock is read again every RESYNC_SECONDS)."""
+        with self._lock:
+            self._prepare()
+
     def ensure_indexes(self) -> None:
         """The frontier query's index, and expiry of old blocks where the server supports TTL."""
         self.commands += 2
