@@ -8,6 +8,7 @@ Records are kept for good: a replay is refused however late it comes.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pymongo.collection import Collection
@@ -19,6 +20,8 @@ from jobs.dispatch.ports import Outcome
 from jobs.mongo.connection import adapter
 
 SPENT = "sent_ids"
+# A record an operator's retry released: the same message (not a copy) may spend it again.
+RELEASED = "released"
 
 
 @adapter
@@ -31,7 +34,7 @@ class SpentIds:
     atomic on the unique `_id`, so of two copies only one sends. A later claim of the same id
     takes the record over only when the request that holds it is known not to have left (a 5xx,
     a 429, an account hold), which is how a retried message sends while a copy of a sent one is
-    refused.
+    refused, or when an operator's retry released it for that very message (`release`).
     """
 
     def __init__(self, db: Database[dict[str, Any]], clock: Clock) -> None:
@@ -52,13 +55,32 @@ class SpentIds:
             return False
         if held.get("token") == token:
             return True
-        if held.get("outcome") != Outcome.NOT_SENT.value:
+        released = held.get("outcome") == RELEASED and held.get("message_id") == message_id
+        if held.get("outcome") != Outcome.NOT_SENT.value and not released:
             return False
         taken = self.spent.update_one(
-            {"_id": spent_id, "token": held.get("token"), "outcome": Outcome.NOT_SENT.value},
+            {"_id": spent_id, "token": held.get("token"), "outcome": held.get("outcome")},
             {"$set": record},
         )
         return taken.modified_count == 1
+
+    def release(self, spent_id: str, message_id: Any, *, by: str, at: datetime) -> bool:
+        """An operator's retry of message `message_id`, which ended `unknown`: its record may be
+        spent once more by that message alone (a copy under another id stays refused). Who
+        released it, when, and what the record held are appended to its `releases`. Called by
+        the store's `retry` only; False when the record is not this message's."""
+        held = self.spent.find_one({"_id": spent_id, "kind": "message", "message_id": message_id})
+        if held is None:
+            return False
+        evidence = {
+            "by": by, "at": at, "token": held.get("token"), "outcome": held.get("outcome"),
+            "spent_at": held.get("at"),
+        }  # fmt: skip
+        released = self.spent.update_one(
+            {"_id": spent_id, "message_id": message_id, "token": held.get("token")},
+            {"$set": {"outcome": RELEASED}, "$push": {"releases": evidence}},
+        )
+        return released.modified_count == 1
 
     def settle(self, spent_id: str, token: str, outcome: Outcome) -> None:
         """Record what came of the request that spent `spent_id`."""

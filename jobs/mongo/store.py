@@ -23,7 +23,7 @@ from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
-from jobs.rules import interventions
+from jobs.rules import interventions, signing
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -348,6 +348,12 @@ class OutboxStore:
         """Queue again the failed and unknown messages chosen, keeping their past in `history`."""
         retried = []
         for doc in self.outbox.find(interventions.retry_filter(ids, campaign, reason)):
+            if doc.get("state") == State.UNKNOWN.value and "audience" not in doc:
+                # The request may have left: the operator accepts a second text, so the spent
+                # id is released for this message (before it is queued: a crash in between
+                # leaves it unknown, and released for nothing else).
+                spent_id = signing.signed_id(doc) or str(doc["_id"])
+                self._spent.release(spent_id, doc["_id"], by=by, at=self.clock.now())
             fields = interventions.requeued(doc, by, self.clock.now())
             new = self._transition(
                 doc, fields, ["error", "provider_id", "last_claim_token", "sent_at"]

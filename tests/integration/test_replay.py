@@ -3,17 +3,21 @@ copies, renames and deletes signed documents, and nobody is texted twice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bson import ObjectId
+from pydantic import SecretStr
 from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import RetryableError
+from jobs.flowroute import FlowrouteClient
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
@@ -359,3 +363,66 @@ def test_the_daemon_role_alone_may_write_spent_ids(db: Database[Doc]) -> None:
         if p["resource"]["collection"] == "sent_ids" and "insert" in p["actions"]
     ]
     assert writers == [roles.DAEMON]
+
+
+@pytest.fixture
+def flowroute() -> Iterator[FlowrouteSimulator]:
+    simulator = FlowrouteSimulator("replay-access", "replay-secret", rate_per_second=None)
+    with simulator:
+        yield simulator
+
+
+def test_an_operator_retry_of_an_unknown_message_sends_that_message_again_and_no_copy(
+    store: OutboxStore,
+    directory: Directory,
+    clock: ManualClock,
+    keys: KeyRing,
+    flowroute: FlowrouteSimulator,
+) -> None:
+    client = FlowrouteClient(
+        flowroute.url, SecretStr("replay-access"), SecretStr("replay-secret"), 0.5
+    )
+    config = DispatchConfig(lease_seconds=LEASE.total_seconds(), max_attempts=MAX_ATTEMPTS)
+    daemon = Dispatcher(store, directory, client, CountingPacer(), clock, config, Signatures(keys))
+    doc = signed(keys)
+    store.outbox.insert_one(doc)
+    flowroute.delay_next(3.0)  # Flowroute takes the message; its answer comes too late
+    settle(daemon)
+    assert outcome(store, doc["_id"]) == ("unknown", "timeout")
+
+    # A writer queueing it again, or copying it (the same id as text signs the same), is not an
+    # operator's retry: both refused.
+    store.outbox.update_one({"_id": doc["_id"]}, {"$set": {"state": "queued"}})
+    early_copy = producer_copy(doc, _id=str(doc["_id"]))
+    store.outbox.insert_one(early_copy)
+    settle(daemon)
+    early = store.find(early_copy["_id"]) or {}
+    assert (early["state"], early["error"]["code"]) == ("rejected", "replay")
+    store.outbox.delete_one({"_id": early_copy["_id"]})
+    assert outcome(store, doc["_id"]) == ("rejected", "replay")
+    assert len(flowroute.messages()) == 1
+
+    # The operator's retry (of the message as it ended: `unknown`).
+    store.outbox.update_one(
+        {"_id": doc["_id"]}, {"$set": {"state": "unknown"}, "$unset": {"error": ""}}
+    )
+    assert [d["_id"] for d in store.retry("ops:carol", [doc["_id"]], None, None)] == [doc["_id"]]
+    late_copy = producer_copy(doc, _id=str(doc["_id"]))
+    store.outbox.insert_one(late_copy)
+    settle(daemon)
+
+    assert outcome(store, doc["_id"]) == ("sent", None)
+    late = store.find(late_copy["_id"]) or {}
+    assert (late["state"], late["error"]["code"]) == ("rejected", "replay")
+    assert [m.to for m in flowroute.messages()] == [RECIPIENT, RECIPIENT]
+    record = store.spent.spent.find_one({"_id": signing.signed_id(doc)})
+    assert record is not None and record["outcome"] is None  # spent again by the retry
+    assert [(r["by"], r["outcome"]) for r in record["releases"]] == [("ops:carol", None)]
+
+    # Once sent again, deleting and inserting it again is a replay as before.
+    store.outbox.delete_many({"_id": {"$in": [doc["_id"], late_copy["_id"]]}})
+    store.status.delete_one({"_id": doc["_id"]})
+    store.outbox.insert_one(producer_copy(doc))
+    settle(daemon)
+    assert outcome(store, doc["_id"]) == ("rejected", "replay")
+    assert len(flowroute.messages()) == 2
