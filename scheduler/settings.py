@@ -99,7 +99,7 @@ class DispatchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(10, ge=1, le=1000)
-    poll_seconds: float = Field(1.0, gt=0)
+    poll_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
