@@ -111,7 +111,11 @@ class Dispatcher:
         report.claimed = len(batch)
         if batch:
             log.info("claim.batch", size=len(batch))
-            directory.read_consent(batch)
+            try:
+                directory.read_consent(batch)
+            except StoreUnavailable:
+                self._orphans = batch  # none of it was sent: handed back once the database returns
+                raise
         for index, doc in enumerate(batch):
             if self.stopping:
                 self._release(batch[index:])
