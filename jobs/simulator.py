@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import sys
 import threading
 import time
@@ -16,8 +17,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from jobs import simulator_callbacks as callbacks
 from jobs.simulator_records import (
     DEFAULT_PAGE_LIMIT,
+    DROP,
     JSON_API,
     MESSAGES_PATH,
     OPTED_OUT_CODE,
@@ -46,6 +49,7 @@ class FlowrouteSimulator:
         owned_numbers: Iterable[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        sms_callback: str | None = None,
     ) -> None:
         self._credentials = (access_key, secret_key)
         self._rate = rate_per_second
@@ -59,6 +63,9 @@ class FlowrouteSimulator:
         self._failures: deque[Refusal] = deque()
         self._delays: deque[tuple[float, bool]] = deque()
         self._opt_outs: set[tuple[str, str]] = set()
+        self._receipts: dict[str, list[dict[str, Any]]] = {}
+        self._faults = _Faults()
+        self.sms_callback = sms_callback
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -133,6 +140,105 @@ class FlowrouteSimulator:
         with self._lock:
             self._opt_outs.add((source.lstrip("+"), recipient.lstrip("+")))
 
+    def set_faults(
+        self,
+        *,
+        lose_answers: float = 0.0,
+        drop_before: float = 0.0,
+        drop_after: float = 0.0,
+        lost_answer_seconds: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        """Misbehave at random on authenticated sends, at these rates (0 to 1, exclusive).
+
+        `lose_answers`: accept the message, then answer only after `lost_answer_seconds` (the
+        client has given up by then). `drop_before`: close the connection without accepting.
+        `drop_after`: accept, then close the connection without answering.
+        """
+        if lose_answers + drop_before + drop_after > 1:
+            raise ValueError("the fault rates add up to more than 1")
+        with self._lock:
+            self._faults = _Faults(
+                lose_answers, drop_before, drop_after, lost_answer_seconds, random.Random(seed)
+            )
+
+    def receipts_of(self, message_id: str) -> list[dict[str, Any]]:
+        """The receipts posted for a message, newest first, as its record shows them."""
+        with self._lock:
+            return list(self._receipts.get(message_id, []))
+
+    def post_receipts(
+        self,
+        message_ids: Iterable[str] | None = None,
+        *,
+        final_status: str = "delivered",
+        final_code: Any = 1000,
+        description: str = "Message delivered to the handset",
+        duplicate: bool = False,
+        reverse: bool = False,
+        flat: bool = False,
+        url: str | None = None,
+    ) -> list[int]:
+        """POST level 1 then level 2 receipts to each message's `dlr_callback` (or `url`).
+
+        `reverse` posts level 2 first, `duplicate` posts each receipt twice. The receipts are
+        kept for the message's record even when the post fails. Returns each post's status.
+        """
+        with self._lock:
+            wanted = None if message_ids is None else set(message_ids)
+            chosen = [m for m in self._messages if wanted is None or m.id in wanted]
+        statuses = []
+        for message in chosen:
+            target = url or message.dlr_callback
+            now = datetime.now(UTC)
+            level_1 = callbacks.Receipt(
+                message.id, message.body, 1, callbacks.LEVEL_1_STATUS, None,
+                callbacks.LEVEL_1_DESCRIPTION, now,
+            )  # fmt: skip
+            level_2 = callbacks.Receipt(
+                message.id, message.body, 2, final_status, final_code, description, now
+            )
+            order = [level_2, level_1] if reverse else [level_1, level_2]
+            for receipt in order:
+                with self._lock:
+                    self._receipts.setdefault(message.id, []).insert(0, receipt.attributes())
+                if target is None:
+                    continue
+                document = callbacks.receipt_document(receipt, self.url, flat=flat)
+                for _ in range(2 if duplicate else 1):
+                    statuses.append(callbacks.post(target, document, flat=flat))
+        return statuses
+
+    def send_inbound(
+        self,
+        from_: str,
+        to: str,
+        body: str,
+        *,
+        url: str | None = None,
+        flat: bool = False,
+        message_id: str | None = None,
+    ) -> tuple[int, str]:
+        """Record an inbound message and POST it to the SMS callback (or `url`); returns the
+        post's status and the message id. Posting again with the same id is a resend."""
+        target = url or self.sms_callback
+        if target is None:
+            raise ValueError("no SMS callback URL is configured")
+        now = datetime.now(UTC)
+        message = SimMessage(
+            id=message_id or callbacks.new_id(), to=to.lstrip("+"), from_=from_.lstrip("+"),
+            body=body, dlr_callback=None, timestamp=now, content_type="application/json",
+            direction="inbound",
+        )  # fmt: skip
+        with self._lock:
+            if message.id not in self._by_id:
+                self._messages.append(message)
+                self._by_id[message.id] = message
+        document = callbacks.inbound_document(
+            message.id, message.from_, message.to, body, now, flat=flat
+        )
+        return callbacks.post(target, document, flat=flat), message.id
+
     def _handle(self, method: str, target: str, auth: str, content_type: str, raw: bytes) -> Answer:
         """Route one request to its answer: status, JSON document and delay before answering."""
         parts = urlsplit(target)
@@ -147,7 +253,8 @@ class FlowrouteSimulator:
             elif path.startswith(MESSAGES_PATH + "/") and path.count("/") == 3:
                 if method == "GET":
                     self._authorise(auth)
-                    return 200, {"data": mdr_record(self._lookup(path.rsplit("/", 1)[1]))}, 0.0
+                    message = self._lookup(path.rsplit("/", 1)[1])
+                    return 200, {"data": self._record(message)}, 0.0
             else:
                 raise Refusal(404, f"no resource at {parts.path}")
             raise Refusal(405, f"{method} is not allowed on {parts.path}")
@@ -174,6 +281,9 @@ class FlowrouteSimulator:
             over_limit = self._count_in_window()
             forced = self._failures.popleft() if self._failures else None
             delay, accept = self._delays.popleft() if self._delays else (0.0, True)
+            fault = self._faults.draw() if forced is None and not over_limit else None
+        if fault == "drop_before":
+            return DROP, {}, 0.0
         try:
             if forced is not None:
                 raise forced
@@ -184,6 +294,10 @@ class FlowrouteSimulator:
             message = self._accept(content_type, raw)
         except Refusal as refusal:
             return refusal.answer(delay)
+        if fault == "drop_after":
+            return DROP, {}, 0.0
+        if fault == "lose_answer":
+            delay = max(delay, self._faults.lost_answer_seconds)
         link = f"{self.url}{MESSAGES_PATH}/{message.id}"
         return 202, {"data": {"id": message.id, "type": "message", "links": {"self": link}}}, delay
 
@@ -228,6 +342,11 @@ class FlowrouteSimulator:
             raise Refusal(404, f"no message {message_id}")
         return message
 
+    def _record(self, message: SimMessage) -> dict[str, Any]:
+        with self._lock:
+            receipts = list(self._receipts.get(message.id, []))
+        return mdr_record(message, receipts)
+
     def _page(self, query: dict[str, list[str]]) -> dict[str, Any]:
         params = {name: values[-1] for name, values in query.items()}
         if "start_date" not in params:
@@ -242,12 +361,38 @@ class FlowrouteSimulator:
                 for m in self._messages
                 if start <= m.timestamp and (end is None or m.timestamp <= end)
             ]
-        page: dict[str, Any] = {"data": [mdr_record(m) for m in found[offset : offset + limit]]}
+        page: dict[str, Any] = {"data": [self._record(m) for m in found[offset : offset + limit]]}
         page["links"] = {}
         if offset + limit < len(found):
             following = urlencode({**params, "limit": limit, "offset": offset + limit})
             page["links"]["next"] = f"{self.url}{MESSAGES_PATH}?{following}"
         return page
+
+
+class _Faults:
+    """Random misbehaviour of sends, drawn per request."""
+
+    def __init__(
+        self,
+        lose_answers: float = 0.0,
+        drop_before: float = 0.0,
+        drop_after: float = 0.0,
+        lost_answer_seconds: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rates = (
+            ("lose_answer", lose_answers), ("drop_before", drop_before), ("drop_after", drop_after)
+        )  # fmt: skip
+        self.lost_answer_seconds = lost_answer_seconds
+        self.rng = rng or random.Random()
+
+    def draw(self) -> str | None:
+        roll = self.rng.random()
+        for name, rate in self.rates:
+            if roll < rate:
+                return name
+            roll -= rate
+        return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -299,6 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Content-Type", ""),
             raw,
         )
+        if status == DROP:
+            self.close_connection = True
+            return
         if delay > 0:
             simulator._stopping.wait(delay)
         payload = json.dumps(document).encode()
