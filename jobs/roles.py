@@ -7,19 +7,23 @@ from typing import Any
 from pymongo.database import Database
 
 from jobs.directory import AUTHORIZED, USERS
+from jobs.mongo.inbox import INBOX
 from jobs.store import OUTBOX, STATUS
 from jobs.tickets import TICKETS
 
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"
 DAEMON = "smsOutboxDaemon"
+RECEIVER = "smsOutboxReceiver"
+INBOUND = "inbound"
 
 
 def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
     """Each role's privileges on `database`.
 
     Producers may only add to the outbox and read statuses; operators manage senders and
-    recipients; only the daemon changes message state. None may drop or reconfigure anything.
+    recipients; only the daemon changes message state; the internet-facing webhook receiver may
+    only add to the inbox. None may drop or reconfigure anything.
     """
 
     def on(collection: str, *actions: str) -> dict[str, Any]:
@@ -32,13 +36,17 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(USERS, "find", "insert", "update"),
             on(OUTBOX, "find", "insert", "createIndex"),
             on(STATUS, "find"),
+            on(INBOUND, "find"),
         ],
+        RECEIVER: [on(INBOX, "insert")],
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
             on(TICKETS, "find", "insert", "update", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
+            on(INBOX, "find", "update", "createIndex"),
+            on(INBOUND, "find", "insert", "update", "createIndex"),
         ],
     }
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -24,6 +27,7 @@ from scheduler import logs
 from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
+from scheduler.webhooks import WebhookServer, build_receiver
 
 # sysexits.h codes, so scripts and supervisors can tell failures apart.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -65,9 +69,36 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    dispatcher = build_dispatcher(settings, connect(settings))
+    db = connect(settings)
+    dispatcher = build_dispatcher(settings, db)
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
-    run_daemon(dispatcher, settings, until_idle=args.until_idle)
+    server = None
+    if settings.webhooks.listen is not None:
+        # Small installs: the receiver in the daemon's process, on its own threads.
+        server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
+    try:
+        run_daemon(dispatcher, settings, until_idle=args.until_idle)
+    finally:
+        if server is not None:
+            server.close()
+    return EXIT_OK
+
+
+def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.webhooks.listen is None:
+        raise ConfigError("setting webhooks.listen is missing (HOST:PORT to serve on)")
+    server = WebhookServer(build_receiver(settings, connect(settings)), settings.webhooks.listen)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    server.start()
+    while not stop.wait(0.5):
+        pass
+    server.close()
     return EXIT_OK
 
 
@@ -261,6 +292,7 @@ HANDLERS: dict[str, Handler] = {
     "run": _cmd_run,
     "senders": _cmd_senders,
     "status": _cmd_status,
+    "webhooks": _cmd_webhooks,
 }
 
 

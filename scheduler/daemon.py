@@ -52,7 +52,7 @@ def build_dispatcher(
         access, secret = settings.require_flowroute()
         fr = settings.flowroute
         provider = FlowrouteClient(
-            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=fr.dlr_callback
+            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=settings.dlr_callback()
         )
     rate = settings.flowroute.rate_per_second or None
     config = DispatchConfig(

@@ -23,6 +23,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     run.add_argument("--until-idle", action="store_true", help="exit once nothing is due")
     run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     run.set_defaults(handler=handlers["run"])
+    hooks = sub.add_parser("webhooks", help="serve the webhook receiver alone")
+    hooks.set_defaults(handler=handlers["webhooks"])
     sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
     init = sub.add_parser("init", help="create the indexes (idempotent)")
     init.add_argument("--roles", action="store_true", help="also create the database roles")

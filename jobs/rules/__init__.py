@@ -1,0 +1,1 @@
+"""Pure rules: decisions made from data and time alone, with no I/O."""
