@@ -47,6 +47,8 @@ class Reason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"
     PROVIDER = "provider"
+    CARRIER = "carrier"
+    RECONCILED = "reconciled"
 
 
 BROADCAST_AUDIENCE = "verified"

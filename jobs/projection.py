@@ -21,6 +21,7 @@ SYNC_GRACE = timedelta(seconds=10)
 STATUS_FIELDS = (
     "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
     "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
+    "delivered_at", "final_at", "receipts", "reconciliation", "reply_to",
 )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
-from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
+from scheduler.daemon import build_dispatcher, build_followup, connect, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 from scheduler.webhooks import WebhookServer, build_receiver
@@ -77,7 +77,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         # Small installs: the receiver in the daemon's process, on its own threads.
         server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
     try:
-        run_daemon(dispatcher, settings, until_idle=args.until_idle)
+        followup = build_followup(settings, dispatcher)
+        run_daemon(dispatcher, settings, until_idle=args.until_idle, followup=followup)
     finally:
         if server is not None:
             server.close()

@@ -18,9 +18,14 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from jobs.clock import Clock, SystemClock
 from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
+from jobs.dispatch.followup import Followup
+from jobs.dispatch.receipts import ReceiptConfig
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.inbox import Inbox
 from jobs.pacing import SlidingWindowPacer
+from jobs.records import FlowrouteRecords, MessageRecords
 from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
@@ -82,19 +87,61 @@ def build_dispatcher(
     )
 
 
-class Daemon:
-    """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time."""
+def build_followup(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    records: MessageRecords | None = None,
+) -> Followup:
+    """Wire the follow-up steps: receipts from the inbox, polling and reconciliation.
 
-    def __init__(self, dispatcher: Dispatcher, poll_seconds: float, *, until_idle: bool = False):
+    Record lookups have their own pacer: Flowroute counts its 5/s per endpoint, so lookups never
+    take a send's place, and `receipts.lookups_per_second` keeps them a small, separate budget.
+    """
+    clock = dispatcher.clock
+    rc = settings.receipts
+    if records is None and settings.flowroute.access_key is not None:
+        access, secret = settings.require_flowroute()
+        records = FlowrouteRecords(
+            settings.flowroute.base_url,
+            access,
+            secret,
+            settings.flowroute.timeout_seconds,
+            SlidingWindowPacer(rc.lookups_per_second, clock),
+        )
+    config = ReceiptConfig(
+        poll_after=timedelta(seconds=rc.poll_after_seconds),
+        poll_horizon=timedelta(seconds=rc.poll_horizon_seconds),
+        batch_size=rc.batch_size,
+    )
+    store = dispatcher.store
+    return Followup(DeliveryStore(store), Inbox(store.db), clock, config, records)
+
+
+class Daemon:
+    """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time, and the
+    follow-up checks (receipt polling, reconciliation) on an interval job of their own."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        poll_seconds: float,
+        *,
+        until_idle: bool = False,
+        followup: Followup | None = None,
+        check_seconds: float = 30.0,
+    ):
         self.dispatcher = dispatcher
         self.poll_seconds = poll_seconds
         self.until_idle = until_idle
+        self.followup = followup
+        self.check_seconds = check_seconds
         self.scheduler = BlockingScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(2)},
             job_defaults={"max_instances": 1, "misfire_grace_time": None},
         )
         self._cycle_lock = threading.Lock()
+        self._check_lock = threading.Lock()
         self._ready = False
         self._db_down = False
 
@@ -104,6 +151,12 @@ class Daemon:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         self._schedule(0.0)
+        if self.followup is not None and not self.until_idle:
+            first = datetime.now(UTC) + timedelta(seconds=self.check_seconds)
+            self.scheduler.add_job(
+                self._check, "interval", seconds=self.check_seconds, id="check",
+                next_run_time=first,
+            )  # fmt: skip
         log.info("daemon.started", poll_seconds=self.poll_seconds, until_idle=self.until_idle)
         try:
             self.scheduler.start()
@@ -111,7 +164,7 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # The scheduler returns at once; the cycle that was running finishes its send first.
-            with self._cycle_lock:
+            with self._cycle_lock, self._check_lock:
                 log.info("daemon.stopped")
 
     def stop(self) -> None:
@@ -130,6 +183,18 @@ class Daemon:
             return
         when = datetime.now(UTC) + timedelta(seconds=delay)
         self.scheduler.add_job(self._tick, "date", run_date=when, id="cycle", replace_existing=True)
+
+    def _check(self) -> None:
+        if self.dispatcher.stopping or self.followup is None:
+            return
+        with self._check_lock:
+            try:
+                self.followup.check()
+            except PyMongoError as exc:
+                log.error("check.failed", error=type(exc).__name__, detail=str(exc))
+            except Exception:
+                # As for a cycle: a bug is logged and the next check runs as usual.
+                log.exception("check.crashed")
 
     def _tick(self) -> None:
         delay = self.poll_seconds
@@ -158,8 +223,14 @@ class Daemon:
         if not self._ready:
             self.dispatcher.store.ensure_indexes()
             self.dispatcher.directory.ensure_indexes()
+            if self.followup is not None:
+                self.followup.ensure_indexes()
             self._ready = True
         report = self.dispatcher.run_once()
+        if self.followup is not None:
+            # Receipts and inbound messages: applied with each cycle, so a reply queued here
+            # goes out in the next one.
+            report.admitted += self.followup.apply_inbox()
         if self._db_down:
             log.info("database.recovered")
             self._db_down = False
@@ -168,9 +239,21 @@ class Daemon:
         return report
 
 
-def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> None:
-    """Run a daemon with the poll interval from settings."""
-    Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle).run()
+def run_daemon(
+    dispatcher: Dispatcher,
+    settings: Settings,
+    *,
+    until_idle: bool,
+    followup: Followup | None = None,
+) -> None:
+    """Run a daemon with the poll and check intervals from settings."""
+    Daemon(
+        dispatcher,
+        settings.dispatch.poll_seconds,
+        until_idle=until_idle,
+        followup=followup,
+        check_seconds=settings.receipts.check_seconds,
+    ).run()
 
 
 def describe(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The daemon's work: sending, and following what became of what was sent."""

@@ -1,0 +1,100 @@
+"""The whole loop on the real server: dispatcher, Flowroute client, receiver and follow-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import SecretStr
+from pymongo.database import Database
+
+from jobs.clock import SystemClock
+from jobs.cycle import DispatchConfig, Dispatcher
+from jobs.directory import Directory
+from jobs.dispatch.followup import Followup
+from jobs.dispatch.receipts import ReceiptConfig
+from jobs.flowroute import FlowrouteClient
+from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.inbox import Inbox
+from jobs.pacing import SlidingWindowPacer
+from jobs.records import FlowrouteRecords
+from jobs.simulator import FlowrouteSimulator
+from jobs.store import OutboxStore
+from jobs.web.receiver import Receiver
+from scheduler.webhooks import WebhookServer
+from tests.conftest import ACCESS_KEY, SECRET_KEY
+
+TOKEN = "/hooks/5b1e0c7d9a8f4e3b2c1d"
+SOURCE = "12065550100"
+Db = Database[dict[str, Any]]
+
+
+@dataclass
+class Stack:
+    db: Db
+    store: OutboxStore
+    directory: Directory
+    dispatcher: Dispatcher
+    followup: Followup
+    hooks: str
+    client: FlowrouteClient
+
+    def enqueue(self, to: str, body: str = "hello") -> Any:
+        doc_id = self.store.insert({"user": "ops", "to": to, "body": body})
+        self.dispatcher.admit()
+        return doc_id
+
+    def state(self, doc_id: Any) -> str:
+        doc = self.db["message_status"].find_one({"_id": doc_id}) or {}
+        return str(doc.get("state"))
+
+    def drain(self, rounds: int = 50) -> None:
+        """Run cycles and inbox steps until nothing is left to do."""
+        for _ in range(rounds):
+            report = self.dispatcher.run_once()
+            applied = self.followup.apply_inbox()
+            if report.idle and applied == 0:
+                return
+
+
+@contextmanager
+def stack(
+    db: Db,
+    simulator: FlowrouteSimulator,
+    recipients: list[str],
+    *,
+    timeout: float = 5.0,
+    receipts: ReceiptConfig | None = None,
+    **followup: Any,
+) -> Iterator[Stack]:
+    clock = SystemClock()
+    store = OutboxStore(db, clock)
+    store.ensure_indexes()
+    directory = Directory(db)
+    directory.ensure_indexes()
+    directory.grant("ops", SOURCE)
+    for number in recipients:
+        directory.add(number, verified=True, now=clock.now())
+    inbox = Inbox(db)
+    server = WebhookServer(Receiver(inbox, TOKEN, clock, 65536), "127.0.0.1:0").start()
+    hooks = f"http://127.0.0.1:{server.port}{TOKEN}"
+    key, secret = SecretStr(ACCESS_KEY), SecretStr(SECRET_KEY)
+    client = FlowrouteClient(simulator.url, key, secret, timeout, dlr_callback=hooks + "/dlr")
+    config = DispatchConfig(lease_seconds=timeout + 30, max_attempts=5)
+    dispatcher = Dispatcher(
+        store, directory, client, SlidingWindowPacer(None, clock), clock, config
+    )
+    records = FlowrouteRecords(simulator.url, key, secret, 5.0, SlidingWindowPacer(50, clock))
+    receipt_config = receipts or ReceiptConfig(
+        poll_after=timedelta(0), unknown_id_retry=timedelta(seconds=0.2)
+    )
+    follow = Followup(DeliveryStore(store), inbox, clock, receipt_config, records, **followup)
+    follow.ensure_indexes()
+    try:
+        yield Stack(db, store, directory, dispatcher, follow, hooks, client)
+    finally:
+        server.close()
+        client.close()
