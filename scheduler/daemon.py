@@ -18,8 +18,9 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from jobs.clock import Clock, SystemClock
 from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
-from jobs.dispatch.followup import Followup
+from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.receipts import ReceiptConfig
+from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
 from jobs.mongo.delivery import DeliveryStore
@@ -114,7 +115,19 @@ def build_followup(
         batch_size=rc.batch_size,
     )
     store = dispatcher.store
-    return Followup(DeliveryStore(store), Inbox(store.db), clock, config, records)
+    delivery = DeliveryStore(store)
+    checks: list[Check] = []
+    if records is not None:
+        reconcile = ReconcileConfig(
+            after=timedelta(seconds=rc.reconcile_after_seconds),
+            clock_skew=timedelta(seconds=rc.clock_skew_seconds),
+            request_timeout=timedelta(seconds=settings.flowroute.timeout_seconds),
+            batch_size=rc.batch_size,
+        )
+        checks.append(
+            Reconciler(delivery, store.tickets, dispatcher.directory, records, clock, reconcile)
+        )
+    return Followup(delivery, Inbox(store.db), clock, config, records, checks=checks)
 
 
 class Daemon:

@@ -14,8 +14,9 @@ from pymongo.database import Database
 from jobs.clock import SystemClock
 from jobs.cycle import DispatchConfig, Dispatcher
 from jobs.directory import Directory
-from jobs.dispatch.followup import Followup
+from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.receipts import ReceiptConfig
+from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.flowroute import FlowrouteClient
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.inbox import Inbox
@@ -68,6 +69,7 @@ def stack(
     *,
     timeout: float = 5.0,
     receipts: ReceiptConfig | None = None,
+    max_attempts: int = 5,
     **followup: Any,
 ) -> Iterator[Stack]:
     clock = SystemClock()
@@ -83,7 +85,7 @@ def stack(
     hooks = f"http://127.0.0.1:{server.port}{TOKEN}"
     key, secret = SecretStr(ACCESS_KEY), SecretStr(SECRET_KEY)
     client = FlowrouteClient(simulator.url, key, secret, timeout, dlr_callback=hooks + "/dlr")
-    config = DispatchConfig(lease_seconds=timeout + 30, max_attempts=5)
+    config = DispatchConfig(lease_seconds=timeout + 30, max_attempts=max_attempts)
     dispatcher = Dispatcher(
         store, directory, client, SlidingWindowPacer(None, clock), clock, config
     )
@@ -91,7 +93,18 @@ def stack(
     receipt_config = receipts or ReceiptConfig(
         poll_after=timedelta(0), unknown_id_retry=timedelta(seconds=0.2)
     )
-    follow = Followup(DeliveryStore(store), inbox, clock, receipt_config, records, **followup)
+    delivery = DeliveryStore(store)
+    reconcile = ReconcileConfig(
+        after=timedelta(0),
+        clock_skew=timedelta(seconds=1),
+        request_timeout=timedelta(seconds=timeout),
+        retry=timedelta(0),
+        visibility=timedelta(0),
+    )
+    checks: list[Check] = [
+        Reconciler(delivery, store.tickets, directory, records, clock, reconcile)
+    ]
+    follow = Followup(delivery, inbox, clock, receipt_config, records, checks=checks, **followup)
     follow.ensure_indexes()
     try:
         yield Stack(db, store, directory, dispatcher, follow, hooks, client)
