@@ -21,6 +21,7 @@ from jobs.keys import Signatures
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
 from jobs.pacing import Pacer
 from jobs.quiet_hours import Window
+from jobs.rules import replies
 from jobs.store import Doc, OutboxStore
 
 log = structlog.get_logger("sms_outbox.cycle")
@@ -192,17 +193,28 @@ class Dispatcher:
             detail = f"claimed {doc.get('attempts')} times"
             return self._reject(doc, Problem(Reason.MAX_ATTEMPTS, detail), bound, State.FAILED)
         fields = admission.fields
-        decision = policy.decide(
-            fields["user"],
-            fields["to"],
-            fields.get("from"),
-            self.directory.sources_for(fields["user"]),
-            self.directory.recipient(fields["to"]),
-        )
+        reply = replies.is_reply(doc)
+        if reply:
+            # The daemon's answer to a STOP, HELP or START (see jobs/rules/replies.py).
+            source = fields.get("from")
+            decision = replies.decide(
+                doc,
+                self.directory.recipient(fields["to"]),
+                isinstance(source, str) and self.directory.is_source(source),
+            )
+        else:
+            decision = policy.decide(
+                fields["user"],
+                fields["to"],
+                fields.get("from"),
+                self.directory.sources_for(fields["user"]),
+                self.directory.recipient(fields["to"]),
+            )
         if decision.problem is not None or decision.source is None:
             assert decision.problem is not None
             return self._reject(doc, decision.problem, bound)
-        if self._quiet(doc, fields["to"], bound):
+        # A reply answers a text the recipient just sent: it does not wait for their morning.
+        if not reply and self._quiet(doc, fields["to"], bound):
             return State.QUEUED.value
         self.pacer.acquire()
         if self.stopping:

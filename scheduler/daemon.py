@@ -19,11 +19,14 @@ from jobs.clock import Clock, SystemClock
 from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
 from jobs.dispatch.followup import Check, Followup
+from jobs.dispatch.inbound import InboundHandler, ReplyTexts
+from jobs.dispatch.optouts import OptOutWatch
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords, MessageRecords
@@ -127,7 +130,20 @@ def build_followup(
         checks.append(
             Reconciler(delivery, store.tickets, dispatcher.directory, records, clock, reconcile)
         )
-    return Followup(delivery, Inbox(store.db), clock, config, records, checks=checks)
+    inbound = InboundLog(store.db)
+    checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))
+    rs = settings.replies
+    texts = ReplyTexts(
+        rs.program, rs.help_text, rs.stop_text, rs.start_text,
+        timedelta(hours=rs.help_interval_hours),
+    )  # fmt: skip
+    handler = InboundHandler(
+        store, dispatcher.directory, inbound, clock, texts, dispatcher.signatures
+    )
+    return Followup(
+        delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
+        inbound_log=inbound,
+    )  # fmt: skip
 
 
 class Daemon:

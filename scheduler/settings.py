@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
@@ -170,23 +171,10 @@ class ReplySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     program: str = Field("sms-outbox", min_length=1, max_length=40)
-    help_text: str = Field(
-        "{program}: for help, contact the sender of our messages. Reply STOP to opt out."
-        " Msg&data rates may apply.",
-        min_length=1,
-        max_length=306,
-    )
-    stop_text: str = Field(
-        "{program}: you are unsubscribed and will get no more messages. Reply START to"
-        " subscribe again.",
-        min_length=1,
-        max_length=306,
-    )
-    start_text: str = Field(
-        "{program}: you are subscribed again. Reply HELP for help, STOP to opt out.",
-        min_length=1,
-        max_length=306,
-    )
+    help_text: str = Field(DEFAULT_HELP, min_length=1, max_length=306)
+    stop_text: str = Field(DEFAULT_STOP, min_length=1, max_length=306)
+    start_text: str = Field(DEFAULT_START, min_length=1, max_length=306)
+    help_interval_hours: float = Field(24.0, ge=0)
     optout_warn_rate: float = Field(0.05, gt=0, le=1)
 
 

@@ -11,6 +11,7 @@ from jobs.clock import Clock
 from jobs.dispatch import receipts
 from jobs.errors import InputError
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.records import MessageRecords
 from jobs.rules import callbacks
@@ -33,6 +34,7 @@ class Followup:
         records: MessageRecords | None = None,
         inbound: InboundHandler | None = None,
         checks: list[Check] | None = None,
+        inbound_log: InboundLog | None = None,
     ) -> None:
         self.delivery = delivery
         self.inbox = inbox
@@ -41,10 +43,13 @@ class Followup:
         self.records = records
         self.inbound = inbound
         self.checks = checks or []
+        self.inbound_log = inbound_log
 
     def ensure_indexes(self) -> None:
         self.delivery.ensure_indexes()
         self.inbox.ensure_indexes()
+        if self.inbound_log is not None:
+            self.inbound_log.ensure_indexes()
 
     def apply_inbox(self) -> int:
         """Apply due inbox entries; each is marked with its outcome, one bad entry never stops

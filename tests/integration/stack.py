@@ -11,14 +11,19 @@ from typing import Any
 from pydantic import SecretStr
 from pymongo.database import Database
 
+from jobs import signing
 from jobs.clock import SystemClock
 from jobs.cycle import DispatchConfig, Dispatcher
 from jobs.directory import Directory
 from jobs.dispatch.followup import Check, Followup
+from jobs.dispatch.inbound import InboundHandler, ReplyTexts
+from jobs.dispatch.optouts import OptOutWatch
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.flowroute import FlowrouteClient
+from jobs.keys import Signatures
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords
@@ -43,8 +48,15 @@ class Stack:
     hooks: str
     client: FlowrouteClient
 
+    signatures: Signatures | None = None
+
     def enqueue(self, to: str, body: str = "hello") -> Any:
-        doc_id = self.store.insert({"user": "ops", "to": to, "body": body})
+        doc: dict[str, Any] = {"user": "ops", "to": to, "body": body}
+        if self.signatures is not None:
+            key = self.signatures.keys.user_key("ops")
+            assert key is not None
+            doc["signature"] = signing.sign(key, doc)
+        doc_id = self.store.insert(doc)
         self.dispatcher.admit()
         return doc_id
 
@@ -70,6 +82,7 @@ def stack(
     timeout: float = 5.0,
     receipts: ReceiptConfig | None = None,
     max_attempts: int = 5,
+    signatures: Signatures | None = None,
     **followup: Any,
 ) -> Iterator[Stack]:
     clock = SystemClock()
@@ -87,7 +100,7 @@ def stack(
     client = FlowrouteClient(simulator.url, key, secret, timeout, dlr_callback=hooks + "/dlr")
     config = DispatchConfig(lease_seconds=timeout + 30, max_attempts=max_attempts)
     dispatcher = Dispatcher(
-        store, directory, client, SlidingWindowPacer(None, clock), clock, config
+        store, directory, client, SlidingWindowPacer(None, clock), clock, config, signatures
     )
     records = FlowrouteRecords(simulator.url, key, secret, 5.0, SlidingWindowPacer(50, clock))
     receipt_config = receipts or ReceiptConfig(
@@ -104,10 +117,16 @@ def stack(
     checks: list[Check] = [
         Reconciler(delivery, store.tickets, directory, records, clock, reconcile)
     ]
-    follow = Followup(delivery, inbox, clock, receipt_config, records, checks=checks, **followup)
+    inbound = InboundLog(db)
+    checks.append(OptOutWatch(inbound, clock, 0.05))
+    handler = InboundHandler(store, directory, inbound, clock, ReplyTexts(), signatures)
+    follow = Followup(
+        delivery, inbox, clock, receipt_config, records, checks=checks, inbound=handler,
+        inbound_log=inbound, **followup,
+    )  # fmt: skip
     follow.ensure_indexes()
     try:
-        yield Stack(db, store, directory, dispatcher, follow, hooks, client)
+        yield Stack(db, store, directory, dispatcher, follow, hooks, client, signatures)
     finally:
         server.close()
         client.close()
