@@ -64,6 +64,7 @@ class FlowrouteSimulator:
         self._delays: deque[tuple[float, bool]] = deque()
         self._opt_outs: set[tuple[str, str]] = set()
         self._receipts: dict[str, list[dict[str, Any]]] = {}
+        self._inbound: list[SimMessage] = []
         self._faults = _Faults()
         self.sms_callback = sms_callback
         self._server = _Server((host, port), self)
@@ -232,7 +233,7 @@ class FlowrouteSimulator:
         )  # fmt: skip
         with self._lock:
             if message.id not in self._by_id:
-                self._messages.append(message)
+                self._inbound.append(message)
                 self._by_id[message.id] = message
         document = callbacks.inbound_document(
             message.id, message.from_, message.to, body, now, flat=flat
@@ -358,7 +359,7 @@ class FlowrouteSimulator:
         with self._lock:
             found = [
                 m
-                for m in self._messages
+                for m in sorted([*self._messages, *self._inbound], key=lambda m: m.timestamp)
                 if start <= m.timestamp and (end is None or m.timestamp <= end)
             ]
         page: dict[str, Any] = {"data": [self._record(m) for m in found[offset : offset + limit]]}

@@ -43,4 +43,14 @@ def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
         "total": sum(states.values()),
         "states": dict(sorted(states.items())),
         "reasons": dict(sorted(reasons.items())),
+        "delivery": delivery(states),
     }
+
+
+def delivery(states: Counter[str]) -> dict[str, Any]:
+    """Receipts so far: the rate is delivered over every message Flowroute accepted, so it
+    rises as receipts come in (`awaiting` have none yet)."""
+    counts = {name: states[name] for name in ("delivered", "undelivered", "expired")}
+    counts["awaiting"] = states["sent"]
+    accepted = sum(counts.values())
+    return {**counts, "rate": counts["delivered"] / accepted if accepted else None}

@@ -20,8 +20,11 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 from jobs import intake, phone, producer, roles, segments, status
 from jobs.clock import SystemClock
 from jobs.directory import Directory
+from jobs.dispatch import optouts
 from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
+from jobs.mongo.inbound import InboundLog
+from jobs.rules.optout_rate import Rate
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
 from scheduler.daemon import build_dispatcher, build_followup, connect, describe, run_daemon
@@ -250,7 +253,13 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         _print(summary, True) if args.json else print(_campaign_text(summary))
         return EXIT_OK
     if not args.id:
-        raise InputError("give a message ID or --campaign ID")
+        rates = optouts.today(InboundLog(db), SystemClock())
+        threshold = settings.replies.optout_warn_rate
+        if args.json:
+            _print([{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates], True)
+        else:
+            print(_optout_text(rates, threshold))
+        return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
         print(f"no message {args.id}", file=sys.stderr)
@@ -266,9 +275,25 @@ def _status_text(doc: Doc) -> str:
             lines.append(f"{key:<12}{doc[key]}")
     if doc.get("error"):
         lines.append(f"{'reason':<12}{doc['error'].get('code')}: {doc['error'].get('detail')}")
-    for key in ("created_at", "sent_at", "updated_at"):
+    receipts = doc.get("receipts")
+    if isinstance(receipts, list) and receipts and isinstance(receipts[-1], dict):
+        last = receipts[-1]
+        lines.append(f"{'carrier':<12}{last.get('status')} ({last.get('status_code')})")
+    for key in ("created_at", "sent_at", "delivered_at", "final_at", "updated_at"):
         if doc.get(key) is not None:
             lines.append(f"{key:<12}{doc[key]}")
+    return "\n".join(lines)
+
+
+def _optout_text(rates: list[Rate], threshold: float) -> str:
+    day = rates[0].day if rates else "today"
+    lines = [f"opt-outs on {day} (UTC) by sending number; warning over {threshold:.0%}:"]
+    for r in rates:
+        rate = "-" if r.rate is None else f"{r.rate:.1%}"
+        flag = "  OVER THRESHOLD" if r.over(threshold) else ""
+        lines.append(f"  {r.source}  {r.opt_outs} opt-outs / {r.sent} sent  {rate}{flag}")
+    if not rates:
+        lines.append("  nothing sent and no opt-outs yet")
     return "\n".join(lines)
 
 
@@ -280,6 +305,12 @@ def _campaign_text(summary: dict[str, Any]) -> str:
         if request.get("error"):
             lines.append(f"  reason      {request['error'].get('code')}")
     lines += [f"  {state:<12}{count}" for state, count in summary["states"].items()]
+    receipts = summary["delivery"]
+    rate = "-" if receipts["rate"] is None else f"{receipts['rate']:.1%}"
+    lines.append(
+        f"receipts: {receipts['delivered']} delivered, {receipts['undelivered']} undelivered,"
+        f" {receipts['expired']} expired, {receipts['awaiting']} awaiting; delivery rate {rate}"
+    )
     if summary["reasons"]:
         lines.append("by reason:")
         lines += [f"  {code:<20}{count}" for code, count in summary["reasons"].items()]
