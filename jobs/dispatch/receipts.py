@@ -36,7 +36,7 @@ def stored_receipt(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A receipt as the receiver stored it, checked again: anyone with write access could have
     written the inbox. InputError if it is not one."""
     provider_id, status = fields.get("provider_id"), fields.get("status")
-    if not isinstance(provider_id, str) or not provider_id.startswith("mdr2-"):
+    if not isinstance(provider_id, str) or not provider_id.startswith("mdr"):
         raise InputError("the receipt has no message id")
     if not isinstance(status, str) or not status:
         raise InputError("the receipt has no status")

@@ -17,7 +17,8 @@ from jobs.errors import InputError
 from jobs.model import MAX_BODY_CHARS
 
 DLR, INBOUND = "dlr", "inbound"
-_MDR_ID = re.compile(r"mdr2-[0-9A-Za-z-]{1,64}")
+# Sends get mdr2- ids; inbound messages have been seen with mdr1- ids too.
+_MDR_ID = re.compile(r"mdr\d-[0-9A-Za-z-]{1,64}")
 MAX_TEXT = 500
 
 

@@ -85,6 +85,13 @@ def test_an_inbound_message_in_either_shape() -> None:
     assert flat["inbound_id"] == callbacks.parse(callbacks.INBOUND, raw(attributes))["inbound_id"]
 
 
+def test_the_documented_flat_inbound_example_is_read() -> None:
+    example = {"to": "12066418000", "body": "Hello there from Flowroute!",
+               "from": "18553569768", "id": "mdr1-febb118b9b034338adfc662a8c02fd88"}  # fmt: skip
+    fields = callbacks.parse(callbacks.INBOUND, raw(example))
+    assert (fields["inbound_id"], fields["from"]) == (example["id"], "18553569768")
+
+
 @pytest.mark.parametrize(
     "attributes",
     [
