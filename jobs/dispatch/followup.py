@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
+from pymongo.errors import PyMongoError
 
 from jobs.clock import Clock
 from jobs.dispatch import receipts
@@ -67,6 +68,12 @@ class Followup:
             except InputError as exc:
                 log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
                 self.inbox.applied(entry, self.clock.now(), "invalid")
+            except PyMongoError:
+                raise  # the cycle's outage handling applies; the entry is tried again
+            except Exception:
+                # One entry that trips a bug must not block every entry after it.
+                log.exception("inbox.crashed", entry=str(entry.get("_id")))
+                self.inbox.applied(entry, self.clock.now(), "crashed")
         return len(entries)
 
     def check(self) -> int:

@@ -23,6 +23,8 @@ from jobs.store import Doc, OutboxStore
 
 log = structlog.get_logger("sms_outbox.inbound")
 REPLY_PRIORITY = 100
+MAX_REPLIES_PER_DAY = 5
+REPLIED = frozenset({"opted_out", "replied", "opted_in"})
 DEFAULT_HELP = (
     "{program}: for help, contact the sender of our messages. Reply STOP to opt out."
     " Msg&data rates may apply."
@@ -96,7 +98,10 @@ class InboundHandler:
             outcome = self._help(fields, now)
         else:
             outcome = self._start(fields, now)
-        self.inbound.settle(fields["inbound_id"], keyword.value if keyword else None, outcome)
+        replied = outcome in REPLIED
+        self.inbound.settle(
+            fields["inbound_id"], keyword.value if keyword else None, outcome, replied
+        )
         bound.info("inbound.applied", outcome=outcome)
         return outcome
 
@@ -107,11 +112,17 @@ class InboundHandler:
 
     def _stop(self, fields: Mapping[str, Any], now: datetime) -> str:
         recipient = self.directory.recipient(fields["from"])
-        if recipient is not None and recipient.get("opted_out"):
-            return "already_opted_out"  # confirmed once already: nothing more goes to them
-        self.directory.opt_out(
-            fields["from"], now=now, reason="texted STOP", evidence=self._evidence(fields, now)
-        )
+        opted_out = recipient.get("opted_out") if recipient is not None else None
+        if opted_out:
+            if not isinstance(opted_out, Mapping) or (
+                opted_out.get("inbound_id") != fields["inbound_id"]
+            ):
+                return "already_opted_out"  # confirmed once already: nothing more goes to them
+            # This very STOP was recorded before the daemon stopped: finish with its reply.
+        else:
+            self.directory.opt_out(
+                fields["from"], now=now, reason="texted STOP", evidence=self._evidence(fields, now)
+            )
         return self._reply(Keyword.STOP, fields, now, "opted_out")
 
     def _help(self, fields: Mapping[str, Any], now: datetime) -> str:
@@ -128,6 +139,9 @@ class InboundHandler:
         again = (
             recipient is None or bool(recipient.get("opted_out")) or not recipient.get("verified")
         )
+        consent = recipient.get("consent") if recipient is not None else None
+        if isinstance(consent, Mapping) and consent.get("inbound_id") == fields["inbound_id"]:
+            return self._reply(Keyword.START, fields, now, "opted_in")  # recorded, not answered
         if not again:
             return "already_opted_in"  # the consent on record stands, with its evidence
         self.directory.opt_in(fields["from"], now=now, evidence=self._evidence(fields, now))
@@ -136,7 +150,14 @@ class InboundHandler:
     def _reply(
         self, keyword: Keyword, fields: Mapping[str, Any], now: datetime, outcome: str
     ) -> str:
-        """Queue the one reply to this inbound message, signed by the daemon."""
+        """Queue the one reply to this inbound message, signed by the daemon; a number that
+        already got `MAX_REPLIES_PER_DAY` replies gets no more today (the inbox is writable,
+        and forged STOP/START pairs must not become a way to text someone without end)."""
+        if self.inbound.replies_since(fields["from"], now - timedelta(days=1)) >= (
+            MAX_REPLIES_PER_DAY
+        ):
+            log.warning("reply.limited", inbound_id=fields["inbound_id"], keyword=keyword)
+            return outcome + "_unanswered"
         body = segments.normalize_text(self.texts.text(keyword))
         size = segments.measure(body)
         doc: Doc = {

@@ -32,7 +32,8 @@ class InboundLog:
         )
 
     def record(self, fields: Doc, now: datetime) -> bool:
-        """Keep an inbound message; False when it was already kept (a resent callback)."""
+        """Keep an inbound message; False when it was already kept and settled (a resent
+        callback). One kept but never settled (the daemon stopped half way) is True again."""
         doc = {
             "_id": fields["inbound_id"],
             **{k: fields.get(k) for k in ("from", "to", "body", "timestamp")},
@@ -41,13 +42,20 @@ class InboundLog:
         try:
             self.messages.insert_one(doc)
         except DuplicateKeyError:
-            return False
+            kept = self.messages.find_one({"_id": doc["_id"]}, {"outcome": 1}) or {}
+            return kept.get("outcome") is None
         return True
 
-    def settle(self, inbound_id: str, keyword: str | None, outcome: str) -> None:
+    def settle(self, inbound_id: str, keyword: str | None, outcome: str, replied: bool) -> None:
         self.messages.update_one(
-            {"_id": inbound_id}, {"$set": {"keyword": keyword, "outcome": outcome}}
+            {"_id": inbound_id},
+            {"$set": {"keyword": keyword, "outcome": outcome, "replied": replied}},
         )
+
+    def replies_since(self, number: str, since: datetime) -> int:
+        """How many of `number`'s texts were answered since then."""
+        query = {"from": number, "replied": True, "received_at": {"$gte": since}}
+        return len(list(self.messages.find(query, {"_id": 1}).limit(100)))
 
     def answered_since(self, number: str, keyword: str, since: datetime) -> bool:
         """Whether `number` got a reply to `keyword` since then (HELP is answered once a day)."""
@@ -60,7 +68,7 @@ class InboundLog:
         opt_outs: Counter[str] = Counter()
         query = {"keyword": "stop", "received_at": {"$gte": start, "$lt": end}}
         for doc in self.messages.find(query, {"to": 1, "outcome": 1}):
-            if doc.get("outcome") in ("opted_out", "already_opted_out"):
+            if str(doc.get("outcome")).startswith(("opted_out", "already_opted_out")):
                 opt_outs[str(doc.get("to"))] += 1
         sent: Counter[str] = Counter()
         sent_query = {"sent_at": {"$gte": start, "$lt": end}}

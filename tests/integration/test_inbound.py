@@ -143,3 +143,52 @@ def test_an_opt_out_rate_over_five_percent_is_warned_about(
     warnings = [e for e in logs if e["event"] == "optout.rate_high"]
     assert len(warnings) == 1
     assert (warnings[0]["source"], warnings[0]["opt_outs"], warnings[0]["sent"]) == (SOURCE, 1, 2)
+
+
+def test_forged_stop_and_start_pairs_get_at_most_five_replies_a_day(
+    loop: Stack, simulator: FlowrouteSimulator, db: Db
+) -> None:
+    person, _ = numbers(2)
+    for _ in range(4):
+        simulator.send_inbound(person, SOURCE, "STOP")
+        loop.drain()
+        simulator.send_inbound(person, SOURCE, "START")
+        loop.drain()
+    assert len(texts_to(simulator, person)) == 5
+    assert (db["users"].find_one({"phone": person}) or {})["verified"] is True
+    assert db["inbound"].count_documents({"outcome": {"$regex": "_unanswered$"}}) == 3
+
+
+def test_a_stop_recorded_before_the_daemon_stopped_still_gets_its_confirmation(
+    loop: Stack, simulator: FlowrouteSimulator, db: Db
+) -> None:
+    person, _ = numbers(2)
+    now = loop.store.clock.now()
+    stop_id = "mdr2-" + "5" * 32
+    # The daemon died after recording the text and the opt-out, before queueing the reply.
+    db["inbound"].insert_one({"_id": stop_id, "from": person, "to": SOURCE, "body": "STOP"})
+    loop.directory.opt_out(person, now=now, reason="texted STOP", evidence={"inbound_id": stop_id})
+    simulator.send_inbound(person, SOURCE, "STOP", message_id=stop_id)
+    loop.drain()
+    assert [body for _, body in texts_to(simulator, person)] == [STOP_TEXT]
+
+
+def test_an_inbox_entry_that_trips_a_bug_is_marked_and_the_rest_go_on(
+    loop: Stack, simulator: FlowrouteSimulator, db: Db
+) -> None:
+    def broken(entry: Any) -> str:
+        raise RuntimeError("bug")
+
+    person, _ = numbers(2)
+    handler = loop.followup.inbound
+    loop.followup.inbound = broken
+    simulator.send_inbound(person, SOURCE, "HELP")
+    loop.followup.inbound = handler
+    db["inbox"].update_one({}, {"$set": {"kind": "inbound"}})
+    loop.followup.inbound = broken
+    loop.followup.apply_inbox()
+    loop.followup.inbound = handler
+    assert (db["inbox"].find_one() or {})["outcome"] == "crashed"
+    simulator.send_inbound(person, SOURCE, "HELP")
+    loop.drain()
+    assert texts_to(simulator, person) == [(SOURCE, HELP_TEXT)]
