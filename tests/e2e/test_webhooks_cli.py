@@ -110,3 +110,39 @@ def test_run_serves_webhooks_applies_receipts_and_answers_stop(
     assert process.returncode == 0, stderr
     assert "optout.rate_high" in stderr
     assert TOKEN not in stderr
+
+
+def test_the_webhooks_command_serves_the_receiver_alone(
+    cli: Cli, db: Database[dict[str, Any]]
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+    cli.env.update(
+        SMS_OUTBOX_WEBHOOKS__LISTEN=f"127.0.0.1:{port}", SMS_OUTBOX_WEBHOOKS__PUBLIC_URL=public
+    )
+    process = cli.popen("webhooks")
+    try:
+        receipt = {"data": {"id": "mdr2-" + "a" * 32, "type": "delivery_receipt",
+                            "attributes": {"level": 2, "status": "delivered"}}}  # fmt: skip
+
+        def answered() -> bool:
+            try:
+                return requests.post(public + "/dlr", json=receipt, timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        until(answered, "the receiver to answer")
+        assert requests.post(public + "/dlr", data=b"{", timeout=5).status_code == 400
+        assert db["inbox"].count_documents({"kind": "dlr"}) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "webhook.malformed" in stderr
+    assert TOKEN not in stderr
+
+
+def test_the_webhooks_command_needs_a_listen_address(cli: Cli) -> None:
+    result = cli("webhooks")
+    assert result.returncode == 78
+    assert "webhooks.listen" in result.stderr

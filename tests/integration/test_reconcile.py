@@ -3,8 +3,8 @@ with every recipient accepted exactly once and nothing left `unknown`."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
+from datetime import timedelta
 
 from jobs.model import State
 from jobs.simulator import FlowrouteSimulator
@@ -60,7 +60,6 @@ def test_a_failed_lookup_keeps_the_message_unknown_and_tries_again(
         assert doc["state"] == "unknown"
         assert doc["reconciliation"]["verdict"] == "lookup_failed"
         s.followup.records.url = simulator.url + "/v2.1/messages"  # type: ignore[union-attr]
-        time.sleep(0.01)
         s.followup.check()
         assert s.state(doc_id) == "sent"
     assert len(simulator.messages()) == 1
@@ -83,4 +82,25 @@ def test_a_message_whose_request_never_arrived_is_queued_again_once(
         assert s.followup.check() == 0
         s.drain()
         assert s.state(doc_id) == "sent"
+    assert len(simulator.messages()) == 1
+
+
+def test_a_worker_killed_mid_request_is_reconciled_from_its_ticket_window(
+    db: Db, simulator: FlowrouteSimulator
+) -> None:
+    (to,) = numbers(1)
+    with stack(db, simulator, [to], timeout=1.0) as s:
+        doc_id = s.enqueue(to)
+        (doc,) = s.store.claim(1, s.dispatcher.config.lease)
+        doc = s.store.renew(doc, s.dispatcher.config.lease, in_flight=True) or {}
+        assert s.store.tickets.take(doc) is not None
+        accepted = s.client.send(to, "12065550100", "hello")  # ...and then the worker died
+        db["outbox"].update_one(
+            {"_id": doc_id}, {"$set": {"lease_until": s.store.clock.now() - timedelta(seconds=1)}}
+        )
+        s.dispatcher.recover()
+        assert s.state(doc_id) == "unknown"
+        s.followup.check()
+        final = db["message_status"].find_one({"_id": doc_id}) or {}
+    assert (final["state"], final["provider_id"]) == ("sent", accepted)
     assert len(simulator.messages()) == 1
