@@ -118,7 +118,7 @@ def build_followup(
         batch_size=rc.batch_size,
     )
     store = dispatcher.store
-    delivery = DeliveryStore(store)
+    delivery = DeliveryStore(store, dispatcher.directory)
     checks: list[Check] = []
     if records is not None:
         reconcile = ReconcileConfig(

@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
+from jobs.directory import Directory
 from jobs.model import Problem, State
 from jobs.rules import receipts
 from jobs.store import Doc, OutboxStore
@@ -23,8 +24,9 @@ APPLIED, KEPT, DUPLICATE, UNKNOWN_ID = "applied", "kept", "duplicate", "unknown_
 class DeliveryStore:
     """What happens to a message after Flowroute accepted it (or may have)."""
 
-    def __init__(self, store: OutboxStore) -> None:
+    def __init__(self, store: OutboxStore, directory: Directory | None = None) -> None:
         self.store = store
+        self.directory = directory
         self.outbox = store.outbox
         self.clock = store.clock
 
@@ -65,8 +67,17 @@ class DeliveryStore:
                 if change.problem is not None:
                     fields["error"] = change.problem.as_error()
             if self.guarded(doc, {"$set": fields}) is not None:
+                if receipt.get("status_code") == receipts.OPTED_OUT_CODE:
+                    self._opted_out(doc)
                 return (APPLIED if change.state else KEPT), change.state
         return KEPT, None
+
+    def _opted_out(self, doc: Mapping[str, Any]) -> None:
+        """A 1110 receipt: the recipient texted STOP to the sending number; for us, that is an
+        opt-out from every number."""
+        to = doc.get("to")
+        if self.directory is not None and isinstance(to, str):
+            self.directory.opt_out(to, now=self.clock.now(), reason="flowroute 1110 receipt")
 
     # Polling
 

@@ -106,7 +106,7 @@ def stack(
     receipt_config = receipts or ReceiptConfig(
         poll_after=timedelta(0), unknown_id_retry=timedelta(seconds=0.2)
     )
-    delivery = DeliveryStore(store)
+    delivery = DeliveryStore(store, directory)
     reconcile = ReconcileConfig(
         after=timedelta(0),
         clock_skew=timedelta(seconds=1),

@@ -133,3 +133,21 @@ def test_polling_stops_at_the_horizon_and_the_message_stays_sent(
         assert s.followup.check() == 0
         doc = s.db["outbox"].find_one({"_id": doc_id}) or {}
     assert doc["poll_done"] is True and doc["state"] == "sent"
+
+
+def test_a_1110_receipt_is_undelivered_and_opts_the_recipient_out(
+    db: Db, simulator: FlowrouteSimulator
+) -> None:
+    (to,) = numbers(1)
+    with stack(db, simulator, [to]) as s:
+        doc_id = s.enqueue(to)
+        s.drain()
+        simulator.post_receipts(final_status="message buffered", final_code="1110")
+        s.drain()
+        later = s.enqueue(to, "again")
+        s.drain()
+        assert s.state(doc_id) == "undelivered"
+        assert s.state(later) == "rejected"
+    assert (db["users"].find_one({"phone": to}) or {})["opted_out"]["reason"] == (
+        "flowroute 1110 receipt"
+    )
