@@ -26,6 +26,7 @@ from jobs.simulator_records import (
     OPTED_OUT_CODE,
     TITLES,
     Answer,
+    Faults,
     Refusal,
     SimMessage,
     mdr_record,
@@ -37,7 +38,7 @@ from jobs.simulator_records import (
 __all__ = ["FlowrouteSimulator", "SimMessage"]
 
 
-class FlowrouteSimulator:
+class FlowrouteSimulator(callbacks.Callbacks):
     """A Flowroute Messaging API double on a local port, with hooks to force failures."""
 
     def __init__(
@@ -65,7 +66,7 @@ class FlowrouteSimulator:
         self._opt_outs: set[tuple[str, str]] = set()
         self._receipts: dict[str, list[dict[str, Any]]] = {}
         self._inbound: list[SimMessage] = []
-        self._faults = _Faults()
+        self._faults = Faults()
         self.sms_callback = sms_callback
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
@@ -159,86 +160,9 @@ class FlowrouteSimulator:
         if lose_answers + drop_before + drop_after > 1:
             raise ValueError("the fault rates add up to more than 1")
         with self._lock:
-            self._faults = _Faults(
+            self._faults = Faults(
                 lose_answers, drop_before, drop_after, lost_answer_seconds, random.Random(seed)
             )
-
-    def receipts_of(self, message_id: str) -> list[dict[str, Any]]:
-        """The receipts posted for a message, newest first, as its record shows them."""
-        with self._lock:
-            return list(self._receipts.get(message_id, []))
-
-    def post_receipts(
-        self,
-        message_ids: Iterable[str] | None = None,
-        *,
-        final_status: str = "delivered",
-        final_code: Any = 1000,
-        description: str = "Message delivered to the handset",
-        duplicate: bool = False,
-        reverse: bool = False,
-        flat: bool = False,
-        url: str | None = None,
-    ) -> list[int]:
-        """POST level 1 then level 2 receipts to each message's `dlr_callback` (or `url`).
-
-        `reverse` posts level 2 first, `duplicate` posts each receipt twice. The receipts are
-        kept for the message's record even when the post fails. Returns each post's status.
-        """
-        with self._lock:
-            wanted = None if message_ids is None else set(message_ids)
-            chosen = [m for m in self._messages if wanted is None or m.id in wanted]
-        statuses = []
-        for message in chosen:
-            target = url or message.dlr_callback
-            now = datetime.now(UTC)
-            level_1 = callbacks.Receipt(
-                message.id, message.body, 1, callbacks.LEVEL_1_STATUS, None,
-                callbacks.LEVEL_1_DESCRIPTION, now,
-            )  # fmt: skip
-            level_2 = callbacks.Receipt(
-                message.id, message.body, 2, final_status, final_code, description, now
-            )
-            order = [level_2, level_1] if reverse else [level_1, level_2]
-            for receipt in order:
-                with self._lock:
-                    self._receipts.setdefault(message.id, []).insert(0, receipt.attributes())
-                if target is None:
-                    continue
-                document = callbacks.receipt_document(receipt, self.url, flat=flat)
-                for _ in range(2 if duplicate else 1):
-                    statuses.append(callbacks.post(target, document, flat=flat))
-        return statuses
-
-    def send_inbound(
-        self,
-        from_: str,
-        to: str,
-        body: str,
-        *,
-        url: str | None = None,
-        flat: bool = False,
-        message_id: str | None = None,
-    ) -> tuple[int, str]:
-        """Record an inbound message and POST it to the SMS callback (or `url`); returns the
-        post's status and the message id. Posting again with the same id is a resend."""
-        target = url or self.sms_callback
-        if target is None:
-            raise ValueError("no SMS callback URL is configured")
-        now = datetime.now(UTC)
-        message = SimMessage(
-            id=message_id or callbacks.new_id(), to=to.lstrip("+"), from_=from_.lstrip("+"),
-            body=body, dlr_callback=None, timestamp=now, content_type="application/json",
-            direction="inbound",
-        )  # fmt: skip
-        with self._lock:
-            if message.id not in self._by_id:
-                self._inbound.append(message)
-                self._by_id[message.id] = message
-        document = callbacks.inbound_document(
-            message.id, message.from_, message.to, body, now, flat=flat
-        )
-        return callbacks.post(target, document, flat=flat), message.id
 
     def _handle(self, method: str, target: str, auth: str, content_type: str, raw: bytes) -> Answer:
         """Route one request to its answer: status, JSON document and delay before answering."""
@@ -368,32 +292,6 @@ class FlowrouteSimulator:
             following = urlencode({**params, "limit": limit, "offset": offset + limit})
             page["links"]["next"] = f"{self.url}{MESSAGES_PATH}?{following}"
         return page
-
-
-class _Faults:
-    """Random misbehaviour of sends, drawn per request."""
-
-    def __init__(
-        self,
-        lose_answers: float = 0.0,
-        drop_before: float = 0.0,
-        drop_after: float = 0.0,
-        lost_answer_seconds: float = 30.0,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.rates = (
-            ("lose_answer", lose_answers), ("drop_before", drop_before), ("drop_after", drop_after)
-        )  # fmt: skip
-        self.lost_answer_seconds = lost_answer_seconds
-        self.rng = rng or random.Random()
-
-    def draw(self) -> str | None:
-        roll = self.rng.random()
-        for name, rate in self.rates:
-            if roll < rate:
-                return name
-            roll -= rate
-        return None
 
 
 class _Server(ThreadingHTTPServer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import uuid
 from collections.abc import Sequence
@@ -144,3 +145,29 @@ def page_integer(params: dict[str, str], name: str, default: int, minimum: int) 
     if value < minimum:
         raise Refusal(400, f"'{name}' must be an integer of at least {minimum}")
     return value
+
+
+class Faults:
+    """Random misbehaviour of sends, drawn per request."""
+
+    def __init__(
+        self,
+        lose_answers: float = 0.0,
+        drop_before: float = 0.0,
+        drop_after: float = 0.0,
+        lost_answer_seconds: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rates = (
+            ("lose_answer", lose_answers), ("drop_before", drop_before), ("drop_after", drop_after)
+        )  # fmt: skip
+        self.lost_answer_seconds = lost_answer_seconds
+        self.rng = rng or random.Random()
+
+    def draw(self) -> str | None:
+        roll = self.rng.random()
+        for name, rate in self.rates:
+            if roll < rate:
+                return name
+            roll -= rate
+        return None
