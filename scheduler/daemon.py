@@ -125,6 +125,7 @@ def build_followup(
             after=timedelta(seconds=rc.reconcile_after_seconds),
             clock_skew=timedelta(seconds=rc.clock_skew_seconds),
             request_timeout=timedelta(seconds=settings.flowroute.timeout_seconds),
+            resend_within=timedelta(seconds=rc.resend_within_seconds),
             batch_size=rc.batch_size,
         )
         checks.append(

@@ -161,6 +161,7 @@ class ReceiptSettings(BaseModel):
     poll_horizon_seconds: float = Field(172800.0, gt=0)
     reconcile_after_seconds: float = Field(300.0, ge=0)
     clock_skew_seconds: float = Field(120.0, ge=0)
+    resend_within_seconds: float = Field(86400.0, ge=0)
     lookups_per_second: float = Field(2.0, gt=0, le=5)
     batch_size: int = Field(50, ge=1, le=1000)
 

@@ -82,7 +82,7 @@ def poll(
     """Look up the record of each sent message still without a final receipt; apply what it
     shows and schedule the next look, backing off, until the horizon (then it stays `sent`)."""
     now = clock.now()
-    docs = delivery.awaiting_receipt(now, config.poll_after, config.batch_size)
+    docs = delivery.awaiting_receipt(now, config.poll_after, config.poll_horizon, config.batch_size)
     for doc in docs:
         provider_id = str(doc.get("provider_id"))
         try:

@@ -33,6 +33,8 @@ class ReconcileConfig:
     request_timeout: timedelta = timedelta(seconds=10)
     retry: timedelta = timedelta(minutes=1)
     visibility: timedelta = rules.VISIBILITY
+    # A message Flowroute never had is sent again only while it is this fresh.
+    resend_within: timedelta = timedelta(days=1)
     batch_size: int = 50
 
 
@@ -114,6 +116,9 @@ class Reconciler:
             record_id, record_time = found[0]
             evidence.update(record_id=record_id, record_time=record_time, matches=len(found))
             self.delivery.found(doc, record_id, evidence)
+        elif decision == rules.ABSENT and now - span.end > self.config.resend_within:
+            detail = "Flowroute has no record of it, and it is too old to send now"
+            self.delivery.too_old(doc, evidence, Problem(Reason.RECONCILED, detail))
         elif decision == rules.ABSENT:
             detail = "Flowroute has no record of it in its time window; queued again"
             self.delivery.absent(doc, evidence, Problem(Reason.RECONCILED, detail))

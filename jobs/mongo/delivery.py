@@ -81,11 +81,14 @@ class DeliveryStore:
 
     # Polling
 
-    def awaiting_receipt(self, now: datetime, after: timedelta, limit: int) -> list[Doc]:
-        """Sent messages with no final receipt whose next lookup is due."""
+    def awaiting_receipt(
+        self, now: datetime, after: timedelta, horizon: timedelta, limit: int
+    ) -> list[Doc]:
+        """Sent messages with no final receipt whose next lookup is due; those sent before the
+        horizon (older installs' messages among them) are never looked up."""
         query = {
             "state": State.SENT.value,
-            "sent_at": {"$lte": now - after},
+            "sent_at": {"$lte": now - after, "$gte": now - horizon},
             "poll_done": {"$ne": True},
             "$or": [{"poll_at": {"$exists": False}}, {"poll_at": {"$lte": now}}],
         }
@@ -135,6 +138,15 @@ class DeliveryStore:
                 },
                 "$unset": {"reconcile_at": "", "last_claim_token": ""},
             },
+        )  # fmt: skip
+
+    def too_old(self, doc: Mapping[str, Any], evidence: Doc, problem: Problem) -> Doc | None:
+        """Flowroute never had it, and it is too late to send it now: failed, with why."""
+        return self.guarded(
+            doc,
+            {"$set": {"state": State.FAILED.value, "reconciliation": evidence,
+                      "error": problem.as_error()},
+             "$unset": {"reconcile_at": ""}},
         )  # fmt: skip
 
     def undecided(self, doc: Mapping[str, Any], retry_at: datetime, evidence: Doc) -> Doc | None:

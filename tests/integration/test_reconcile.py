@@ -104,3 +104,19 @@ def test_a_worker_killed_mid_request_is_reconciled_from_its_ticket_window(
         final = db["message_status"].find_one({"_id": doc_id}) or {}
     assert (final["state"], final["provider_id"]) == ("sent", accepted)
     assert len(simulator.messages()) == 1
+
+
+def test_an_old_message_flowroute_never_had_fails_instead_of_going_out_late(
+    db: Db, simulator: FlowrouteSimulator
+) -> None:
+    (to,) = numbers(1)
+    with stack(db, simulator, [to], timeout=1.0) as s:
+        doc_id = s.enqueue(to)
+        old = s.store.clock.now() - timedelta(days=3)
+        db["outbox"].update_one(
+            {"_id": doc_id}, {"$set": {"state": "unknown", "updated_at": old}, "$inc": {"rev": 1}}
+        )
+        s.followup.check()
+        doc = db["outbox"].find_one({"_id": doc_id}) or {}
+    assert (doc["state"], doc["error"]["code"]) == ("failed", "reconciled")
+    assert simulator.messages() == []
