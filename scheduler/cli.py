@@ -23,7 +23,9 @@ from jobs.directory import Directory
 from jobs.dispatch import optouts
 from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
+from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.inbound import InboundLog
+from jobs.mongo.inbox import Inbox
 from jobs.rules.optout_rate import Rate
 from jobs.store import Doc, OutboxStore
 from scheduler import logs
@@ -108,8 +110,12 @@ def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings)
-    OutboxStore(db, SystemClock()).ensure_indexes()
+    store = OutboxStore(db, SystemClock())
+    store.ensure_indexes()
     Directory(db).ensure_indexes()
+    DeliveryStore(store).ensure_indexes()
+    Inbox(db).ensure_indexes()
+    InboundLog(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
