@@ -15,21 +15,23 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from pymongo.errors import ConnectionFailure, OperationFailure
 
-from jobs import intake, phone, producer, roles, segments, status
+from jobs import producer
 from jobs.clock import SystemClock
-from jobs.directory import Directory
 from jobs.dispatch import optouts
-from jobs.errors import ConfigError, InputError
+from jobs.errors import ConfigError, InputError, StoreRefused, StoreUnavailable
 from jobs.model import BROADCAST_AUDIENCE
+from jobs.mongo import roles, status
+from jobs.mongo.connection import connect
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, phone, segments
 from jobs.rules.optout_rate import Rate
-from jobs.store import Doc, OutboxStore
 from scheduler import logs
-from scheduler.daemon import build_dispatcher, build_followup, connect, describe, run_daemon
+from scheduler.daemon import build_dispatcher, build_followup, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 from scheduler.webhooks import WebhookServer, build_receiver
@@ -58,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ConnectionFailure as exc:
-        print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"sms-outbox: database unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 
@@ -74,7 +76,7 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     dispatcher = build_dispatcher(settings, db)
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
     server = None
@@ -93,7 +95,9 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     if settings.webhooks.listen is None:
         raise ConfigError("setting webhooks.listen is missing (HOST:PORT to serve on)")
-    server = WebhookServer(build_receiver(settings, connect(settings)), settings.webhooks.listen)
+    server = WebhookServer(
+        build_receiver(settings, connect(settings.mongodb)), settings.webhooks.listen
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -109,8 +113,8 @@ def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
-    store = OutboxStore(db, SystemClock())
+    db = connect(settings.mongodb)
+    store = OutboxStore(db, SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()
     Directory(db).ensure_indexes()
     DeliveryStore(store).ensure_indexes()
@@ -120,7 +124,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if args.roles:
         try:
             done = roles.apply(db)
-        except OperationFailure as exc:
+        except StoreRefused as exc:
             print(f"sms-outbox: the server refused to create roles: {exc.details}", file=sys.stderr)
             return EXIT_UNAVAILABLE if exc.code in (59, 115, 238) else EXIT_FAILURE
         _print(done, False)
@@ -128,7 +132,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
@@ -145,7 +149,7 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -190,7 +194,7 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -250,7 +254,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     if args.campaign:
         summary = status.campaign(db, args.campaign)
         if summary["total"] == 0 and summary["request"] is None:

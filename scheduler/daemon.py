@@ -11,47 +11,34 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from pymongo import MongoClient
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
 
 from jobs.clock import Clock, SystemClock
-from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.inbound import InboundHandler, ReplyTexts
 from jobs.dispatch.optouts import OptOutWatch
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
+from jobs.errors import ConfigError, StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo.connection import Db
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
+from jobs.mongo.store import OutboxStore
+from jobs.mongo.tickets import SendTickets
 from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords, MessageRecords
-from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
 
 
-def connect(settings: Settings) -> Database[Doc]:
-    """A pymongo database handle; BSON dates come back timezone-aware UTC."""
-    timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
-    client: MongoClient[Doc] = MongoClient(
-        settings.mongodb.uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="sms-outbox",
-    )
-    return client[settings.mongodb.database]
-
-
 def build_dispatcher(
     settings: Settings,
-    db: Database[Doc],
+    db: Db,
     provider: SmsProvider | None = None,
     clock: Clock | None = None,
 ) -> Dispatcher:
@@ -81,7 +68,7 @@ def build_dispatcher(
             detail="any database writer can get messages sent; rely on database roles",
         )
     return Dispatcher(
-        OutboxStore(db, clock),
+        OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
         SlidingWindowPacer(rate, clock),
@@ -117,8 +104,10 @@ def build_followup(
         poll_horizon=timedelta(seconds=rc.poll_horizon_seconds),
         batch_size=rc.batch_size,
     )
-    store = dispatcher.store
-    delivery = DeliveryStore(store, dispatcher.directory)
+    store, directory = dispatcher.store, dispatcher.directory
+    if not isinstance(store, OutboxStore) or not isinstance(directory, Directory):
+        raise ConfigError("the follow-up steps run on the MongoDB store only")
+    delivery = DeliveryStore(store, directory)
     checks: list[Check] = []
     if records is not None:
         reconcile = ReconcileConfig(
@@ -128,9 +117,9 @@ def build_followup(
             resend_within=timedelta(seconds=rc.resend_within_seconds),
             batch_size=rc.batch_size,
         )
-        checks.append(
-            Reconciler(delivery, store.tickets, dispatcher.directory, records, clock, reconcile)
-        )
+        guard = store.guard
+        spans = guard.in_doubt_spans if isinstance(guard, SendTickets) else _no_spans
+        checks.append(Reconciler(delivery, guard, spans, directory, records, clock, reconcile))
     inbound = InboundLog(store.db)
     checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))
     rs = settings.replies
@@ -138,13 +127,16 @@ def build_followup(
         rs.program, rs.help_text, rs.stop_text, rs.start_text,
         timedelta(hours=rs.help_interval_hours),
     )  # fmt: skip
-    handler = InboundHandler(
-        store, dispatcher.directory, inbound, clock, texts, dispatcher.signatures
-    )
+    handler = InboundHandler(store, directory, inbound, clock, texts, dispatcher.signatures)
     return Followup(
         delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
         inbound_log=inbound,
     )  # fmt: skip
+
+
+def _no_spans(message_id: Any) -> list[tuple[datetime, datetime | None]]:
+    """Without send tickets, reconciliation falls back to when the message became unknown."""
+    return []
 
 
 class Daemon:
@@ -220,7 +212,7 @@ class Daemon:
         with self._check_lock:
             try:
                 self.followup.check()
-            except PyMongoError as exc:
+            except StoreError as exc:
                 log.error("check.failed", error=type(exc).__name__, detail=str(exc))
             except Exception:
                 # As for a cycle: a bug is logged and the next check runs as usual.
@@ -231,11 +223,11 @@ class Daemon:
         with self._cycle_lock:
             try:
                 report = self._cycle()
-            except ConnectionFailure as exc:
+            except StoreUnavailable as exc:
                 if not self._db_down:
-                    log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
+                    log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
                 self._db_down = True
-            except PyMongoError as exc:
+            except StoreError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -19,7 +19,7 @@ from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
-from jobs.quiet_hours import Window
+from jobs.rules.quiet_hours import Window
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -45,6 +45,9 @@ class MongoSettings(BaseModel):
     uri_file: Path | None = None
     database: str = Field("sms_outbox", min_length=1)
     timeout_seconds: float = Field(5.0, gt=0)
+    # What keeps two workers from sending one claim twice on a server whose find-and-modify is
+    # not atomic: `auto` asks the server at start-up (see jobs/mongo/guard.py).
+    send_guard: Literal["auto", "tickets", "none"] = "auto"
 
     @model_validator(mode="after")
     def _files(self) -> MongoSettings:

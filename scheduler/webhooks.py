@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import structlog
 import waitress
-from pymongo.database import Database
 
 from jobs.clock import SystemClock
 from jobs.errors import ConfigError
+from jobs.mongo.connection import Db
 from jobs.mongo.inbox import Inbox
 from jobs.web.receiver import Receiver
 from scheduler.settings import Settings
@@ -29,7 +29,7 @@ def listen_address(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def build_receiver(settings: Settings, db: Database[dict[str, Any]]) -> Receiver:
+def build_receiver(settings: Settings, db: Db) -> Receiver:
     """The receiver for the configured public URL, writing to `db`'s inbox."""
     url = settings.webhooks.public_url
     if url is None:

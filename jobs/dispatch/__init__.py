@@ -1,1 +1,1 @@
-"""The daemon's work: sending, and following what became of what was sent."""
+"""The send cycle: claim, vet, pace, send and record each message, and fan broadcasts out."""

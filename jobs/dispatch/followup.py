@@ -6,11 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from pymongo.errors import PyMongoError
 
 from jobs.clock import Clock
 from jobs.dispatch import receipts
-from jobs.errors import InputError
+from jobs.errors import InputError, StoreError
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
@@ -68,7 +67,7 @@ class Followup:
             except InputError as exc:
                 log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
                 self.inbox.applied(entry, self.clock.now(), "invalid")
-            except PyMongoError:
+            except StoreError:
                 raise  # the cycle's outage handling applies; the entry is tried again
             except Exception:
                 # One entry that trips a bug must not block every entry after it.

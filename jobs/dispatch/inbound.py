@@ -10,16 +10,15 @@ from typing import Any
 
 import structlog
 
-from jobs import segments
 from jobs.clock import Clock
-from jobs.directory import Directory
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import State
+from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
-from jobs.rules import keywords, replies
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import keywords, replies, segments
 from jobs.rules.keywords import Keyword
-from jobs.store import Doc, OutboxStore
 
 log = structlog.get_logger("sms_outbox.inbound")
 REPLY_PRIORITY = 100

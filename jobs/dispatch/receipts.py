@@ -13,9 +13,9 @@ from jobs.clock import Clock
 from jobs.errors import InputError, ProviderError
 from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
 from jobs.mongo.inbox import Inbox
-from jobs.outcomes import backoff
 from jobs.records import MessageRecords
 from jobs.rules import callbacks
+from jobs.rules.outcomes import backoff
 
 log = structlog.get_logger("sms_outbox.receipts")
 

@@ -3,23 +3,24 @@ again, anything else stays `unknown` and is looked at again later."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from jobs import segments
 from jobs.clock import Clock
-from jobs.directory import Directory
+from jobs.dispatch.ports import SendGuard
 from jobs.errors import ProviderError
 from jobs.model import Problem, Reason
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc
 from jobs.records import MessageRecords
 from jobs.rules import reconcile as rules
+from jobs.rules import segments
 from jobs.rules.callbacks import timestamp
-from jobs.store import Doc
-from jobs.tickets import IN_DOUBT, SendTickets
 
 log = structlog.get_logger("sms_outbox.reconcile")
 
@@ -44,14 +45,16 @@ class Reconciler:
     def __init__(
         self,
         delivery: DeliveryStore,
-        tickets: SendTickets,
+        guard: SendGuard,
+        spans: Callable[[Any], list[tuple[datetime, datetime | None]]],
         directory: Directory,
         records: MessageRecords,
         clock: Clock,
         config: ReconcileConfig,
     ) -> None:
         self.delivery = delivery
-        self.tickets = tickets
+        self.guard = guard
+        self.spans = spans
         self.directory = directory
         self.records = records
         self.clock = clock
@@ -72,13 +75,7 @@ class Reconciler:
         span = saved.get("window") if isinstance(saved, dict) and pending else None
         if isinstance(span, list) and len(span) == 2 and all(isinstance(t, datetime) for t in span):
             return rules.Window(span[0], span[1])
-        attempts = [
-            (t["opened_at"], t.get("settled_at"))
-            for t in self.tickets.tickets.find(
-                {"message_id": doc["_id"], "outcome": {"$in": [None, IN_DOUBT]}}
-            )
-            if isinstance(t.get("opened_at"), datetime)
-        ]
+        attempts = self.spans(doc["_id"])
         updated = doc.get("updated_at")
         fallback = updated if isinstance(updated, datetime) else self.clock.now()
         return rules.window(attempts, fallback, self.config.clock_skew, self.config.request_timeout)
@@ -87,7 +84,7 @@ class Reconciler:
         bound = log.bind(message_id=str(doc["_id"]))
         span = self._window(doc)
         evidence: dict[str, Any] = {"at": now, "window": [span.start, span.end]}
-        verdict = self.tickets.verdict(doc["_id"])
+        verdict = self.guard.verdict(doc)
         if verdict.provider_id is not None:
             # A request was accepted and its ticket says so: no lookup needed.
             evidence.update(verdict=rules.FOUND, source="send ticket")

@@ -12,15 +12,17 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
-from jobs.directory import Directory
 from jobs.model import Problem, State
+from jobs.mongo.connection import adapter
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import receipts
-from jobs.store import Doc, OutboxStore
 
 RACE_RETRIES = 5
 APPLIED, KEPT, DUPLICATE, UNKNOWN_ID = "applied", "kept", "duplicate", "unknown_id"
 
 
+@adapter
 class DeliveryStore:
     """What happens to a message after Flowroute accepted it (or may have)."""
 

@@ -12,12 +12,14 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from jobs.model import State
+from jobs.mongo.connection import adapter
 
 Doc = dict[str, Any]
 INBOUND = "inbound"
 SENT_STATES = [s.value for s in (State.SENT, State.DELIVERED, State.UNDELIVERED, State.EXPIRED)]
 
 
+@adapter
 class InboundLog:
     """One document per inbound message, keyed by Flowroute's id, so a resent one is seen once."""
 

@@ -9,11 +9,14 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from jobs.mongo.connection import adapter
+
 Doc = dict[str, Any]
 INBOX = "inbox"
 NEW, WAITING, APPLIED, ORPHANED = "new", "waiting", "applied", "orphaned"
 
 
+@adapter
 class Inbox:
     """The receiver only inserts here (its role allows nothing else); the daemon reads entries,
     applies them idempotently and marks each one with what came of it."""

@@ -1,1 +1,1 @@
-"""Pure rules: decisions made from data and time alone, with no I/O."""
+"""The pure rules: decisions as plain functions of data and time, with no I/O."""

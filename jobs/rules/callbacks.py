@@ -12,9 +12,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs import phone
 from jobs.errors import InputError
 from jobs.model import MAX_BODY_CHARS
+from jobs.rules import phone
 
 DLR, INBOUND = "dlr", "inbound"
 # Sends get mdr2- ids; inbound messages have been seen with mdr1- ids too.

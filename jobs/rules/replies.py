@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobs.model import Problem, Reason
-from jobs.policy import Decision
 from jobs.rules.keywords import Keyword
+from jobs.rules.policy import Decision
 
 PREFIX = "reply:"
 USER = "sms-outbox"

@@ -9,10 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import structlog
-from pymongo.errors import PyMongoError
 
 from jobs.clock import Clock
-from jobs.errors import InputError
+from jobs.errors import InputError, StoreError
 from jobs.rules import callbacks
 
 log = structlog.get_logger("sms_outbox.webhooks")
@@ -87,7 +86,7 @@ class Receiver:
             return 400, {"error": str(exc)[:200]}
         try:
             self.inbox.add(kind, fields, self.clock.now())
-        except PyMongoError as exc:
+        except StoreError as exc:
             # Not 200: Flowroute resends what it was not thanked for (inbound, at least).
             log.error("webhook.store_failed", kind=kind, error=type(exc).__name__)
             return 503, {"error": "try again later"}

@@ -15,7 +15,7 @@ import pytest
 import requests
 from pymongo.database import Database
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
 
 SOURCE = "12065550100"

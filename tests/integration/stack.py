@@ -11,24 +11,25 @@ from typing import Any
 from pydantic import SecretStr
 from pymongo.database import Database
 
-from jobs import signing
 from jobs.clock import SystemClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.inbound import InboundHandler, ReplyTexts
 from jobs.dispatch.optouts import OptOutWatch
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.flowroute import FlowrouteClient
 from jobs.keys import Signatures
 from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
+from jobs.mongo.store import OutboxStore
+from jobs.mongo.tickets import SendTickets
 from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords
-from jobs.simulator import FlowrouteSimulator
-from jobs.store import OutboxStore
+from jobs.rules import signing
 from jobs.web.receiver import Receiver
 from scheduler.webhooks import WebhookServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
@@ -114,8 +115,10 @@ def stack(
         retry=timedelta(0),
         visibility=timedelta(0),
     )
+    tickets = store.guard
+    assert isinstance(tickets, SendTickets)
     checks: list[Check] = [
-        Reconciler(delivery, store.tickets, directory, records, clock, reconcile)
+        Reconciler(delivery, tickets, tickets.in_doubt_spans, directory, records, clock, reconcile)
     ]
     inbound = InboundLog(db)
     checks.append(OptOutWatch(inbound, clock, 0.05))

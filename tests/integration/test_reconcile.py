@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.model import State
-from jobs.simulator import FlowrouteSimulator
 from tests.integration.helpers import numbers, states, wait_for
 from tests.integration.stack import Db, stack
 
@@ -93,7 +93,7 @@ def test_a_worker_killed_mid_request_is_reconciled_from_its_ticket_window(
         doc_id = s.enqueue(to)
         (doc,) = s.store.claim(1, s.dispatcher.config.lease)
         doc = s.store.renew(doc, s.dispatcher.config.lease, in_flight=True) or {}
-        assert s.store.tickets.take(doc) is not None
+        assert s.store.guard.take(doc) is not None
         accepted = s.client.send(to, "12065550100", "hello")  # ...and then the worker died
         db["outbox"].update_one(
             {"_id": doc_id}, {"$set": {"lease_until": s.store.clock.now() - timedelta(seconds=1)}}

@@ -10,8 +10,8 @@ import requests
 from pymongo.database import Database
 
 from jobs.clock import SystemClock
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.mongo.inbox import Inbox
-from jobs.simulator import FlowrouteSimulator
 from jobs.web.receiver import Receiver
 from scheduler.webhooks import WebhookServer
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobs.clock import ManualClock
 from jobs.dispatch.receipts import ReceiptConfig, poll
+from jobs.doubles.clock import ManualClock
 from jobs.mongo.delivery import DeliveryStore
-from jobs.store import OutboxStore
+from jobs.mongo.store import OutboxStore
 
 
 class Records:

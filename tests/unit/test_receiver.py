@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import structlog
 from pymongo.database import Database
-from pymongo.errors import ServerSelectionTimeoutError
 
-from jobs.clock import ManualClock
+from jobs.doubles.clock import ManualClock
+from jobs.errors import StoreUnavailable
 from jobs.mongo.inbox import Inbox
 from jobs.web.receiver import Receiver
 
@@ -87,7 +87,7 @@ def test_large_bodies_are_413_and_other_methods_405(app: Receiver) -> None:
 def test_a_database_outage_is_503_so_flowroute_sends_again(db: Database[dict[str, Any]]) -> None:
     class Down:
         def add(self, kind: str, fields: dict[str, Any], now: Any) -> None:
-            raise ServerSelectionTimeoutError("down")
+            raise StoreUnavailable("down")
 
     app = Receiver(Down(), BASE, ManualClock(), max_bytes=2048)
     assert call(app, BASE + "/dlr", RECEIPT)[0].startswith("503")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.roles import DAEMON, OPERATOR, PRODUCER, RECEIVER, definitions
+from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, RECEIVER, definitions
 
 
 def actions(role: str) -> dict[str, set[str]]:

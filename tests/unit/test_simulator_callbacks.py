@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 
 AUTH = ("demo-access-key", "demo-secret-key")
 SENDER, RECIPIENT = "12065550100", "13125550199"

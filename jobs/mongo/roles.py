@@ -6,10 +6,11 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.directory import AUTHORIZED, USERS
+from jobs.mongo.connection import translating
+from jobs.mongo.directory import AUTHORIZED, USERS
 from jobs.mongo.inbox import INBOX
-from jobs.store import OUTBOX, STATUS
-from jobs.tickets import TICKETS
+from jobs.mongo.store import OUTBOX, STATUS
+from jobs.mongo.tickets import TICKETS
 
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"
@@ -42,7 +43,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
-            on(TICKETS, "find", "insert", "update", "createIndex"),
+            on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
             on(INBOX, "find", "update", "createIndex"),
@@ -51,6 +52,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+@translating
 def apply(db: Database[dict[str, Any]]) -> list[str]:
     """Create or update the roles in `db`; safe to run again. Needs a user-admin connection."""
     done = []

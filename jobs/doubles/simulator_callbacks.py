@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from jobs.simulator_records import SimMessage
+from jobs.doubles.simulator_records import SimMessage
 
 JSON_API = "application/vnd.api+json"
 POST_TIMEOUT_SECONDS = 5.0
