@@ -73,6 +73,8 @@ class Followup:
                 # One entry that trips a bug must not block every entry after it.
                 log.exception("inbox.crashed", entry=str(entry.get("_id")))
                 self.inbox.applied(entry, self.clock.now(), "crashed")
+        if entries:
+            self.delivery.store.mark_synced()  # the status copies of this step, in one write
         return len(entries)
 
     def check(self) -> int:
@@ -82,4 +84,6 @@ class Followup:
             done += receipts.poll(self.delivery, self.records, self.clock, self.config)
         for step in self.checks:
             done += step()
+        if done:
+            self.delivery.store.mark_synced()
         return done
