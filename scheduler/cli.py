@@ -263,12 +263,16 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         _print(summary, True) if args.json else print(_campaign_text(summary))
         return EXIT_OK
     if not args.id:
+        held = status.account(db)
         rates = optouts.today(InboundLog(db), SystemClock())
         threshold = settings.replies.optout_warn_rate
         if args.json:
-            _print([{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates], True)
+            listed = [{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates]
+            _print({"account": held, "opt_outs": listed}, True)
         else:
-            print(_optout_text(rates, threshold))
+            print(_account_text(held))
+            if rates:
+                print(_optout_text(rates, threshold))
         return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
@@ -307,8 +311,19 @@ def _optout_text(rates: list[Rate], threshold: float) -> str:
     return "\n".join(lines)
 
 
+def _account_text(held: dict[str, Any]) -> str:
+    if not held.get("held"):
+        return "account     sending"
+    return (
+        f"account     held since {held['since']}: Flowroute answered {held['code']}"
+        f" ({held['detail']}); next probe at {held['probe_at']}"
+    )
+
+
 def _campaign_text(summary: dict[str, Any]) -> str:
     lines = [f"campaign {summary['campaign']}: {summary['total']} messages"]
+    if summary["account"].get("held"):
+        lines.append(_account_text(summary["account"]))
     request = summary.get("request")
     if request:
         lines.append(f"  request     {request.get('state')}")

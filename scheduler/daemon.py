@@ -13,6 +13,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from jobs.clock import Clock, SystemClock
+from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.inbound import InboundHandler, ReplyTexts
@@ -22,18 +23,24 @@ from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.errors import ConfigError, StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.keys import Signatures
+from jobs.mongo.account import AccountHold
 from jobs.mongo.connection import Db
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
+from jobs.mongo.fleet_pacing import FleetPacer
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import OutboxStore
 from jobs.mongo.tickets import SendTickets
-from jobs.pacing import SlidingWindowPacer
+from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
 from jobs.records import FlowrouteRecords, MessageRecords
+from jobs.rules.slots import SlotPlan, account_id
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
+# Fleet pacing hands out a slot this early, so the writes between pacing and sending (renewal,
+# send ticket) happen before the slot rather than delaying the request past it.
+SEND_LEAD_SECONDS = 0.1
 
 
 def build_dispatcher(
@@ -50,7 +57,6 @@ def build_dispatcher(
         provider = FlowrouteClient(
             fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=settings.dlr_callback()
         )
-    rate = settings.flowroute.rate_per_second or None
     config = DispatchConfig(
         batch_size=settings.dispatch.batch_size,
         lease_seconds=settings.dispatch.lease_seconds,
@@ -67,15 +73,32 @@ def build_dispatcher(
             "security.signatures_off",
             detail="any database writer can get messages sent; rely on database roles",
         )
+    probe = timedelta(seconds=settings.flowroute.hold_probe_seconds)
+    probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
+    pacer = build_pacer(settings, db, clock)
+    if isinstance(pacer, FleetPacer):
+        provider = GatedProvider(provider, pacer)
     return Dispatcher(
         OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
-        SlidingWindowPacer(rate, clock),
+        pacer,
         clock,
         config,
         signatures,
+        AccountGate(AccountHold(db, clock, probe, probe_cap), clock),
     )
+
+
+def build_pacer(settings: Settings, db: Db, clock: Clock) -> Pacer:
+    """Fleet pacing shares the account's limit through the database; local pacing does not."""
+    rate = settings.flowroute.rate_per_second
+    if not rate or settings.dispatch.pacing == "local":
+        return SlidingWindowPacer(rate or None, clock)
+    access = settings.flowroute.access_key
+    account = account_id(settings.flowroute.base_url, access.get_secret_value() if access else "")
+    plan = SlotPlan(rate, settings.dispatch.pacing_margin_ms / 1000)
+    return FleetPacer(db, account, plan, clock, early=SEND_LEAD_SECONDS)
 
 
 def build_followup(
@@ -284,5 +307,6 @@ def describe(settings: Settings) -> dict[str, Any]:
         "database": settings.mongodb.database,
         "flowroute": settings.flowroute.base_url,
         "rate_per_second": settings.flowroute.rate_per_second,
+        "pacing": settings.dispatch.pacing,
         "batch_size": settings.dispatch.batch_size,
     }

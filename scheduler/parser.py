@@ -76,7 +76,7 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     stat = sub.add_parser(
         "status",
-        help="a message's status, a campaign's counts, or (neither) today's opt-out rates",
+        help="a message's status, a campaign's counts, or (alone) the account and opt-out rates",
     )
     stat.add_argument("id", nargs="?")
     stat.add_argument("--campaign")

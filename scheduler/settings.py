@@ -20,6 +20,7 @@ from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.rules.quiet_hours import Window
+from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -69,6 +70,8 @@ class FlowrouteSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0)
     # Older name of the receipt URL; webhooks.public_url replaces it (its "/dlr" is used).
     dlr_callback: SecretStr | None = None
+    hold_probe_seconds: float = Field(30.0, gt=0)
+    hold_probe_max_seconds: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _files(self) -> FlowrouteSettings:
@@ -80,6 +83,8 @@ class FlowrouteSettings(BaseModel):
         )
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError("flowroute.base_url must start with http:// or https://")
+        if self.hold_probe_max_seconds < self.hold_probe_seconds:
+            raise ValueError("flowroute.hold_probe_max_seconds must be at least hold_probe_seconds")
         return self
 
 
@@ -93,6 +98,8 @@ class DispatchSettings(BaseModel):
     lease_seconds: float = Field(120.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
+    pacing: Literal["fleet", "local"] = "fleet"
+    pacing_margin_ms: float = Field(DEFAULT_MARGIN_SECONDS * 1000, gt=0, lt=500)
 
 
 class QuietHoursSettings(BaseModel):

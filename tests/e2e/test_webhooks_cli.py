@@ -99,7 +99,7 @@ def test_run_serves_webhooks_applies_receipts_and_answers_stop(
     summary = json.loads(ok(cli("status", "--campaign", campaign, "--json")))
     assert summary["delivery"]["rate"] == pytest.approx(2 / 3)
     assert "delivery rate 66.7%" in ok(cli("status", "--campaign", campaign))
-    rates = json.loads(ok(cli("status", "--json")))
+    rates = json.loads(ok(cli("status", "--json")))["opt_outs"]
     assert [(r["source"], r["opt_outs"], r["sent"], r["over"]) for r in rates] == [
         (SOURCE, 1, 3, True)
     ]
