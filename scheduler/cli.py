@@ -271,7 +271,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             _print({"account": held, "opt_outs": listed}, True)
         else:
             print(_account_text(held))
-            if rates:
+            if any(r.opt_outs for r in rates):  # quiet until someone has opted out today
                 print(_optout_text(rates, threshold))
         return EXIT_OK
     doc = status.get(db, args.id)

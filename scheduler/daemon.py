@@ -34,6 +34,7 @@ from jobs.mongo.store import OutboxStore
 from jobs.mongo.tickets import SendTickets
 from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
 from jobs.records import FlowrouteRecords, MessageRecords
+from jobs.rules import signing
 from jobs.rules.slots import SlotPlan, account_id
 from scheduler.settings import Settings, keyring
 
@@ -142,7 +143,13 @@ def build_followup(
         )
         guard = store.guard
         spans = guard.in_doubt_spans if isinstance(guard, SendTickets) else _no_spans
-        checks.append(Reconciler(delivery, guard, spans, directory, records, clock, reconcile))
+
+        def release(doc: dict[str, Any]) -> None:
+            store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+
+        checks.append(
+            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile)
+        )
     inbound = InboundLog(store.db)
     checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))
     rs = settings.replies

@@ -160,7 +160,7 @@ class InboundHandler:
         body = segments.normalize_text(self.texts.text(keyword))
         size = segments.measure(body)
         doc: Doc = {
-            "_id": replies.message_id(fields["inbound_id"]),
+            "_id": replies.message_id(keyword, fields["inbound_id"], fields["from"]),
             "kind": "message", "user": replies.USER, "to": fields["from"], "from": fields["to"],
             "body": body, "campaign": replies.campaign(keyword, fields["inbound_id"]),
             "reply_to": fields["inbound_id"], "segments": size.segments,

@@ -47,6 +47,7 @@ class Reconciler:
         delivery: DeliveryStore,
         guard: SendGuard,
         spans: Callable[[Any], list[tuple[datetime, datetime | None]]],
+        release: Callable[[Doc], None],
         directory: Directory,
         records: MessageRecords,
         clock: Clock,
@@ -55,6 +56,7 @@ class Reconciler:
         self.delivery = delivery
         self.guard = guard
         self.spans = spans
+        self.release = release
         self.directory = directory
         self.records = records
         self.clock = clock
@@ -118,6 +120,7 @@ class Reconciler:
             self.delivery.too_old(doc, evidence, Problem(Reason.RECONCILED, detail))
         elif decision == rules.ABSENT:
             detail = "Flowroute has no record of it in its time window; queued again"
+            self.release(doc)  # its in-doubt request no longer counts as a send
             self.delivery.absent(doc, evidence, Problem(Reason.RECONCILED, detail))
         else:
             self.delivery.undecided(doc, now + self.config.retry, evidence)

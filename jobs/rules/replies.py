@@ -22,9 +22,10 @@ def campaign(keyword: Keyword, inbound_id: str) -> str:
     return f"{PREFIX}{keyword.value}:{inbound_id}"
 
 
-def message_id(inbound_id: str) -> str:
-    """One reply per inbound message: a resent callback collides with the reply already made."""
-    return f"{PREFIX}{inbound_id}"
+def message_id(keyword: Keyword, inbound_id: str, to: str) -> str:
+    """One reply per inbound message: a resent callback collides with the reply already made.
+    Like a broadcast's messages, its id is its campaign and its number (see jobs/rules/replay)."""
+    return f"{campaign(keyword, inbound_id)}:{to}"
 
 
 def parse(value: Any) -> tuple[Keyword, str] | None:

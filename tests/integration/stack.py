@@ -52,7 +52,7 @@ class Stack:
     signatures: Signatures | None = None
 
     def enqueue(self, to: str, body: str = "hello") -> Any:
-        doc: dict[str, Any] = {"user": "ops", "to": to, "body": body}
+        doc: dict[str, Any] = {"_id": self.store.new_id(), "user": "ops", "to": to, "body": body}
         if self.signatures is not None:
             key = self.signatures.keys.user_key("ops")
             assert key is not None
@@ -115,10 +115,23 @@ def stack(
         retry=timedelta(0),
         visibility=timedelta(0),
     )
+
+    def release(doc: dict[str, Any]) -> None:
+        store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+
     tickets = store.guard
     assert isinstance(tickets, SendTickets)
     checks: list[Check] = [
-        Reconciler(delivery, tickets, tickets.in_doubt_spans, directory, records, clock, reconcile)
+        Reconciler(
+            delivery,
+            tickets,
+            tickets.in_doubt_spans,
+            release,
+            directory,
+            records,
+            clock,
+            reconcile,
+        )
     ]
     inbound = InboundLog(db)
     checks.append(OptOutWatch(inbound, clock, 0.05))

@@ -52,7 +52,8 @@ def test_stop_opts_out_everywhere_with_evidence_and_is_confirmed_exactly_once(
     )  # fmt: skip
     assert evidence["at"] is not None
     assert texts_to(simulator, person) == [(SOURCE, "hello"), (SOURCE, STOP_TEXT)]
-    reply = db["message_status"].find_one({"_id": replies.message_id(stop_id)}) or {}
+    reply_id = replies.message_id(Keyword.STOP, stop_id, person)
+    reply = db["message_status"].find_one({"_id": reply_id}) or {}
     assert reply["state"] == "sent" and reply["to"] == person
 
     # Flowroute resends the same callback; the person texts STOP again; HELP; a new message.
