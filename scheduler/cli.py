@@ -6,27 +6,36 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
 
 from jobs import producer
 from jobs.clock import SystemClock
+from jobs.dispatch import optouts
 from jobs.errors import ConfigError, InputError, StoreError, StoreRefused
 from jobs.model import BROADCAST_AUDIENCE
 from jobs.mongo import failures, roles, status
 from jobs.mongo.connection import connect, ping
+from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
+from jobs.mongo.inbound import InboundLog
+from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, interventions, phone, segments
+from jobs.rules.optout_rate import Rate
 from scheduler import logs
-from scheduler.daemon import Daemon, build_dispatcher, describe, run_daemon
+from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
+from scheduler.webhooks import WebhookServer, build_receiver
 
 # sysexits.h codes, so scripts and supervisors can tell failures apart.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -76,7 +85,17 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     dispatcher = build_dispatcher(settings, db)
     ping(db)  # wrong credentials stop start-up here; an unreachable server is waited for
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
-    if not run_daemon(dispatcher, settings, until_idle=args.until_idle):
+    server = None
+    if settings.webhooks.listen is not None:
+        # Small installs: the receiver in the daemon's process, on its own threads.
+        server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
+    try:
+        followup = build_followup(settings, dispatcher)
+        finished = run_daemon(dispatcher, settings, until_idle=args.until_idle, followup=followup)
+    finally:
+        if server is not None:
+            server.close()
+    if not finished:
         print(
             "sms-outbox: database unavailable: gave up after"
             f" {Daemon.GIVE_UP_AFTER} cycles (mongodb.uri, mongodb.timeout_seconds)",
@@ -99,10 +118,34 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.webhooks.listen is None:
+        raise ConfigError("setting webhooks.listen is missing (HOST:PORT to serve on)")
+    server = WebhookServer(
+        build_receiver(settings, connect(settings.mongodb)), settings.webhooks.listen
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    server.start()
+    while not stop.wait(0.5):
+        pass
+    server.close()
+    return EXIT_OK
+
+
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings.mongodb)
-    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
+    store = OutboxStore(db, SystemClock(), settings.mongodb.send_guard)
+    store.ensure_indexes()
     Directory(db).ensure_indexes()
+    DeliveryStore(store).ensure_indexes()
+    Inbox(db).ensure_indexes()
+    InboundLog(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
@@ -287,7 +330,15 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if not args.id:
         held = status.account(db)
-        _print({"account": held}, True) if args.json else print(_account_text(held))
+        rates = optouts.today(InboundLog(db), SystemClock())
+        threshold = settings.replies.optout_warn_rate
+        if args.json:
+            listed = [{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates]
+            _print({"account": held, "opt_outs": listed}, True)
+        else:
+            print(_account_text(held))
+            if any(r.opt_outs for r in rates):  # quiet until someone has opted out today
+                print(_optout_text(rates, threshold))
         return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
@@ -362,9 +413,25 @@ def _status_text(doc: Doc) -> str:
         code = (earlier.get("error") or {}).get("code")
         who = earlier.get("retried_by")
         lines.append(f"{'earlier':<12}{earlier.get('state')} ({code}), retried by {who}")
-    for key in ("due_at", "created_at", "sent_at", "updated_at"):
+    receipts = doc.get("receipts")
+    if isinstance(receipts, list) and receipts and isinstance(receipts[-1], dict):
+        last = receipts[-1]
+        lines.append(f"{'carrier':<12}{last.get('status')} ({last.get('status_code')})")
+    for key in ("due_at", "created_at", "sent_at", "delivered_at", "final_at", "updated_at"):
         if doc.get(key) is not None:
             lines.append(f"{key:<12}{doc[key]}")
+    return "\n".join(lines)
+
+
+def _optout_text(rates: list[Rate], threshold: float) -> str:
+    day = rates[0].day if rates else "today"
+    lines = [f"opt-outs on {day} (UTC) by sending number; warning over {threshold:.0%}:"]
+    for r in rates:
+        rate = "-" if r.rate is None else f"{r.rate:.1%}"
+        flag = "  OVER THRESHOLD" if r.over(threshold) else ""
+        lines.append(f"  {r.source}  {r.opt_outs} opt-outs / {r.sent} sent  {rate}{flag}")
+    if not rates:
+        lines.append("  nothing sent and no opt-outs yet")
     return "\n".join(lines)
 
 
@@ -387,6 +454,12 @@ def _campaign_text(summary: dict[str, Any]) -> str:
         if request.get("error"):
             lines.append(f"  reason      {request['error'].get('code')}")
     lines += [f"  {state:<12}{count}" for state, count in summary["states"].items()]
+    receipts = summary["delivery"]
+    rate = "-" if receipts["rate"] is None else f"{receipts['rate']:.1%}"
+    lines.append(
+        f"receipts: {receipts['delivered']} delivered, {receipts['undelivered']} undelivered,"
+        f" {receipts['expired']} expired, {receipts['awaiting']} awaiting; delivery rate {rate}"
+    )
     if summary["reasons"]:
         lines.append("by reason:")
         lines += [f"  {code:<20}{count}" for code, count in summary["reasons"].items()]
@@ -403,6 +476,7 @@ HANDLERS: dict[str, Handler] = {
     "run": _cmd_run,
     "senders": _cmd_senders,
     "status": _cmd_status,
+    "webhooks": _cmd_webhooks,
 }
 
 

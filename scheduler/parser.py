@@ -23,6 +23,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     run.add_argument("--until-idle", action="store_true", help="exit once nothing is due")
     run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     run.set_defaults(handler=handlers["run"])
+    hooks = sub.add_parser("webhooks", help="serve the webhook receiver alone")
+    hooks.set_defaults(handler=handlers["webhooks"])
     sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
     health = sub.add_parser("check", help="ping the database: exit 0 if it answers, 69 if not")
     health.set_defaults(handler=handlers["check"])
@@ -98,7 +100,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     retry.set_defaults(handler=handlers["retry"])
 
     stat = sub.add_parser(
-        "status", help="a message's status, a campaign's counts, or (alone) the account's"
+        "status",
+        help="a message's status, a campaign's counts, or (alone) the account and opt-out rates",
     )
     stat.add_argument("id", nargs="?")
     stat.add_argument("--campaign")

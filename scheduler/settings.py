@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -14,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
@@ -74,7 +76,8 @@ class FlowrouteSettings(BaseModel):
     base_url: str = "https://api.flowroute.com"
     rate_per_second: int = Field(5, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
-    dlr_callback: str | None = None
+    # Older name of the receipt URL; webhooks.public_url replaces it (its "/dlr" is used).
+    dlr_callback: SecretStr | None = None
     hold_probe_seconds: float = Field(30.0, gt=0)
     hold_probe_max_seconds: float = Field(600.0, gt=0)
 
@@ -144,6 +147,63 @@ class SecuritySettings(BaseModel):
     daemon_key: SecretStr | None = None
 
 
+MIN_TOKEN_CHARS = 16
+
+
+class WebhookSettings(BaseModel):
+    """`[webhooks]`: the receiver of Flowroute's receipts and inbound messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = None
+    # The URL Flowroute reaches; its path carries a secret token, so it is a secret itself.
+    public_url: SecretStr | None = None
+    max_body_bytes: int = Field(65536, ge=1024, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _url(self) -> WebhookSettings:
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("webhooks.public_url must be an http:// or https:// URL")
+            if len(parts.path.strip("/")) < MIN_TOKEN_CHARS or parts.query or parts.fragment:
+                raise ValueError(
+                    "webhooks.public_url must carry a secret token of at least"
+                    f" {MIN_TOKEN_CHARS} characters in its path, and no query"
+                )
+        if self.listen is not None and self.public_url is None:
+            raise ValueError("webhooks.listen needs webhooks.public_url (the path it serves)")
+        return self
+
+
+class ReceiptSettings(BaseModel):
+    """`[receipts]`: polling for receipts that did not come, and settling in-doubt sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_seconds: float = Field(30.0, gt=0)
+    poll_after_seconds: float = Field(300.0, ge=0)
+    poll_horizon_seconds: float = Field(172800.0, gt=0)
+    reconcile_after_seconds: float = Field(300.0, ge=0)
+    clock_skew_seconds: float = Field(120.0, ge=0)
+    resend_within_seconds: float = Field(86400.0, ge=0)
+    lookups_per_second: float = Field(2.0, gt=0, le=5)
+    batch_size: int = Field(50, ge=1, le=1000)
+
+
+class ReplySettings(BaseModel):
+    """`[replies]`: the answers to STOP, HELP and START; `{program}` is replaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    program: str = Field("sms-outbox", min_length=1, max_length=40)
+    help_text: str = Field(DEFAULT_HELP, min_length=1, max_length=306)
+    stop_text: str = Field(DEFAULT_STOP, min_length=1, max_length=306)
+    start_text: str = Field(DEFAULT_START, min_length=1, max_length=306)
+    help_interval_hours: float = Field(24.0, ge=0)
+    optout_warn_rate: float = Field(0.05, gt=0, le=1)
+
+
 class LogSettings(BaseModel):
     """`[logging]`: `auto` writes JSON unless the output is a terminal."""
 
@@ -166,6 +226,9 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     security: SecuritySettings = SecuritySettings()
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    receipts: ReceiptSettings = ReceiptSettings()
+    replies: ReplySettings = ReplySettings()
     logging: LogSettings = LogSettings()
 
     @classmethod
@@ -206,7 +269,21 @@ class Settings(BaseSettings):
         if self.security.daemon_key is not None:
             values.append(self.security.daemon_key.get_secret_value())
         password = _uri_password(self.mongodb.uri.get_secret_value())
-        return [v for v in [*values, password] if v]
+        for url in (self.webhooks.public_url, self.flowroute.dlr_callback):
+            if url is not None:
+                # The path's token alone is secret too: a log line may hold just a path.
+                path = urlsplit(url.get_secret_value()).path
+                values += [url.get_secret_value(), path if len(path) > MIN_TOKEN_CHARS else ""]
+        return [v for v in [*values, password] if v and v.strip("/")]
+
+    def dlr_callback(self) -> str | None:
+        """Where Flowroute posts this installation's receipts: public_url + "/dlr", or the
+        older flowroute.dlr_callback verbatim, or nowhere (receipts are then polled for)."""
+        if self.webhooks.public_url is not None:
+            return self.webhooks.public_url.get_secret_value().rstrip("/") + "/dlr"
+        if self.flowroute.dlr_callback is not None:
+            return self.flowroute.dlr_callback.get_secret_value() or None
+        return None
 
     def require_flowroute(self) -> tuple[SecretStr, SecretStr]:
         """The account keys, or a ConfigError naming the missing one."""

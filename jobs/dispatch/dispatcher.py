@@ -21,7 +21,7 @@ from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
-from jobs.rules import intake, outcomes, quiet_hours, replay, segments, signing, vetting
+from jobs.rules import intake, outcomes, quiet_hours, replay, replies, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
@@ -158,9 +158,11 @@ class Dispatcher:
             return self._reject(doc, vetted.problem, vetted.state)
         if self._early(doc):
             return State.QUEUED.value
-        waiting = self._defer(doc, vetted.to)
-        if waiting is not None:
-            return waiting
+        # A reply answers a text the recipient just sent: it does not wait for their morning.
+        if not replies.is_reply(doc):
+            waiting = self._defer(doc, vetted.to)
+            if waiting is not None:
+                return waiting
         if self._held(doc):
             return State.QUEUED.value
         self.pacer.acquire()

@@ -39,3 +39,7 @@ class CycleDirectory:
     def opt_out(self, number: str, *, now: datetime, reason: str) -> None:
         """Record an opt-out."""
         self.directory.opt_out(number, now=now, reason=reason)
+
+    def is_source(self, number: str) -> bool:
+        """Whether any sender was granted `number`, read now."""
+        return self.directory.is_source(number)

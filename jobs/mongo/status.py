@@ -47,6 +47,7 @@ def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
         "total": sum(states.values()),
         "states": dict(sorted(states.items())),
         "reasons": dict(sorted(reasons.items())),
+        "delivery": delivery(states),
         "account": account(db),
     }
 
@@ -61,3 +62,12 @@ def account(db: Database[Doc]) -> dict[str, Any]:
     """Whether Flowroute is refusing the account, and since when (see jobs.mongo.account)."""
     held = account_hold.read(db)
     return held.as_dict() if held is not None else {"held": False}
+
+
+def delivery(states: Counter[str]) -> dict[str, Any]:
+    """Receipts so far: the rate is delivered over every message Flowroute accepted, so it
+    rises as receipts come in (`awaiting` have none yet)."""
+    counts = {name: states[name] for name in ("delivered", "undelivered", "expired")}
+    counts["awaiting"] = states["sent"]
+    accepted = sum(counts.values())
+    return {**counts, "rate": counts["delivered"] / accepted if accepted else None}
