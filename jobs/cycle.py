@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import structlog
 from pymongo.errors import ConnectionFailure
 
-from jobs import fanout, intake, outcomes, policy, quiet_hours, segments, tickets
+from jobs import fanout, intake, metrics, outcomes, policy, quiet_hours, segments, tickets
 from jobs.clock import Clock
 from jobs.directory import Directory
 from jobs.errors import ProviderError, UnknownOutcomeError
@@ -212,10 +212,12 @@ class Dispatcher:
         # settles the rare race in which two workers both passed it (see jobs/tickets.py).
         if self.store.renew(doc, self.config.lease, in_flight=True) is None:
             bound.warning("claim.lost")
+            metrics.claim_lost()
             return "lost"
         ticket = self.store.tickets.take(doc)
         if ticket is None:
             bound.warning("claim.lost", why="another worker holds this claim's send ticket")
+            metrics.claim_lost()
             return "lost"
         body = segments.normalize_text(fields["body"])
         return self._send(doc, ticket, (fields["to"], decision.source, body), bound)
@@ -280,6 +282,7 @@ class Dispatcher:
             bound.warning("message." + outcome.state.value, code=error.code)
         if outcome.opted_out:
             self.directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
+            metrics.opted_out("flowroute_1110")
         return outcome.state.value
 
     def _reject(self, doc: Doc, problem: Problem, bound: Any, state: State = State.REJECTED) -> str:
@@ -300,6 +303,7 @@ class Dispatcher:
                     return None
                 if failures == 0:
                     bound.warning("database.unavailable", during="record", error=type(exc).__name__)
+                    metrics.database_unavailable("record")
                 failures += 1
                 self.clock.sleep(1.0)
                 continue

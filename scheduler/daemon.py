@@ -15,10 +15,12 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from jobs import metrics
 from jobs.clock import Clock, SystemClock
 from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.directory import Directory
 from jobs.flowroute import FlowrouteClient, SmsProvider
+from jobs.health import Heartbeat
 from jobs.keys import Signatures
 from jobs.pacing import SlidingWindowPacer
 from jobs.store import Doc, OutboxStore
@@ -74,8 +76,8 @@ def build_dispatcher(
     return Dispatcher(
         OutboxStore(db, clock),
         Directory(db),
-        provider,
-        SlidingWindowPacer(rate, clock),
+        metrics.MeteredProvider(provider, clock),
+        metrics.MeteredPacer(SlidingWindowPacer(rate, clock), clock),
         clock,
         config,
         signatures,
@@ -95,6 +97,7 @@ class Daemon:
             job_defaults={"max_instances": 1, "misfire_grace_time": None},
         )
         self._cycle_lock = threading.Lock()
+        self.heartbeat = Heartbeat(dispatcher.clock.monotonic())
         self._ready = False
         self._db_down = False
 
@@ -139,6 +142,7 @@ class Daemon:
             except ConnectionFailure as exc:
                 if not self._db_down:
                     log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
+                    metrics.database_unavailable("cycle")
                 self._db_down = True
             except PyMongoError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
@@ -155,6 +159,15 @@ class Daemon:
         self._schedule(delay)
 
     def _cycle(self) -> CycleReport:
+        clock = self.dispatcher.clock
+        self.heartbeat.begin(clock.monotonic())
+        try:
+            report = self._run_once()
+        finally:
+            self.heartbeat.end(clock.monotonic())
+        return report
+
+    def _run_once(self) -> CycleReport:
         if not self._ready:
             self.dispatcher.store.ensure_indexes()
             self.dispatcher.directory.ensure_indexes()
@@ -169,8 +182,25 @@ class Daemon:
 
 
 def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> None:
-    """Run a daemon with the poll interval from settings."""
-    Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle).run()
+    """Run a daemon with the poll interval from settings, serving metrics if they are set."""
+    daemon = Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle)
+    served = None
+    if settings.metrics.listen:
+        from scheduler import exporter
+
+        served = exporter.start(
+            settings.metrics.listen,
+            dispatcher.store.db,
+            dispatcher.clock,
+            daemon.heartbeat,
+            (settings.dispatch.poll_seconds, settings.dispatch.lease_seconds),
+        )
+    try:
+        daemon.run()
+    finally:
+        if served is not None:
+            served.close()
+            metrics.install(None)
 
 
 def describe(settings: Settings) -> dict[str, Any]:

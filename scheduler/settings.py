@@ -18,6 +18,7 @@ from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.quiet_hours import Window
+from scheduler.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -119,6 +120,44 @@ class SecuritySettings(BaseModel):
     daemon_key: SecretStr | None = None
 
 
+def _check_listen(value: str | None, name: str) -> None:
+    if value is not None:
+        try:
+            split_listen(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+
+class MetricsSettings(BaseModel):
+    """`[metrics]`: where `run` serves /metrics, /healthz and /readyz; off unless set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = None
+
+    @model_validator(mode="after")
+    def _listen(self) -> MetricsSettings:
+        _check_listen(self.listen, "metrics.listen")
+        return self
+
+
+class DashboardSettings(BaseModel):
+    """`[dashboard]`: the read-only web page; every request must carry `token`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8090"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    refresh_seconds: int = Field(10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> DashboardSettings:
+        _check_listen(self.listen, "dashboard.listen")
+        self.token = _read_secret_file(self.token, self.token_file, "dashboard.token")
+        return self
+
+
 class LogSettings(BaseModel):
     """`[logging]`: `auto` writes JSON unless the output is a terminal."""
 
@@ -142,6 +181,8 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
     logging: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -180,6 +221,8 @@ class Settings(BaseSettings):
         values += [key.get_secret_value() for key in self.security.signing_keys.values()]
         if self.security.daemon_key is not None:
             values.append(self.security.daemon_key.get_secret_value())
+        if self.dashboard.token is not None:
+            values.append(self.dashboard.token.get_secret_value())
         password = _uri_password(self.mongodb.uri.get_secret_value())
         return [v for v in [*values, password] if v]
 

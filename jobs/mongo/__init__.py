@@ -1,0 +1,1 @@
+"""The MongoDB adapters: the only modules that speak to the database server."""

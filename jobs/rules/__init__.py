@@ -1,0 +1,1 @@
+"""The pure rules: decisions as plain functions of data and time."""
