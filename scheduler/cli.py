@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, OperationFailure
+from rich.console import Console
 
 from jobs import intake, phone, producer, roles, segments, status
 from jobs.clock import SystemClock
 from jobs.directory import Directory
 from jobs.errors import ConfigError, InputError
 from jobs.model import BROADCAST_AUDIENCE
+from jobs.mongo import reports
 from jobs.store import Doc, OutboxStore
-from scheduler import logs
+from scheduler import logs, watch
 from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
@@ -38,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scheduler.demo import run_demo
 
         return run_demo()
+    if args.command == "simulator":
+        from scheduler.simulate import run_simulator
+
+        return run_simulator(args)
     try:
         settings = load_settings(args.config, dict(os.environ))
         logs.configure(settings.logging.level, settings.logging.format, settings.secrets())
@@ -54,9 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
 
 
+def _json_value(value: Any) -> Any:
+    """Dates as ISO-8601 UTC; ids and anything else as text."""
+    return watch.iso(value) if isinstance(value, datetime) else str(value)
+
+
 def _print(value: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(value, default=str, indent=2, sort_keys=True, ensure_ascii=False))
+        print(json.dumps(value, default=_json_value, indent=2, sort_keys=True, ensure_ascii=False))
     elif isinstance(value, list):
         for item in value:
             print(item)
@@ -211,12 +223,9 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings)
     if args.campaign:
-        summary = status.campaign(db, args.campaign)
-        if summary["total"] == 0 and summary["request"] is None:
-            print(f"no campaign {args.campaign}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        _print(summary, True) if args.json else print(_campaign_text(summary))
-        return EXIT_OK
+        return _campaign_status(args, settings, db)
+    if args.watch or args.csv:
+        raise InputError("--watch and --csv need --campaign ID")
     if not args.id:
         raise InputError("give a message ID or --campaign ID")
     doc = status.get(db, args.id)
@@ -225,6 +234,55 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_NOT_FOUND
     _print(doc, True) if args.json else print(_status_text(doc))
     return EXIT_OK
+
+
+def _campaign_status(args: argparse.Namespace, settings: Settings, db: Database[Doc]) -> int:
+    def read() -> dict[str, Any]:
+        now = datetime.now(UTC)
+        counts = reports.campaign(db, args.campaign, now)
+        rate = settings.flowroute.rate_per_second or None
+        return watch.summary(counts, now, rate, settings.quiet_hours.window())
+
+    view = read()
+    if view["total"] == 0 and view["request"] is None:
+        print(f"no campaign {args.campaign}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if args.csv:
+        watch.write_csv(reports.recipients(db, args.campaign), sys.stdout)
+    elif args.watch:
+        emit = (
+            (lambda v: print(json.dumps(v, default=_json_value), flush=True)) if args.json else None
+        )
+        console = Console(highlight=False)
+        final = watch.watch(read, console, max(args.interval, 0.2), emit)
+        if emit is None:
+            console.print(f"campaign {args.campaign} is done: {final['total']} messages")
+    elif args.json:
+        _print(view, True)
+    else:
+        print(_campaign_text(view))
+    return EXIT_OK
+
+
+def _json_line(view: dict[str, Any]) -> None:
+    print(json.dumps(view, default=_json_value, sort_keys=True, ensure_ascii=False), flush=True)
+
+
+def _cmd_campaigns(args: argparse.Namespace, settings: Settings) -> int:
+    rows = watch.campaign_rows(reports.recent_campaigns(connect(settings), args.limit))
+    if args.json:
+        _print(rows, True)
+    elif not rows:
+        print("no campaigns yet")
+    else:
+        Console(highlight=False, width=max(Console().width, 120)).print(watch.campaign_table(rows))
+    return EXIT_OK
+
+
+def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.dashboard import serve_dashboard
+
+    return serve_dashboard(settings, connect(settings), args.listen)
 
 
 def _status_text(doc: Doc) -> str:
@@ -248,6 +306,8 @@ def _campaign_text(summary: dict[str, Any]) -> str:
         if request.get("error"):
             lines.append(f"  reason      {request['error'].get('code')}")
     lines += [f"  {state:<12}{count}" for state, count in summary["states"].items()]
+    if summary.get("eta") is not None:
+        lines.append(f"  {'eta':<12}{watch.iso(summary['eta'])}")
     if summary["reasons"]:
         lines.append("by reason:")
         lines += [f"  {code:<20}{count}" for code, count in summary["reasons"].items()]
@@ -255,6 +315,9 @@ def _campaign_text(summary: dict[str, Any]) -> str:
 
 
 HANDLERS: dict[str, Handler] = {
+    "campaigns": _cmd_campaigns,
+    "dashboard": _cmd_dashboard,
+    "simulator": lambda args, settings: EXIT_USAGE,  # runs before settings are read
     "enqueue": _cmd_enqueue,
     "init": _cmd_init,
     "recipients": _cmd_recipients,

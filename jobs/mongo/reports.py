@@ -122,6 +122,13 @@ def campaign(db: Database[Doc], campaign_id: str, now: datetime) -> CampaignCoun
     """A campaign's counts, the due times of its waiting messages and its recent sends."""
     counts = _count_campaigns(db, [campaign_id])[campaign_id]
     counts.request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
+    if counts.request is None:
+        # Inserted by a producer but not admitted by a daemon yet: no status copy exists.
+        new = db[OUTBOX].find_one(
+            {"_id": parse_id(campaign_id), "audience": {"$exists": True}}, {"user": 1, "state": 1}
+        )
+        if new is not None:
+            counts.request = {**new, "state": new.get("state") or "new"}
     waiting = db[STATUS].find({"campaign": campaign_id, "state": {"$in": list(WAITING)}}, {"to": 1})
     ids = [doc["_id"] for doc in waiting]
     due: list[tuple[datetime, str]] = []
@@ -142,9 +149,14 @@ def recent_campaigns(db: Database[Doc], limit: int = 20) -> list[CampaignCounts]
         .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         .limit(limit)
     )
-    ids = [str(doc["_id"]) for doc in requests]
+    # Broadcasts no daemon has admitted yet have no status copy; they are the newest.
+    waiting = (
+        db[OUTBOX].find({"state": None, "audience": {"$exists": True}}, {"user": 1}).limit(limit)
+    )
+    requests = [{**doc, "state": "new"} for doc in waiting] + requests
+    ids = [str(doc["_id"]) for doc in requests[:limit]]
     found = _count_campaigns(db, ids) if ids else {}
-    for doc in requests:
+    for doc in requests[:limit]:
         found[str(doc["_id"])].request = doc
     return [found[cid] for cid in ids]
 
