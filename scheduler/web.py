@@ -53,7 +53,9 @@ class Served:
         self._server.run()
 
     def close(self) -> None:
-        self._server.close()
+        """Stop listening and drop open connections, so the serving loop ends now."""
+        for channel in list(self._server._map.values()):
+            channel.close()
         self._server.task_dispatcher.shutdown(timeout=5)
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -1,0 +1,239 @@
+"""The read-only dashboard: one server-rendered page of campaigns, failures and opt-out rates."""
+
+from __future__ import annotations
+
+import hmac
+import signal
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from html import escape
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from pydantic import SecretStr
+from pymongo.database import Database
+
+from jobs import health
+from jobs.errors import ConfigError
+from jobs.health import AccountStatus
+from jobs.mongo import reports
+from jobs.mongo.reports import Doc
+from jobs.quiet_hours import Window
+from scheduler import watch
+from scheduler.settings import Settings
+from scheduler.web import Served, StartResponse, WsgiApp, respond
+
+log = structlog.get_logger("sms_outbox.dashboard")
+HTML = "text/html; charset=utf-8"
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+]
+FIELDS = ("sent", "delivered", "failed", "rejected", "waiting")
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2733;background:#f6f8fa}
+h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:1.6rem 0 .5rem}
+.meta{color:#5b6775;margin-bottom:1rem}.pill{padding:.1rem .5rem;border-radius:1rem;color:#fff}
+.active{background:#2e7d32}.held{background:#c62828}.paused{background:#ef6c00}
+table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;width:100%}
+th,td{padding:.35rem .6rem;border-bottom:1px solid #e5e9ef;text-align:right;white-space:nowrap}
+th{background:#eef2f6;font-weight:600}td.l,th.l{text-align:left}
+.bar{width:160px;height:.7rem;background:#e5e9ef;border-radius:.35rem;overflow:hidden;
+display:inline-block;vertical-align:middle;margin-right:.4rem}
+.bar span{display:block;height:100%;background:#1976d2}
+.sent{color:#00838f}.delivered{color:#2e7d32}.failed{color:#c62828}.rejected{color:#8e24aa}
+.waiting{color:#b26a00}.reasons{font-size:.85em;color:#5b6775;text-align:left;white-space:normal}
+"""
+
+
+def mask(number: Any) -> str:
+    """A phone number with all but its last four digits hidden."""
+    text = str(number or "")
+    digits = "".join(c for c in text if c.isdigit())
+    if len(digits) <= 4:
+        return "•" * len(digits) or "-"
+    return "•" * (len(digits) - 4) + digits[-4:]
+
+
+def authorized(environ: dict[str, Any], token: str) -> bool:
+    """The request carries the token as a Bearer header or a `token` query parameter."""
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        given = (parse_qs(str(environ.get("QUERY_STRING", ""))).get("token") or [""])[-1]
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _campaign_row(
+    counts: reports.CampaignCounts, view: dict[str, Any], quote: Callable[[Any], str]
+) -> str:
+    request = counts.request or {}
+    prog = view["progress"]
+    cid = quote(counts.campaign)
+    created = request.get("created_at")
+    eta = view.get("eta")
+    cells = [
+        f'<td class="l"><code>{cid}</code></td>',
+        f'<td class="l">{quote(request.get("user") or "-")}</td>',
+        f'<td class="l">{created:%Y-%m-%d %H:%M}</td>'
+        if isinstance(created, datetime)
+        else '<td class="l">-</td>',
+        f'<td class="l"><span class="bar"><span style="width:{100 * prog["fraction"]:.1f}%">'
+        f'</span></span><span data-field="progress">{100 * prog["fraction"]:.1f}%</span></td>',
+        f'<td data-field="total">{view["total"]}</td>',
+        *(f'<td class="{f}" data-field="{f}">{prog[f]}</td>' for f in FIELDS),
+        f'<td data-field="delivery_rate">{_percent(view["delivery_rate"])}</td>',
+        f"<td>{'done' if prog['done'] else (watch.iso(eta)[:16].replace('T', ' ') if eta else '-')}"
+        "</td>",
+        '<td class="reasons">'
+        + (", ".join(f"{quote(code)}&nbsp;{n}" for code, n in view["reasons"].items()) or "-")
+        + "</td>",
+    ]
+    return f'<tr data-campaign="{cid}">{"".join(cells)}</tr>'
+
+
+def render(
+    db: Database[Doc],
+    now: datetime,
+    account: AccountStatus,
+    refresh_seconds: int,
+    rate_limit: float | None,
+    window: Window | None,
+) -> str:
+    """The whole page; every value from the database is escaped."""
+
+    def quote(value: Any) -> str:
+        return escape(str(value), quote=True)
+
+    rows = []
+    for counts in reports.recent_campaigns(db, 20):
+        if not watch.summary(counts, now, rate_limit, window)["progress"]["done"]:
+            detail = reports.campaign(db, counts.campaign, now)
+            detail.request = counts.request
+            counts = detail
+        rows.append(_campaign_row(counts, watch.summary(counts, now, rate_limit, window), quote))
+    states: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    for (state, reason), n in reports.states_and_reasons(db).items():
+        states[state] = states.get(state, 0) + n
+        if reason and state in ("failed", "rejected", "undelivered", "expired", "unknown"):
+            failures[f"{state}: {reason}"] = failures.get(f"{state}: {reason}", 0) + n
+    senders = reports.opt_out_rates(db)
+    state = account.state()
+    head = "".join(
+        f'<th class="{f}">{f}</th>' for f in FIELDS
+    )  # the bucket names double as CSS classes
+    campaign_table = (
+        '<table id="campaigns"><tr><th class="l">campaign</th><th class="l">user</th>'
+        '<th class="l">created (UTC)</th><th class="l">progress</th><th>total</th>'
+        f"{head}<th>delivery rate</th><th>ETA (UTC)</th><th class=\"l\">failures by reason</th>"
+        "</tr>" + ("".join(rows) or '<tr><td class="l" colspan="13">no campaigns yet</td></tr>')
+        + "</table>"
+    )  # fmt: skip
+    state_rows = "".join(
+        f'<tr><td class="l">{quote(s)}</td><td data-state="{quote(s)}">{n}</td></tr>'
+        for s, n in sorted(states.items())
+    )
+    failure_rows = "".join(
+        f'<tr><td class="l">{quote(k)}</td><td>{n}</td></tr>'
+        for k, n in sorted(failures.items(), key=lambda item: -item[1])
+    )
+    sender_rows = "".join(
+        f'<tr><td class="l">{quote(mask(r.source))}</td><td>{r.attempted}</td>'
+        f"<td>{r.opted_out}</td><td>{_percent(r.rate)}</td></tr>"
+        for r in senders
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh_seconds}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sms-outbox</title><style>{STYLE}</style></head><body>
+<h1>sms-outbox</h1>
+<div class="meta">database <code>{quote(db.name)}</code> · as of {watch.iso(now)[:19]}Z ·
+Flowroute account <span class="pill {quote(state)}" id="account">{quote(state)}</span> ·
+refreshes every {refresh_seconds} s · read-only</div>
+<h2>Campaigns</h2>{campaign_table}
+<h2>Failures by reason</h2>
+<table id="failures"><tr><th class="l">state: reason</th><th>messages</th></tr>
+{failure_rows or '<tr><td class="l" colspan="2">none</td></tr>'}</table>
+<h2>Opt-out rate per sender number</h2>
+<table id="senders"><tr><th class="l">number</th><th>messages sent or tried</th>
+<th>refused: opted out</th><th>opt-out rate</th></tr>
+{sender_rows or '<tr><td class="l" colspan="4">no messages yet</td></tr>'}</table>
+<h2>All messages by state</h2>
+<table id="states"><tr><th class="l">state</th><th>messages</th></tr>{state_rows}</table>
+</body></html>
+"""
+
+
+def dashboard_app(
+    token: SecretStr, page: Callable[[], str], reachable: Callable[[], bool] | None = None
+) -> WsgiApp:
+    """Answer GET/HEAD / with the page for requests carrying the token; nothing can be changed."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if not authorized(environ, token.get_secret_value()):
+            return respond(
+                start_response, "401 Unauthorized", "a token is required\n",
+                headers=[("WWW-Authenticate", 'Bearer realm="sms-outbox"'), *SECURITY_HEADERS],
+            )  # fmt: skip
+        if method not in ("GET", "HEAD"):
+            return respond(
+                start_response, "405 Method Not Allowed", "the dashboard is read-only\n",
+                headers=[("Allow", "GET, HEAD"), *SECURITY_HEADERS],
+            )  # fmt: skip
+        if environ.get("PATH_INFO", "/") != "/":
+            return respond(start_response, "404 Not Found", "not found\n", headers=SECURITY_HEADERS)
+        try:
+            body = page()
+        except Exception as exc:  # the database is away: say so rather than crash the server
+            log.warning("dashboard.unavailable", error=type(exc).__name__)
+            return respond(
+                start_response, "503 Service Unavailable", "the database is unreachable\n",
+                headers=SECURITY_HEADERS,
+            )  # fmt: skip
+        answer = respond(start_response, "200 OK", body, HTML, SECURITY_HEADERS)
+        return [] if method == "HEAD" else answer
+
+    return app
+
+
+def serve_dashboard(settings: Settings, db: Database[Doc], listen: str | None) -> int:
+    """Serve the dashboard in the foreground until SIGINT or SIGTERM."""
+    conf = settings.dashboard
+    if conf.token is None or not conf.token.get_secret_value():
+        raise ConfigError("setting dashboard.token is missing (or dashboard.token_file)")
+    account = health.AlwaysActive()
+    rate = settings.flowroute.rate_per_second or None
+    window = settings.quiet_hours.window()
+
+    def page() -> str:
+        return render(db, datetime.now(UTC), account, conf.refresh_seconds, rate, window)
+
+    try:
+        served = Served(dashboard_app(conf.token, page), listen or conf.listen, threads=4)
+    except ValueError as exc:
+        raise ConfigError(f"dashboard listen address: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"dashboard cannot listen on {listen or conf.listen}: {exc}") from None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("dashboard.stopping", signal=signal.Signals(signum).name)
+        served.close()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    log.info("dashboard.listening", url=served.url + "/")
+    print(f"dashboard on {served.url}/ (read-only; requests need the dashboard token)", flush=True)
+    served.run()
+    log.info("dashboard.stopped")
+    return 0
