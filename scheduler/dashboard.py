@@ -228,7 +228,7 @@ def serve_dashboard(settings: Settings, db: Database[Doc], listen: str | None) -
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("dashboard.stopping", signal=signal.Signals(signum).name)
-        served.close()
+        raise SystemExit(0)  # ends waitress's loop in this, the serving, thread
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)

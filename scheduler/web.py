@@ -49,17 +49,22 @@ class Served:
         return self
 
     def run(self) -> None:
-        """Serve in the calling thread until close() is called from another."""
-        self._server.run()
+        """Serve in the calling thread until a signal handler raises SystemExit there."""
+        self._server.run()  # returns on SystemExit or KeyboardInterrupt
+        self._close_all()
 
     def close(self) -> None:
-        """Stop listening and drop open connections, so the serving loop ends now."""
-        for channel in list(self._server._map.values()):
-            channel.close()
-        self._server.task_dispatcher.shutdown(timeout=5)
+        """Stop listening and drop open connections (from another thread than the server's)."""
         if self._thread is not None:
+            # Sockets are closed by the serving thread itself, not under its select().
+            self._server.trigger.pull_trigger(self._close_all)
             self._thread.join(timeout=5)
             self._thread = None
+        self._server.task_dispatcher.shutdown(timeout=5)
+
+    def _close_all(self) -> None:
+        for channel in list(self._server._map.values()):
+            channel.close()
 
 
 def respond(
