@@ -36,17 +36,19 @@ FIELDS = ("sent", "delivered", "failed", "rejected", "waiting")
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2733;background:#f6f8fa}
-h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:1.6rem 0 .5rem}
-.meta{color:#5b6775;margin-bottom:1rem}.pill{padding:.1rem .5rem;border-radius:1rem;color:#fff}
+h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:1.4rem 0 .5rem}
+.meta{color:#5b6775}.pill{padding:.1rem .5rem;border-radius:1rem;color:#fff}
 .active{background:#2e7d32}.held{background:#c62828}.paused{background:#ef6c00}
-table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;width:100%}
-th,td{padding:.35rem .6rem;border-bottom:1px solid #e5e9ef;text-align:right;white-space:nowrap}
-th{background:#eef2f6;font-weight:600}td.l,th.l{text-align:left}
-.bar{width:160px;height:.7rem;background:#e5e9ef;border-radius:.35rem;overflow:hidden;
+.wide{overflow-x:auto}.grid{display:flex;gap:1.5rem;flex-wrap:wrap;align-items:flex-start}
+.grid section{flex:1;min-width:18rem}
+table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;width:100%;font-size:13px}
+th,td{padding:.35rem .5rem;border-bottom:1px solid #e5e9ef;text-align:right;white-space:nowrap}
+th{background:#eef2f6;font-weight:600}td.l,th.l{text-align:left}code{font-size:12px}
+.bar{width:70px;height:.6rem;background:#e5e9ef;border-radius:.3rem;overflow:hidden;
 display:inline-block;vertical-align:middle;margin-right:.4rem}
 .bar span{display:block;height:100%;background:#1976d2}
 .sent{color:#00838f}.delivered{color:#2e7d32}.failed{color:#c62828}.rejected{color:#8e24aa}
-.waiting{color:#b26a00}.reasons{font-size:.85em;color:#5b6775;text-align:left;white-space:normal}
+.waiting{color:#b26a00}.reasons{font-size:.9em;color:#5b6775;text-align:left;white-space:normal;min-width:9rem}
 """
 
 
@@ -83,7 +85,7 @@ def _campaign_row(
     cells = [
         f'<td class="l"><code>{cid}</code></td>',
         f'<td class="l">{quote(request.get("user") or "-")}</td>',
-        f'<td class="l">{created:%Y-%m-%d %H:%M}</td>'
+        f'<td class="l">{created:%m-%d %H:%M}</td>'
         if isinstance(created, datetime)
         else '<td class="l">-</td>',
         f'<td class="l"><span class="bar"><span style="width:{100 * prog["fraction"]:.1f}%">'
@@ -91,8 +93,7 @@ def _campaign_row(
         f'<td data-field="total">{view["total"]}</td>',
         *(f'<td class="{f}" data-field="{f}">{prog[f]}</td>' for f in FIELDS),
         f'<td data-field="delivery_rate">{_percent(view["delivery_rate"])}</td>',
-        f"<td>{'done' if prog['done'] else (watch.iso(eta)[:16].replace('T', ' ') if eta else '-')}"
-        "</td>",
+        f"<td>{'done' if prog['done'] else (f'{eta:%m-%d %H:%M}' if eta else '-')}</td>",
         '<td class="reasons">'
         + (", ".join(f"{quote(code)}&nbsp;{n}" for code, n in view["reasons"].items()) or "-")
         + "</td>",
@@ -134,7 +135,7 @@ def render(
     campaign_table = (
         '<table id="campaigns"><tr><th class="l">campaign</th><th class="l">user</th>'
         '<th class="l">created (UTC)</th><th class="l">progress</th><th>total</th>'
-        f"{head}<th>delivery rate</th><th>ETA (UTC)</th><th class=\"l\">failures by reason</th>"
+        f"{head}<th>delivered %</th><th>ETA (UTC)</th><th class=\"l\">failures by reason</th>"
         "</tr>" + ("".join(rows) or '<tr><td class="l" colspan="13">no campaigns yet</td></tr>')
         + "</table>"
     )  # fmt: skip
@@ -160,16 +161,17 @@ def render(
 <div class="meta">database <code>{quote(db.name)}</code> · as of {watch.iso(now)[:19]}Z ·
 Flowroute account <span class="pill {quote(state)}" id="account">{quote(state)}</span> ·
 refreshes every {refresh_seconds} s · read-only</div>
-<h2>Campaigns</h2>{campaign_table}
-<h2>Failures by reason</h2>
+<h2>Campaigns</h2><div class="wide">{campaign_table}</div>
+<div class="grid"><section><h2>Failures by reason</h2>
 <table id="failures"><tr><th class="l">state: reason</th><th>messages</th></tr>
-{failure_rows or '<tr><td class="l" colspan="2">none</td></tr>'}</table>
-<h2>Opt-out rate per sender number</h2>
-<table id="senders"><tr><th class="l">number</th><th>messages sent or tried</th>
-<th>refused: opted out</th><th>opt-out rate</th></tr>
-{sender_rows or '<tr><td class="l" colspan="4">no messages yet</td></tr>'}</table>
-<h2>All messages by state</h2>
+{failure_rows or '<tr><td class="l" colspan="2">none</td></tr>'}</table></section>
+<section><h2>Opt-out rate per sender number</h2>
+<table id="senders"><tr><th class="l">number</th><th>sent or tried</th>
+<th>opted out</th><th>rate</th></tr>
+{sender_rows or '<tr><td class="l" colspan="4">no messages yet</td></tr>'}</table></section>
+<section><h2>All messages by state</h2>
 <table id="states"><tr><th class="l">state</th><th>messages</th></tr>{state_rows}</table>
+</section></div>
 </body></html>
 """
 

@@ -15,7 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from jobs.clock import as_utc
-from jobs.mongo import reports
 from jobs.mongo.reports import CampaignCounts
 from jobs.quiet_hours import Window
 from jobs.rules import progress
@@ -44,7 +43,7 @@ def summary(
         "reasons": counts.reasons,
         "progress": {**prog.counts, "done": prog.done, "fraction": round(prog.fraction, 4)},
         "delivery_rate": progress.delivery_rate(counts.states),
-        "rate_per_second": round(counts.sent_recently / reports.RATE_WINDOW.total_seconds(), 2),
+        "rate_per_second": round(counts.rate(now), 2),
         "eta": finish,
         "as_of": now,
     }

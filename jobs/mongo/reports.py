@@ -86,6 +86,14 @@ class CampaignCounts:
     reasons: dict[str, int] = field(default_factory=dict)
     waiting_due: list[tuple[datetime, str]] = field(default_factory=list)
     sent_recently: int = 0
+    rate_since: datetime | None = None  # the first of the recent sends
+
+    def rate(self, now: datetime) -> float:
+        """Messages sent per second over the last minute (or since the first of them)."""
+        if self.rate_since is None or self.sent_recently < 2:
+            return 0.0
+        elapsed = (now - self.rate_since).total_seconds()
+        return self.sent_recently / min(max(elapsed, 1.0), RATE_WINDOW.total_seconds())
 
     @property
     def total(self) -> int:
@@ -138,6 +146,9 @@ def campaign(db: Database[Doc], campaign_id: str, now: datetime) -> CampaignCoun
     counts.waiting_due = due
     recent = {"campaign": campaign_id, "sent_at": {"$gte": now - RATE_WINDOW}}
     counts.sent_recently = db[STATUS].count_documents(recent)
+    first = db[STATUS].find_one(recent, {"sent_at": 1}, sort=[("sent_at", ASCENDING)])
+    if first is not None and isinstance(first.get("sent_at"), datetime):
+        counts.rate_since = first["sent_at"]
     return counts
 
 

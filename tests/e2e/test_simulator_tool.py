@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import signal
 import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Cli
 from tests.e2e.observe import free_port, get
+from tests.servers.mongo_server import MongoServer
 
 SOURCE = "12065550100"
 NUMBERS = ["12065550141", "12065550142", "12065550143"]
@@ -89,3 +93,23 @@ def test_the_simulator_refuses_impossible_fault_rates(cli: Cli) -> None:
     result = cli("simulator", "--fail-rate", "0.7", "--drop-rate", "0.5")
     assert result.returncode == 2
     assert "more than 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_readme_try_it_section_runs_as_written(cli: Cli, mongo_server: MongoServer) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(
+        b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "simulator --port 8080" in b
+    )
+    port = str(free_port())
+    script = block.replace("mongodb://localhost:27017", mongo_server.uri).replace("8080", port)
+    env = dict(cli.env)
+    if Path(cli.argv0[0]).name == "sms-outbox":
+        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        ["bash", "-e", "-c", script], env=env, cwd=cli.cwd, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Flowroute simulator listening on http://127.0.0.1:{port}" in result.stdout
+    assert re.search(r"^\s+sent\s+3$", result.stdout, re.M), result.stdout
