@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from html import escape
@@ -20,7 +22,6 @@ from jobs.errors import ConfigError
 from jobs.health import AccountStatus
 from jobs.mongo import reports
 from jobs.mongo.reports import Doc
-from jobs.quiet_hours import Window
 from scheduler import watch
 from scheduler.settings import Settings
 from scheduler.web import Served, StartResponse, WsgiApp, respond
@@ -32,6 +33,7 @@ SECURITY_HEADERS = [
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
 ]
+PAGE_CACHE_SECONDS = 5.0
 FIELDS = ("sent", "delivered", "failed", "rejected", "waiting")
 
 STYLE = """
@@ -107,7 +109,6 @@ def render(
     account: AccountStatus,
     refresh_seconds: int,
     rate_limit: float | None,
-    window: Window | None,
 ) -> str:
     """The whole page; every value from the database is escaped."""
 
@@ -116,11 +117,10 @@ def render(
 
     rows = []
     for counts in reports.recent_campaigns(db, 20):
-        if not watch.summary(counts, now, rate_limit, window)["progress"]["done"]:
-            detail = reports.campaign(db, counts.campaign, now)
-            detail.request = counts.request
-            counts = detail
-        rows.append(_campaign_row(counts, watch.summary(counts, now, rate_limit, window), quote))
+        # The page's ETA is the waiting messages at the account's rate; `status --watch` also
+        # lets each wait for its due time and quiet hours, which costs a read of every one.
+        counts.waiting_due = [(now, "")] * sum(counts.states.get(s, 0) for s in reports.WAITING)
+        rows.append(_campaign_row(counts, watch.summary(counts, now, rate_limit, None), quote))
     states: dict[str, int] = {}
     failures: dict[str, int] = {}
     for (state, reason), n in reports.states_and_reasons(db).items():
@@ -176,6 +176,22 @@ refreshes every {refresh_seconds} s · read-only</div>
 """
 
 
+class PageCache:
+    """One rendering serves every viewer for a few seconds: a page reads whole collections."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._page: tuple[float, str] | None = None
+
+    def get(self, make: Callable[[], str]) -> str:
+        with self._lock:
+            now = time.monotonic()
+            if self._page is None or now - self._page[0] >= self.seconds:
+                self._page = (now, make())
+            return self._page[1]
+
+
 def dashboard_app(
     token: SecretStr, page: Callable[[], str], reachable: Callable[[], bool] | None = None
 ) -> WsgiApp:
@@ -216,10 +232,11 @@ def serve_dashboard(settings: Settings, db: Database[Doc], listen: str | None) -
         raise ConfigError("setting dashboard.token is missing (or dashboard.token_file)")
     account = health.AlwaysActive()
     rate = settings.flowroute.rate_per_second or None
-    window = settings.quiet_hours.window()
+
+    cache = PageCache(min(conf.refresh_seconds, PAGE_CACHE_SECONDS))
 
     def page() -> str:
-        return render(db, datetime.now(UTC), account, conf.refresh_seconds, rate, window)
+        return cache.get(lambda: render(db, datetime.now(UTC), account, conf.refresh_seconds, rate))
 
     try:
         served = Served(dashboard_app(conf.token, page), listen or conf.listen, threads=4)

@@ -75,7 +75,7 @@ def test_the_page_escapes_everything_from_the_database(db: Database[Doc]) -> Non
              "error": {"code": "<b>bold</b>", "detail": "x"}},
         ]
     )  # fmt: skip
-    page = render(db, NOW, health.AlwaysActive(), 10, 5, None)
+    page = render(db, NOW, health.AlwaysActive(), 10, 5)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>" not in page
     assert "12065550100" not in page and "12065550101" not in page
