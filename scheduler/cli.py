@@ -32,6 +32,7 @@ from scheduler.settings import Settings, keyring, load_settings
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_FOUND = EXIT_FAILURE
 EXIT_UNAVAILABLE, EXIT_CONFIG = 69, 78
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,7 +255,10 @@ def _campaign_status(args: argparse.Namespace, settings: Settings, db: Database[
             (lambda v: print(json.dumps(v, default=_json_value), flush=True)) if args.json else None
         )
         console = Console(highlight=False)
-        final = watch.watch(read, console, max(args.interval, 0.2), emit)
+        try:
+            final = watch.watch(read, console, max(args.interval, 0.2), emit)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED  # the campaign goes on; only the watching stopped
         if emit is None:
             console.print(f"campaign {args.campaign} is done: {final['total']} messages")
     elif args.json:

@@ -15,6 +15,7 @@ from pymongo.database import Database
 
 from jobs import health, metrics
 from jobs.clock import Clock
+from jobs.errors import ConfigError
 from jobs.health import AccountStatus, Heartbeat
 from jobs.mongo import reports
 from jobs.mongo.reports import Doc
@@ -205,6 +206,11 @@ def start(
     def ready() -> health.Verdict:
         return health.readiness(lambda: db.command("ping"), account)
 
-    served = Served(health_app(make_wsgi_app(registry), alive, ready), listen).start("metrics")
+    try:
+        served = Served(health_app(make_wsgi_app(registry), alive, ready), listen)
+    except OSError as exc:
+        metrics.install(None)
+        raise ConfigError(f"metrics.listen: cannot listen on {listen} ({exc.strerror})") from None
+    served.start("metrics")
     log.info("metrics.listening", url=served.url)
     return served

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from jobs.simulator import FlowrouteSimulator
@@ -86,3 +88,14 @@ def test_a_bad_listen_address_is_a_configuration_error(cli: Cli) -> None:
     result = cli("run", "--until-idle")
     assert result.returncode == 78
     assert "metrics.listen" in result.stderr
+
+
+def test_a_metrics_port_in_use_stops_start_up_with_one_line(cli: Cli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cli.env["SMS_OUTBOX_METRICS__LISTEN"] = f"127.0.0.1:{port}"
+        result = cli("run", "--until-idle")
+    assert result.returncode == 78
+    assert f"metrics.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
