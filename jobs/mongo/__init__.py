@@ -1,1 +1,1 @@
-"""The MongoDB adapters: the only modules that speak to the database server."""
+"""The MongoDB adapters: the only modules that talk to the database or import pymongo."""
