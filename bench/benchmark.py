@@ -31,13 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jobs.clock import SystemClock  # noqa: E402
-from jobs.cycle import DispatchConfig, Dispatcher  # noqa: E402
-from jobs.directory import Directory  # noqa: E402
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher  # noqa: E402
+from jobs.doubles.simulator import FlowrouteSimulator  # noqa: E402
 from jobs.flowroute import FlowrouteClient  # noqa: E402
+from jobs.mongo.directory import Directory  # noqa: E402
+from jobs.mongo.store import OutboxStore  # noqa: E402
 from jobs.pacing import SlidingWindowPacer  # noqa: E402
-from jobs.simulator import FlowrouteSimulator  # noqa: E402
-from jobs.store import OutboxStore  # noqa: E402
 from scheduler import logs  # noqa: E402
+from tests.command_count import BUDGET, measure  # noqa: E402
 from tests.integration.helpers import numbers, seed  # noqa: E402
 from tests.servers.mongo_server import MongoServer, launch  # noqa: E402
 
@@ -187,6 +188,20 @@ def claim_cost(uri: str, waiting: int, samples: int) -> None:
         )
 
 
+def command_cost(uri: str, keys: Path, count: int) -> None:
+    """Database commands per sent message, by command, one dispatcher (send guard `none`)."""
+    with database(uri) as db:
+        measured = measure(uri, db, keys, messages=count, batch_size=10)
+    print(
+        f"  {measured.per_message:.2f} commands per sent message (budget {BUDGET}),"
+        f" {count} messages in batches of 10; admission apart:"
+        f" {measured.admission_per_message:.2f} per message"
+    )
+    print(f"  by command: {measured.breakdown()}")
+    writes = ", ".join(map(str, sorted(set(measured.status_writes.values()))))
+    print(f"  status writes per sent message: {writes} (queued, sending, sent)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
@@ -205,6 +220,8 @@ def main() -> None:
         print("\ndaemons sharing the server (limit lifted):")
         for workers in (1, 2, 4):
             daemons(uri, Path(keys), lifted, workers)
+        print("\ndatabase commands per sent message (pymongo command monitoring):")
+        command_cost(uri, Path(keys) / "commands", 20 if args.quick else 100)
         print("\nclaim cost (find_one_and_update on the claim index):")
         for count in waiting:
             claim_cost(uri, count, samples=20)

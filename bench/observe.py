@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs import health
 from jobs.mongo import reports
-from jobs.quiet_hours import Window
+from jobs.rules.quiet_hours import Window
 from scheduler import dashboard, watch
 from tests.servers.mongo_server import launch
 

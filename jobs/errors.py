@@ -1,4 +1,4 @@
-"""The error hierarchy of sms-outbox: configuration errors and provider outcomes."""
+"""The error hierarchy of sms-outbox: configuration, input, database and provider errors."""
 
 from __future__ import annotations
 
@@ -22,6 +22,30 @@ class InputError(OutboxError):
     def __init__(self, message: str, reason: str = "invalid_document") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class StoreError(OutboxError):
+    """The database refused or failed an operation.
+
+    `code` is the server's error code when it gave one; `details` is its explanation.
+    """
+
+    def __init__(self, message: str, code: int | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (connection lost, no server selected in time); retry later."""
+
+
+class StoreRefused(StoreError):
+    """The server answered but refused the operation (a permission, a limit, a constraint)."""
+
+
+class DuplicateKey(StoreRefused):
+    """A unique index refused the document: its idempotency key is already in the outbox."""
 
 
 class ProviderError(OutboxError):

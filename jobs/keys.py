@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jobs import signing
 from jobs.errors import ConfigError
 from jobs.model import Problem
+from jobs.rules import signing
 
 DAEMON_KEY_FILE = "daemon.key"
 USERS_DIR = "users"

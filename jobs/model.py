@@ -52,6 +52,11 @@ class Reason(StrEnum):
 BROADCAST_AUDIENCE = "verified"
 MAX_BODY_CHARS = 1600
 DEFAULT_MAX_SEGMENTS = 10
+# The fields of an outbox document that its public status (`message_status`) copies.
+STATUS_FIELDS = (
+    "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
+    "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

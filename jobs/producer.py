@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobs import intake, signing
-from jobs.errors import InputError
+from jobs.dispatch.ports import Doc, Outbox
+from jobs.errors import DuplicateKey, InputError
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.store import Doc, DuplicateKeyError, OutboxStore
+from jobs.rules import intake, signing
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Enqueued:
 
 
 def _insert(
-    store: OutboxStore, doc: Doc, now: datetime, sign_key: Callable[[], str] | str | None
+    store: Outbox, doc: Doc, now: datetime, sign_key: Callable[[], str] | str | None
 ) -> Enqueued:
     admission = intake.admit(doc, now)
     if admission.problem is not None:
@@ -37,7 +37,7 @@ def _insert(
         fields["signature"] = signing.sign(key, fields)
     try:
         return Enqueued(store.insert(fields), True)
-    except DuplicateKeyError:
+    except DuplicateKey:
         existing = store.find_by_key(str(doc["key"]))
         if existing is None:
             raise
@@ -45,7 +45,7 @@ def _insert(
 
 
 def enqueue(
-    store: OutboxStore,
+    store: Outbox,
     *,
     user: str,
     to: str | None,
@@ -66,7 +66,7 @@ def enqueue(
     return _insert(store, {k: v for k, v in doc.items() if v is not None}, now, sign_key)
 
 
-def broadcast(store: OutboxStore, **fields: Any) -> Enqueued:
+def broadcast(store: Outbox, **fields: Any) -> Enqueued:
     """Queue a broadcast to every verified recipient; its id is the campaign id. Takes the
     keyword arguments of `enqueue`, without `to`."""
     return enqueue(store, to=None, audience=BROADCAST_AUDIENCE, **fields)

@@ -12,19 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, OperationFailure
 from rich.console import Console
 
-from jobs import intake, phone, producer, roles, segments, status
+from jobs import producer
 from jobs.clock import SystemClock
-from jobs.directory import Directory
-from jobs.errors import ConfigError, InputError
+from jobs.errors import ConfigError, InputError, StoreRefused, StoreUnavailable
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.mongo import reports
-from jobs.store import Doc, OutboxStore
+from jobs.mongo import reports, roles, status
+from jobs.mongo.connection import Db, connect
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, phone, segments
 from scheduler import logs, watch
-from scheduler.daemon import build_dispatcher, connect, describe, run_daemon
+from scheduler.daemon import build_dispatcher, describe, run_daemon
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 
@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ConnectionFailure as exc:
-        print(f"sms-outbox: database unavailable: {type(exc).__name__}", file=sys.stderr)
+    except StoreUnavailable as exc:
+        print(f"sms-outbox: database unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 
@@ -78,21 +78,22 @@ def _print(value: Any, as_json: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    dispatcher = build_dispatcher(settings, connect(settings))
+    db = connect(settings.mongodb)
+    dispatcher = build_dispatcher(settings, db)
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
-    run_daemon(dispatcher, settings, until_idle=args.until_idle)
+    run_daemon(dispatcher, settings, until_idle=args.until_idle, db=db)
     return EXIT_OK
 
 
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
-    OutboxStore(db, SystemClock()).ensure_indexes()
+    db = connect(settings.mongodb)
+    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
     Directory(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
             done = roles.apply(db)
-        except OperationFailure as exc:
+        except StoreRefused as exc:
             print(f"sms-outbox: the server refused to create roles: {exc.details}", file=sys.stderr)
             return EXIT_UNAVAILABLE if exc.code in (59, 115, 238) else EXIT_FAILURE
         _print(done, False)
@@ -100,7 +101,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
         source = directory.grant(args.user, args.number)
         print(f"{args.user} may send from {source}")
@@ -117,7 +118,7 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
-    directory = Directory(connect(settings))
+    directory = Directory(connect(settings.mongodb))
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -162,7 +163,7 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings), SystemClock())
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -222,7 +223,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    db = connect(settings)
+    db = connect(settings.mongodb)
     if args.campaign:
         return _campaign_status(args, settings, db)
     if args.watch or args.csv:
@@ -237,7 +238,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _campaign_status(args: argparse.Namespace, settings: Settings, db: Database[Doc]) -> int:
+def _campaign_status(args: argparse.Namespace, settings: Settings, db: Db) -> int:
     def read() -> dict[str, Any]:
         now = datetime.now(UTC)
         counts = reports.campaign(db, args.campaign, now)
@@ -273,7 +274,7 @@ def _json_line(view: dict[str, Any]) -> None:
 
 
 def _cmd_campaigns(args: argparse.Namespace, settings: Settings) -> int:
-    rows = watch.campaign_rows(reports.recent_campaigns(connect(settings), args.limit))
+    rows = watch.campaign_rows(reports.recent_campaigns(connect(settings.mongodb), args.limit))
     if args.json:
         _print(rows, True)
     elif not rows:
@@ -286,7 +287,7 @@ def _cmd_campaigns(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from scheduler.dashboard import serve_dashboard
 
-    return serve_dashboard(settings, connect(settings), args.listen)
+    return serve_dashboard(settings, connect(settings.mongodb), args.listen)
 
 
 def _status_text(doc: Doc) -> str:

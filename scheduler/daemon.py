@@ -11,40 +11,26 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from pymongo import MongoClient
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
 
 from jobs import metrics
 from jobs.clock import Clock, SystemClock
-from jobs.cycle import CycleReport, DispatchConfig, Dispatcher, summary
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
+from jobs.errors import StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.health import Heartbeat
 from jobs.keys import Signatures
+from jobs.mongo.connection import Db
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
 from jobs.pacing import SlidingWindowPacer
-from jobs.store import Doc, OutboxStore
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
 
 
-def connect(settings: Settings) -> Database[Doc]:
-    """A pymongo database handle; BSON dates come back timezone-aware UTC."""
-    timeout_ms = int(settings.mongodb.timeout_seconds * 1000)
-    client: MongoClient[Doc] = MongoClient(
-        settings.mongodb.uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="sms-outbox",
-    )
-    return client[settings.mongodb.database]
-
-
 def build_dispatcher(
     settings: Settings,
-    db: Database[Doc],
+    db: Db,
     provider: SmsProvider | None = None,
     clock: Clock | None = None,
 ) -> Dispatcher:
@@ -74,7 +60,7 @@ def build_dispatcher(
             detail="any database writer can get messages sent; rely on database roles",
         )
     return Dispatcher(
-        OutboxStore(db, clock),
+        OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         metrics.MeteredProvider(provider, clock),
         metrics.MeteredPacer(SlidingWindowPacer(rate, clock), clock),
@@ -139,12 +125,12 @@ class Daemon:
         with self._cycle_lock:
             try:
                 report = self._cycle()
-            except ConnectionFailure as exc:
+            except StoreUnavailable as exc:
                 if not self._db_down:
-                    log.error("database.unavailable", error=type(exc).__name__, detail=str(exc))
+                    log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
                     metrics.database_unavailable("cycle")
                 self._db_down = True
-            except PyMongoError as exc:
+            except StoreError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.
@@ -181,16 +167,18 @@ class Daemon:
         return report
 
 
-def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> None:
-    """Run a daemon with the poll interval from settings, serving metrics if they are set."""
+def run_daemon(
+    dispatcher: Dispatcher, settings: Settings, *, until_idle: bool, db: Db | None = None
+) -> None:
+    """Run a daemon with the poll interval from settings; with `db`, serve metrics if set."""
     daemon = Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle)
     served = None
-    if settings.metrics.listen:
+    if settings.metrics.listen and db is not None:
         from scheduler import exporter
 
         served = exporter.start(
             settings.metrics.listen,
-            dispatcher.store.db,
+            db,
             dispatcher.clock,
             daemon.heartbeat,
             (settings.dispatch.poll_seconds, settings.dispatch.lease_seconds),

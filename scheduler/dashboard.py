@@ -15,13 +15,12 @@ from urllib.parse import parse_qs
 
 import structlog
 from pydantic import SecretStr
-from pymongo.database import Database
 
 from jobs import health
 from jobs.errors import ConfigError
 from jobs.health import AccountStatus
 from jobs.mongo import reports
-from jobs.mongo.reports import Doc
+from jobs.mongo.connection import Db
 from scheduler import watch
 from scheduler.settings import Settings
 from scheduler.web import Served, StartResponse, WsgiApp, respond
@@ -104,7 +103,7 @@ def _campaign_row(
 
 
 def render(
-    db: Database[Doc],
+    db: Db,
     now: datetime,
     account: AccountStatus,
     refresh_seconds: int,
@@ -225,7 +224,7 @@ def dashboard_app(
     return app
 
 
-def serve_dashboard(settings: Settings, db: Database[Doc], listen: str | None) -> int:
+def serve_dashboard(settings: Settings, db: Db, listen: str | None) -> int:
     """Serve the dashboard in the foreground until SIGINT or SIGTERM."""
     conf = settings.dashboard
     if conf.token is None or not conf.token.get_secret_value():

@@ -13,10 +13,10 @@ from pydantic import SecretStr
 
 from jobs import producer
 from jobs.clock import SystemClock
-from jobs.directory import Directory
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
-from jobs.simulator import FlowrouteSimulator
-from jobs.store import OutboxStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
 from scheduler import logs
 from scheduler.daemon import Daemon, build_dispatcher
 from scheduler.settings import (

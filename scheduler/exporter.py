@@ -11,14 +11,13 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
-from pymongo.database import Database
 
 from jobs import health, metrics
 from jobs.clock import Clock
-from jobs.errors import ConfigError
+from jobs.errors import ConfigError, StoreError
 from jobs.health import AccountStatus, Heartbeat
 from jobs.mongo import reports
-from jobs.mongo.reports import Doc
+from jobs.mongo.connection import Db
 from scheduler.web import Served, StartResponse, WsgiApp, respond
 
 log = structlog.get_logger("sms_outbox.metrics")
@@ -90,9 +89,7 @@ class OutboxCollector:
     added later appear without a change here (bounded by `reports.label`).
     """
 
-    def __init__(
-        self, db: Database[Doc], clock: Clock, account: AccountStatus, cache_seconds: float
-    ) -> None:
+    def __init__(self, db: Db, clock: Clock, account: AccountStatus, cache_seconds: float) -> None:
         self.db = db
         self.clock = clock
         self.account = account
@@ -119,7 +116,7 @@ class OutboxCollector:
         try:
             counts = reports.states_and_reasons(self.db)
             queue = reports.queue(self.db, self.clock.now())
-        except Exception as exc:  # any driver error: report the database as down
+        except StoreError as exc:
             log.warning("metrics.read_failed", error=type(exc).__name__)
             up.add_metric([], 0)
             return [up]
@@ -185,7 +182,7 @@ def health_app(
 
 def start(
     listen: str,
-    db: Database[Doc],
+    db: Db,
     clock: Clock,
     heartbeat: Heartbeat,
     timing: tuple[float, float],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -17,7 +17,7 @@ from pydantic_settings import (
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
-from jobs.quiet_hours import Window
+from jobs.rules.quiet_hours import Window
 from scheduler.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
@@ -44,6 +44,9 @@ class MongoSettings(BaseModel):
     uri_file: Path | None = None
     database: str = Field("sms_outbox", min_length=1)
     timeout_seconds: float = Field(5.0, gt=0)
+    # What keeps two workers from sending one claim twice on a server whose find-and-modify is
+    # not atomic: `auto` asks the server at start-up (see jobs/mongo/guard.py).
+    send_guard: Literal["auto", "tickets", "none"] = "auto"
 
     @model_validator(mode="after")
     def _files(self) -> MongoSettings:

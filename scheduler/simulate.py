@@ -10,10 +10,10 @@ import threading
 from collections.abc import Iterable
 from types import FrameType
 
-from jobs import phone
+from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.doubles.simulator_records import Answer, Refusal, parse_send
 from jobs.errors import InputError
-from jobs.simulator import FlowrouteSimulator
-from jobs.simulator_records import Answer, Refusal, parse_send
+from jobs.rules import phone
 
 
 class FaultySimulator(FlowrouteSimulator):

@@ -16,8 +16,8 @@ from rich.text import Text
 
 from jobs.clock import as_utc
 from jobs.mongo.reports import CampaignCounts
-from jobs.quiet_hours import Window
 from jobs.rules import progress
+from jobs.rules.quiet_hours import Window
 
 BUCKET_STYLES = {
     "sent": "cyan",

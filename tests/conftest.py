@@ -16,7 +16,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
+from tests.processes import reap
 from tests.servers.mongo_server import MongoServer, launch
 
 ACCESS_KEY = "test-access-key-7f3a"
@@ -66,6 +67,7 @@ class Cli:
     env: dict[str, str]
     cwd: Path
     argv0: list[str] = field(default_factory=list)
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         exe = shutil.which("sms-outbox")
@@ -82,7 +84,8 @@ class Cli:
         )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        """Start a command in the background; `stop_all` (the fixture's teardown) ends it."""
+        process = subprocess.Popen(
             [*self.argv0, *args],
             env=self.env,
             cwd=self.cwd,
@@ -90,6 +93,12 @@ class Cli:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        """Stop every process `popen` started that still runs (SIGTERM, then SIGKILL)."""
+        reap(self.started)
 
 
 def cli_env(
@@ -120,5 +129,7 @@ def cli(
     db: Database[dict[str, Any]],
     simulator: FlowrouteSimulator,
     tmp_path: Path,
-) -> Cli:
-    return Cli(cli_env(mongo_server.uri, db.name, simulator.url, tmp_path / "keys"), tmp_path)
+) -> Iterator[Cli]:
+    cli = Cli(cli_env(mongo_server.uri, db.name, simulator.url, tmp_path / "keys"), tmp_path)
+    yield cli
+    cli.stop_all()

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.database import Database
 
 from jobs.model import State
-from jobs.projection import OUTBOX, STATUS
-from jobs.status import parse_id
+from jobs.mongo.connection import Db, translating
+from jobs.mongo.projection import OUTBOX, STATUS
+from jobs.mongo.status import parse_id
 
 Doc = dict[str, Any]
 # States and reason codes become metric labels and table rows; anyone who can write to the
@@ -47,7 +46,8 @@ def _bounded(counts: Counter[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
     return dict(kept)
 
 
-def states_and_reasons(db: Database[Doc]) -> dict[tuple[str, str], int]:
+@translating
+def states_and_reasons(db: Db) -> dict[tuple[str, str], int]:
     """Every message and broadcast request counted by (state, reason code)."""
     pipeline: list[Doc] = [
         {"$group": {"_id": {"state": "$state", "reason": "$error.code"}, "n": {"$sum": 1}}}
@@ -67,7 +67,8 @@ class Queue:
     oldest_due: datetime | None
 
 
-def queue(db: Database[Doc], now: datetime) -> Queue:
+@translating
+def queue(db: Db, now: datetime) -> Queue:
     """The outbox's due messages (queued with `due_at` passed)."""
     query = {"state": State.QUEUED.value, "due_at": {"$lte": now}}
     depth = db[OUTBOX].count_documents(query)
@@ -100,7 +101,7 @@ class CampaignCounts:
         return sum(self.states.values())
 
 
-def _count_campaigns(db: Database[Doc], ids: list[str]) -> dict[str, CampaignCounts]:
+def _count_campaigns(db: Db, ids: list[str]) -> dict[str, CampaignCounts]:
     found = {cid: CampaignCounts(cid) for cid in ids}
     pipeline: list[Doc] = [
         {"$match": {"campaign": ids[0] if len(ids) == 1 else {"$in": ids}}},
@@ -126,7 +127,8 @@ def _count_campaigns(db: Database[Doc], ids: list[str]) -> dict[str, CampaignCou
     return found
 
 
-def campaign(db: Database[Doc], campaign_id: str, now: datetime) -> CampaignCounts:
+@translating
+def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
     """A campaign's counts, the due times of its waiting messages and its recent sends."""
     counts = _count_campaigns(db, [campaign_id])[campaign_id]
     counts.request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
@@ -152,7 +154,8 @@ def campaign(db: Database[Doc], campaign_id: str, now: datetime) -> CampaignCoun
     return counts
 
 
-def recent_campaigns(db: Database[Doc], limit: int = 20) -> list[CampaignCounts]:
+@translating
+def recent_campaigns(db: Db, limit: int = 20) -> list[CampaignCounts]:
     """The newest broadcast requests, each with its messages' counts."""
     requests = list(
         db[STATUS]
@@ -172,10 +175,11 @@ def recent_campaigns(db: Database[Doc], limit: int = 20) -> list[CampaignCounts]
     return [found[cid] for cid in ids]
 
 
-def recipients(db: Database[Doc], campaign_id: str) -> Iterator[Doc]:
+@translating
+def recipients(db: Db, campaign_id: str) -> list[Doc]:
     """One status document per message of the campaign, by number."""
     projection = {"to": 1, "state": 1, "error": 1, "created_at": 1, "sent_at": 1, "updated_at": 1}
-    yield from db[STATUS].find({"campaign": campaign_id}, projection).sort("to", ASCENDING)
+    return list(db[STATUS].find({"campaign": campaign_id}, projection).sort("to", ASCENDING))
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,8 @@ class SenderRate:
         return self.opted_out / self.attempted if self.attempted else 0.0
 
 
-def opt_out_rates(db: Database[Doc]) -> list[SenderRate]:
+@translating
+def opt_out_rates(db: Db) -> list[SenderRate]:
     """Per sending number: attempted messages and those refused because the person opted out."""
     pipeline: list[Doc] = [
         {"$match": {"kind": "message", "state": {"$in": list(ATTEMPTED)}}},

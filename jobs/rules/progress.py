@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jobs import quiet_hours
-from jobs.quiet_hours import Window
+from jobs.rules import quiet_hours
+from jobs.rules.quiet_hours import Window
 
 WAITING = frozenset({"queued", "sending"})
 BUCKETS: Mapping[str, frozenset[str]] = {

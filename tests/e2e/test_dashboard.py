@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.e2e.observe import free_port, get, stop, wait_for
 

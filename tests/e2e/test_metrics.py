@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.e2e.observe import free_port, get, metric, stop, wait_for
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.e2e.observe import stop
 from tests.e2e.terminal import run_in_terminal

@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
-from jobs.simulator import FlowrouteSimulator
 from tests.conftest import Cli, cli_env
 from tests.integration.helpers import Db, wait_for
 from tests.servers.mongo_server import MongoServer
@@ -23,13 +25,13 @@ SOURCE, FRIEND, STOPPED = "12065550100", "12065550101", "12065550102"
 def _uri(server: MongoServer) -> str:
     """The server's URI with a password in it, where the server accepts one."""
     if server.backend != "postgresql":
-        return server.uri  # SQLite-backed FerretDB and external servers: no password to test
+        return server.uri  # FerretDB 2 runs with --no-auth; SQLite and external: no password
     host = server.uri.split("://", 1)[1].split("/", 1)[0]
     return f"mongodb://postgres:{PASSWORD}@{host}/?authMechanism=PLAIN"
 
 
 def test_no_secret_appears_in_any_output_or_record(
-    mongo_server: MongoServer, db: Db, tmp_path: Path
+    mongo_server: MongoServer, db: Db, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     keys = tmp_path / "keys"
     outputs: list[str] = []
@@ -54,6 +56,7 @@ def test_no_secret_appears_in_any_output_or_record(
             SMS_OUTBOX_LOGGING__LEVEL="debug",
         )
         cli = Cli(env, tmp_path)
+        request.addfinalizer(cli.stop_all)
         assert run(cli, "senders", "grant", "alice", SOURCE).returncode == 0
         signing_key = KeyRing(keys).user_key("alice")
         assert signing_key

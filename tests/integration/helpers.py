@@ -10,10 +10,10 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs import signing
 from jobs.clock import SystemClock
 from jobs.keys import KeyRing
-from jobs.store import OutboxStore
+from jobs.mongo.store import OutboxStore
+from jobs.rules import signing
 
 SENDER, SOURCE = "ops", "12065550100"
 TERMINAL = {"sent", "delivered", "undelivered", "failed", "rejected", "unknown", "expired"}

@@ -8,9 +8,10 @@ from collections import Counter
 
 import pytest
 
-from jobs.simulator import FlowrouteSimulator
+from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
+from tests.processes import stop
 from tests.servers.mongo_server import MongoServer
 
 OUTAGE_SECONDS = 10
@@ -42,8 +43,7 @@ def test_sigkill_mid_batch_another_daemon_finishes_and_the_in_doubt_send_is_unkn
     try:
         wait_for(lambda: all_terminal(db, len(recipients)), 120, "every message to settle")
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.communicate(timeout=60)
+        stop(second, timeout=60)
 
     counts = states(db)
     assert counts == Counter({"sent": len(recipients) - 1, "unknown": 1})
@@ -83,8 +83,7 @@ def test_daemon_survives_a_database_outage_and_resumes(
     try:
         wait_for(lambda: all_terminal(db, len(recipients)), 120, "every message to settle")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        _, stderr = daemon.communicate(timeout=60)
+        _, stderr = stop(daemon, timeout=60)
 
     assert daemon.returncode == 0, stderr[-2000:]
     assert "database.unavailable" in stderr

@@ -3,5 +3,13 @@ uses (indexes, intake, claim, fenced writes, lease recovery, fan-out, status, op
 
 from __future__ import annotations
 
-from tests.unit.test_cycle import *  # noqa: F403
-from tests.unit.test_store import *  # noqa: F403
+from tests.cycle_suite import CycleSuite
+from tests.store_suite import StoreSuite
+
+
+class TestStoreOnServer(StoreSuite):
+    """Every store test (tests/store_suite.py), on the server's `db`."""
+
+
+class TestCycleOnServer(CycleSuite):
+    """Every send-cycle test (tests/cycle_suite.py), on the server's `db`."""

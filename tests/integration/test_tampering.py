@@ -5,10 +5,10 @@ On the real server only: mongomock does not fail an `$inc` on text the way serve
 
 from __future__ import annotations
 
-from jobs.cycle import Dispatcher
-from jobs.store import OutboxStore
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import RECIPIENT, RECIPIENT_2, FakeProvider
-from tests.unit.test_cycle import status, submit
+from tests.unit.helpers import status, submit
 
 
 def test_a_tampered_counter_does_not_block_the_queue(

@@ -9,44 +9,32 @@ import signal
 import socket
 import subprocess
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import quote
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from tests.servers.errors import ServerNotControlledError, ServerUnavailableError
-from tests.servers.postgres_cluster import (
-    DEBIAN_POSTGRES_BINS,
-    PostgresCluster,
-    find_bin_dir,
-)
+from tests.servers import ferretdb
+from tests.servers.errors import ServerNotControlledError, ServerUnavailableError, log_tail
+from tests.servers.ferretdb import Backend
+from tests.servers.postgres_cluster import PostgresCluster
 
-Kind = Literal["external", "mongod", "ferretdb"]
-Backend = Literal["", "sqlite", "postgresql"]
-
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-INSTALL_SCRIPT: Final = Path(__file__).with_name("install-ferretdb.sh")
-POSTGRES_INSTALL_SCRIPT: Final = Path(__file__).with_name("install-postgresql.sh")
-DEFAULT_FERRETDB: Final = REPO_ROOT / ".cache" / "ferretdb" / "bin" / "ferretdb"
-GO_FALLBACK: Final = Path("/usr/local/go/bin/go")
-BACKEND_ENV: Final = "SMS_OUTBOX_FERRETDB_BACKEND"
+Kind = Literal["external", "mongod", "ferretdb", "ferretdb2"]
 
 START_TIMEOUT: Final = 30.0
 EXTERNAL_PING_TIMEOUT: Final = 10.0
 STOP_TIMEOUT: Final = 30.0
-BUILD_TIMEOUT: Final = 900.0
 POLL_INTERVAL: Final = 0.02
-LOG_TAIL_LINES: Final = 40
 
 
 class MongoServer:
     """A server this suite started (mongod or FerretDB), or an external one given by MONGODB_URI.
 
-    `backend` names FerretDB's storage ("sqlite" or "postgresql"); it is "" for other kinds.
+    `kind` is "ferretdb2" for FerretDB 2.x and "ferretdb" for 1.x. `backend` names FerretDB's
+    storage: "documentdb" (PostgreSQL with DocumentDB, 2.x), or "postgresql" or "sqlite" (1.x);
+    it is "" for other kinds. `postgres` is the cluster under FerretDB, if any.
     """
 
     def __init__(
@@ -67,7 +55,7 @@ class MongoServer:
         self._argv = argv
         self._data_dir = data_dir
         self._log_path = log_path
-        self._postgres = postgres
+        self.postgres = postgres
         self._process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -96,8 +84,8 @@ class MongoServer:
         if self._process is not None and self._process.poll() is None:
             return
         try:
-            if self._postgres is not None:
-                self._postgres.start()
+            if self.postgres is not None:
+                self.postgres.start()
             with log_path.open("ab") as log:
                 self._process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -107,9 +95,12 @@ class MongoServer:
             _ping(self.uri, deadline)
         except ServerUnavailableError as exc:
             self.stop()
-            logs = [log_path] + ([self._postgres.log_path] if self._postgres else [])
-            tails = "\n".join(_log_tail(path) for path in logs if path.exists())
+            logs = [log_path] + ([self.postgres.log_path] if self.postgres else [])
+            tails = "\n".join(log_tail(path) for path in logs if path.exists())
             raise ServerUnavailableError(f"{exc}\n{tails}") from exc
+        except BaseException:
+            self.stop()
+            raise
 
     def close(self) -> None:
         """Stop the server and delete its throw-away data; leave an external one alone."""
@@ -118,8 +109,8 @@ class MongoServer:
         with contextlib.ExitStack() as cleanup:
             if self._data_dir is not None:
                 cleanup.callback(shutil.rmtree, self._data_dir, ignore_errors=True)
-            if self._postgres is not None:
-                cleanup.callback(self._postgres.close)
+            if self.postgres is not None:
+                cleanup.callback(self.postgres.close)
             self.stop()
 
     def _require_control(self, action: str) -> tuple[list[str], Path]:
@@ -134,9 +125,9 @@ class MongoServer:
 def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServer:
     """Return a running server: MONGODB_URI if set, else a fresh mongod, else a fresh FerretDB.
 
-    FerretDB stores its data in a fresh PostgreSQL cluster when PostgreSQL is installed, else in
-    SQLite; SMS_OUTBOX_FERRETDB_BACKEND=postgresql|sqlite chooses. Logs live in `workdir`;
-    `environ` defaults to the process environment.
+    FerretDB is 2.x on a fresh PostgreSQL 15 cluster with DocumentDB, installed by
+    install-documentdb.sh if need be; SMS_OUTBOX_FERRETDB_BACKEND=postgresql|sqlite chooses
+    FerretDB 1.x instead. Logs live in `workdir`; `environ` defaults to the process environment.
     """
     env = os.environ if environ is None else environ
     external_uri = env.get("MONGODB_URI")
@@ -158,121 +149,18 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
         argv = [mongod, "--dbpath", str(data_dir), "--bind_ip", "127.0.0.1", "--port", str(port)]
         server = MongoServer(uri, "mongod", port, argv, data_dir, workdir / "mongod.log")
     else:
-        ferretdb = _ferretdb_binary(workdir, env)
-        postgres_bin = _ferretdb_postgres_bin(workdir, env)
-        argv = [
-            str(ferretdb),
-            f"--listen-addr=127.0.0.1:{port}",
-            "--telemetry=disable",
-            # Without these FerretDB writes state.json to the working directory and listens on 8088.
-            "--state-dir=-",
-            "--debug-addr=-",
-        ]
-        backend: Backend = "sqlite" if postgres_bin is None else "postgresql"
-        postgres = None
-        if postgres_bin is None:
-            argv += ["--handler=sqlite", f"--sqlite-url=file:{quote(str(data_dir.resolve()))}/"]
-        else:
-            postgres = PostgresCluster(postgres_bin, workdir, postgres_port)
-            argv += ["--handler=postgresql", f"--postgresql-url={postgres.url}"]
+        chosen = ferretdb.plan(workdir, env, port, postgres_port)
+        kind: Kind = "ferretdb2" if chosen.version == 2 else "ferretdb"
+        log_path = workdir / "ferretdb.log"
         server = MongoServer(
-            uri, "ferretdb", port, argv, data_dir, workdir / "ferretdb.log", backend, postgres
+            uri, kind, port, chosen.argv, data_dir, log_path, chosen.backend, chosen.postgres
         )
     try:
         server.start()
-    except ServerUnavailableError:
+    except BaseException:
         server.close()
         raise
     return server
-
-
-def _ferretdb_postgres_bin(workdir: Path, env: Mapping[str, str]) -> Path | None:
-    """The PostgreSQL bin directory for FerretDB's postgresql backend, or None for SQLite.
-
-    Missing binaries are installed with install-postgresql.sh where it can (root, apt-get), so
-    the README's one test command is enough on a fresh machine.
-    """
-    choice = env.get(BACKEND_ENV, "")
-    if choice not in ("", "postgresql", "sqlite"):
-        raise ServerUnavailableError(f"{BACKEND_ENV}={choice} is neither postgresql nor sqlite")
-    if choice == "sqlite":
-        return None
-    bin_dir = find_bin_dir(env)
-    if bin_dir is None:
-        log_path = workdir / "install-postgresql.log"
-        with log_path.open("wb") as log:
-            subprocess.run(
-                ["bash", str(POSTGRES_INSTALL_SCRIPT)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-        bin_dir = find_bin_dir(env)
-    if bin_dir is None and choice == "postgresql":
-        raise ServerUnavailableError(
-            f"{BACKEND_ENV}=postgresql but there is no initdb and pg_ctl on PATH or in "
-            f"{DEBIAN_POSTGRES_BINS}/*/bin; install them with {POSTGRES_INSTALL_SCRIPT}"
-        )
-    if bin_dir is None:
-        warnings.warn(
-            "FerretDB is using its SQLite backend, which scans whole collections for every "
-            f"query: the multi-daemon tests take minutes. Install PostgreSQL with "
-            f"{POSTGRES_INSTALL_SCRIPT}, or set {BACKEND_ENV}=sqlite to choose SQLite.",
-            stacklevel=3,
-        )
-    return bin_dir
-
-
-def _ferretdb_binary(workdir: Path, env: Mapping[str, str]) -> Path:
-    """Find the FerretDB binary, building it with install-ferretdb.sh when only Go is available."""
-    configured = env.get("SMS_OUTBOX_FERRETDB")
-    if configured:
-        binary = Path(configured)
-        if not os.access(binary, os.X_OK):
-            raise ServerUnavailableError(
-                f"SMS_OUTBOX_FERRETDB={configured} is not an executable file"
-            )
-        return binary
-    if os.access(DEFAULT_FERRETDB, os.X_OK):
-        return DEFAULT_FERRETDB
-
-    go = shutil.which("go", path=env.get("PATH")) or (
-        str(GO_FALLBACK) if os.access(GO_FALLBACK, os.X_OK) else None
-    )
-    if go is None:
-        raise ServerUnavailableError(
-            "no MongoDB-compatible server: MONGODB_URI is unset, mongod is not on PATH, "
-            f"there is no FerretDB at {DEFAULT_FERRETDB} (SMS_OUTBOX_FERRETDB is unset), and "
-            f"there is no Go toolchain to build one with {INSTALL_SCRIPT}"
-        )
-
-    log_path = workdir / "install-ferretdb.log"
-    child_env = dict(env)
-    child_env["PATH"] = f"{Path(go).parent}{os.pathsep}{env.get('PATH', '')}"
-    with log_path.open("wb") as log:
-        try:
-            result = subprocess.run(
-                ["bash", str(INSTALL_SCRIPT), str(DEFAULT_FERRETDB.parent.parent)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=child_env,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ServerUnavailableError(
-                f"building FerretDB with {INSTALL_SCRIPT} took over {BUILD_TIMEOUT:.0f}s\n"
-                f"{_log_tail(log_path)}"
-            ) from None
-    if result.returncode != 0 or not os.access(DEFAULT_FERRETDB, os.X_OK):
-        raise ServerUnavailableError(
-            f"building FerretDB with {INSTALL_SCRIPT} failed (exit {result.returncode})\n"
-            f"{_log_tail(log_path)}"
-        )
-    return DEFAULT_FERRETDB
 
 
 def _free_ports(count: int) -> list[int]:
@@ -320,12 +208,3 @@ def _ping(uri: str, deadline: float) -> None:
         ) from exc
     finally:
         client.close()
-
-
-def _log_tail(path: Path) -> str:
-    """The last lines of a log file, labelled with its path, for error messages."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    except OSError as exc:
-        return f"(log {path} unreadable: {exc})"
-    return f"last {len(lines)} lines of {path}:\n" + "\n".join(lines)

@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL cluster for FerretDB's postgresql backend."""
+"""A throw-away PostgreSQL cluster holding FerretDB's data: DocumentDB, or FerretDB 1.x's tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -20,14 +20,28 @@ STOP_TIMEOUT: Final = 30.0
 
 
 class PostgresCluster:
-    """A throw-away PostgreSQL cluster holding the data of FerretDB's postgresql backend."""
+    """A throw-away PostgreSQL cluster holding FerretDB's data.
 
-    def __init__(self, bin_dir: Path, workdir: Path, port: int) -> None:
+    `settings` go into postgresql.conf when the cluster is created (values as PostgreSQL reads
+    them, strings quoted); `setup_sql` runs once, the first time the cluster has started.
+    """
+
+    def __init__(
+        self,
+        bin_dir: Path,
+        workdir: Path,
+        port: int,
+        settings: Mapping[str, str] | None = None,
+        setup_sql: Sequence[str] = (),
+    ) -> None:
         self.url = f"postgres://{POSTGRES_USER}@127.0.0.1:{port}/postgres"
         self.log_path = workdir / "postgresql.log"
         self._bin_dir = bin_dir
         self._workdir = workdir
         self._port = port
+        self._settings = dict(settings or {})
+        self._setup_sql = list(setup_sql)
+        self._set_up = False
         self._root: Path | None = None
         self._running = False
         # PostgreSQL refuses to run as root; as root, run it as the user the package created.
@@ -41,6 +55,8 @@ class PostgresCluster:
         if not (data / "PG_VERSION").exists():
             initdb = ["-D", str(data), "-A", "trust", "-U", POSTGRES_USER, "-E", "UTF8"]
             self._run("initdb", *initdb, "--locale=C", "--no-sync")
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.writelines(f"{name} = {value}\n" for name, value in self._settings.items())
         # Unix sockets off (-k ''): FerretDB uses TCP, and a deep workdir overflows sun_path.
         options = (
             f"-p {self._port} -k '' -c listen_addresses=127.0.0.1 "
@@ -49,6 +65,34 @@ class PostgresCluster:
         timeout = str(int(START_TIMEOUT))
         self._run("pg_ctl", "-D", str(data), "-o", options, "-w", "-t", timeout, "start")
         self._running = True
+        if not self._set_up:
+            for sql in self._setup_sql:
+                self.psql(sql)
+            self._set_up = True
+
+    def psql(self, sql: str) -> str:
+        """Run SQL in the `postgres` database and return psql's unaligned, tuples-only output."""
+        args = ["-h", "127.0.0.1", "-p", str(self._port), "-U", POSTGRES_USER, "-d", "postgres"]
+        argv = [str(self._bin_dir / "psql"), *args, "-X", "-qAt", "-v", "ON_ERROR_STOP=1"]
+        try:
+            result = subprocess.run(
+                [*argv, "-c", sql],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"},
+                timeout=START_TIMEOUT + 10,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ServerUnavailableError(f"psql {sql!r} did not finish in time") from None
+        except OSError as exc:
+            raise ServerUnavailableError(f"cannot run {argv[0]}: {exc}") from exc
+        if result.returncode != 0:
+            raise ServerUnavailableError(
+                f"psql {sql!r} failed with exit code {result.returncode}: {result.stderr.strip()}"
+            )
+        return result.stdout
 
     def close(self) -> None:
         """Stop the server (fast shutdown) and delete the cluster."""

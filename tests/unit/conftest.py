@@ -6,7 +6,7 @@ import mongomock
 import pytest
 from pymongo.database import Database
 
-from jobs.store import Doc
+from jobs.mongo.store import Doc
 from tests.unit.fixtures import (  # noqa: F401 (fixtures)
     clock,
     directory,

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
-from jobs.store import Doc, OutboxStore
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
-from jobs.store import OutboxStore
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import LEASE, RECIPIENT, RECIPIENT_2, FakeProvider
-from tests.unit.test_cycle import outbox, status, submit
+from tests.unit.helpers import outbox, status, submit
 
 
 def test_a_crash_while_sending_one_message_does_not_hold_up_the_others(

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from pymongo.database import Database
 
 from jobs import health
-from jobs.store import Doc
+from jobs.mongo.store import Doc
 from scheduler.dashboard import dashboard_app, mask, render
 
 TOKEN = "s3cret-token"

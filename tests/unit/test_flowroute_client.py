@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from pydantic import SecretStr
 
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import (
     OptedOutError,
     PermanentError,
@@ -20,7 +21,6 @@ from jobs.errors import (
     UnknownOutcomeError,
 )
 from jobs.flowroute import FlowrouteClient
-from jobs.simulator import FlowrouteSimulator
 
 ACCESS = "ak-7f3c9e21d4"
 SECRET = "sk-b81a55e0c6f2"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.intake import admit
 from jobs.model import Reason
+from jobs.rules.intake import admit
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 VALID: dict[str, Any] = {"user": "alice", "to": "(312) 555-0199", "body": "hello"}

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from jobs import intake, signing
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.keys import KeyRing, Signatures
 from jobs.model import Reason, State
-from jobs.store import Doc, OutboxStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake, signing
 from tests.unit.fakes import (
     OTHER_SENDER,
     RECIPIENT,
@@ -419,6 +419,7 @@ def test_cycle_never_raises_and_every_document_ends_in_a_state(
     with keys_dir(signed) as folder:
         dispatcher = fresh_dispatcher(folder)
         store = dispatcher.store
+        assert isinstance(store, OutboxStore)
         ids = []
         for generated, signs in docs:
             doc = dict(generated)

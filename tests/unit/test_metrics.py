@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from pymongo.database import Database
 
-from jobs import health, intake, metrics
-from jobs.clock import ManualClock
+from jobs import health, metrics
+from jobs.doubles.clock import ManualClock
 from jobs.errors import (
     OptedOutError,
     PermanentError,
@@ -19,7 +19,8 @@ from jobs.errors import (
 )
 from jobs.metrics import MeteredPacer, MeteredProvider
 from jobs.mongo import reports
-from jobs.store import Doc, OutboxStore
+from jobs.mongo.store import Doc, OutboxStore
+from jobs.rules import intake
 from scheduler.exporter import OutboxCollector, PrometheusSink
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
 

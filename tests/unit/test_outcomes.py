@@ -18,7 +18,7 @@ from jobs.errors import (
     UnknownOutcomeError,
 )
 from jobs.model import Problem, Reason, State
-from jobs.outcomes import BACKOFF_BASE, BACKOFF_CAP, after_error, after_lease_expired, backoff
+from jobs.rules.outcomes import BACKOFF_BASE, BACKOFF_CAP, after_error, after_lease_expired, backoff
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 MAX = 5

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.clock import ManualClock
+from jobs.doubles.clock import ManualClock
 from jobs.pacing import MARGIN_SECONDS, WINDOW_SECONDS, SlidingWindowPacer
 
 WINDOW = WINDOW_SECONDS + MARGIN_SECONDS

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from jobs import phone
 from jobs.errors import InputError
+from jobs.rules import phone
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from jobs.model import Reason
-from jobs.policy import Decision, choose_source, decide, recipient_problem
+from jobs.rules.policy import Decision, choose_source, decide, recipient_problem
 
 SENDER = "12065550100"
 OTHER = "12065550101"

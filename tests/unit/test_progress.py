@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobs.quiet_hours import Window
 from jobs.rules.progress import delivery_rate, eta, progress
+from jobs.rules.quiet_hours import Window
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)  # 10:00 in New York, 07:00 in Seattle
 SEATTLE, NEW_YORK = "12065550101", "12125550101"

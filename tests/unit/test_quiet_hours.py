@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 from phonenumbers import timezone as phone_timezone
 
-from jobs.quiet_hours import STRICTEST_US_ZONES, Window, next_allowed, zones_for
+from jobs.rules.quiet_hours import STRICTEST_US_ZONES, Window, next_allowed, zones_for
 
 NEW_YORK = "12125550100"
 LOS_ANGELES = "14155550100"

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
-from jobs.directory import Directory
-from jobs.quiet_hours import Window
-from jobs.store import OutboxStore
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
+from jobs.rules.quiet_hours import Window
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
-from tests.unit.test_cycle import outbox, status
+from tests.unit.helpers import outbox, status
 
 NEW_YORK = "12125550142"
 # 06:00 in New York (EST, UTC-5) on a Monday in January; 05:00 in Chicago.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.roles import DAEMON, OPERATOR, PRODUCER, definitions
+from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, definitions
 
 
 def actions(role: str) -> dict[str, set[str]]:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs.segments import ASCII, UCS2, Measure, measure, normalize_text
+from jobs.rules.segments import ASCII, UCS2, Measure, measure, normalize_text
 
 # Typographic characters that look like ASCII, mixed with genuine non-ASCII text.
 TYPOGRAPHIC = "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00a0\u200b\u00ad\u2022\u3000"

@@ -43,6 +43,16 @@ def test_defaults_apply_without_a_file() -> None:
     assert settings.flowroute.base_url == "https://api.flowroute.com"
 
 
+def test_the_send_guard_is_chosen_by_the_server_unless_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(None, {}).mongodb.send_guard == "auto"
+    path = config(tmp_path, '[mongodb]\nsend_guard = "none"\n')
+    assert load_settings(path, {}).mongodb.send_guard == "none"
+    monkeypatch.setenv("SMS_OUTBOX_MONGODB__SEND_GUARD", "tickets")
+    assert load_settings(path, {}).mongodb.send_guard == "tickets"
+
+
 def test_values_come_from_the_file(tmp_path: Path) -> None:
     path = config(
         tmp_path,
@@ -129,6 +139,7 @@ def test_unreadable_secret_file_names_the_setting(tmp_path: Path) -> None:
         ("[flowroute]\ntimeout_seconds = 0\n", "flowroute.timeout_seconds"),
         ('[logging]\nlevel = "loud"\n', "logging.level"),
         ('[mongodb]\ndatabase = ""\n', "mongodb.database"),
+        ('[mongodb]\nsend_guard = "maybe"\n', "mongodb.send_guard"),
     ],
 )
 def test_invalid_value_is_one_line_naming_the_setting(tmp_path: Path, text: str, name: str) -> None:

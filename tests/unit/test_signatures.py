@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from jobs import producer, signing
-from jobs.clock import ManualClock
-from jobs.cycle import DispatchConfig, Dispatcher
-from jobs.directory import Directory
+from jobs import producer
+from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.doubles.clock import ManualClock
 from jobs.keys import KeyRing, Signatures
 from jobs.model import Reason
-from jobs.store import OutboxStore
+from jobs.mongo.directory import Directory
+from jobs.mongo.store import OutboxStore
+from jobs.rules import signing
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,

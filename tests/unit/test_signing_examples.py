@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jobs import signing
+from jobs.rules import signing
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "9f" * 32

@@ -7,9 +7,9 @@ import random
 import pytest
 from pydantic import SecretStr
 
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError, RetryableError, UnknownOutcomeError
 from jobs.flowroute import FlowrouteClient
-from jobs.simulator import FlowrouteSimulator
 from scheduler.simulate import FaultySimulator
 
 KEYS = ("sim-a", "sim-b")

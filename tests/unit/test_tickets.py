@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.clock import ManualClock
-from jobs.cycle import Dispatcher
-from jobs.store import OutboxStore
+from jobs.dispatch.dispatcher import Dispatcher
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.store import OutboxStore
 from tests.unit.fakes import LEASE, FakeProvider
-from tests.unit.test_cycle import status, submit
+from tests.unit.helpers import status, submit
 
 
 def test_a_second_ticket_for_the_same_claim_is_refused(
@@ -22,8 +22,8 @@ def test_a_second_ticket_for_the_same_claim_is_refused(
     dispatcher.admit()
     [doc] = store.claim(1, LEASE)
 
-    assert store.tickets.take(doc) is not None
-    assert store.tickets.take({**doc, "claim_token": "another worker"}) is None
+    assert store.guard.take(doc) is not None
+    assert store.guard.take({**doc, "claim_token": "another worker"}) is None
 
 
 def test_a_stale_claim_written_over_a_send_in_flight_does_not_send_twice(
@@ -38,14 +38,14 @@ def test_a_stale_claim_written_over_a_send_in_flight_does_not_send_twice(
         # over this worker's in-flight mark: the same revision, a different token.
         current = store.outbox.find_one({"_id": doc_id})
         assert current is not None
-        racer.update(current, claim_token="racer", in_flight=False, rev=current["rev"] - 1)
+        racer.update(current, claim_token="racer", in_flight=False, rev=current["rev"])
         store.outbox.replace_one({"_id": doc_id}, racer)
         provider.on_send = None
 
     provider.on_send = stale_claim_lands
     dispatcher.run_once()
 
-    assert store.tickets.take(racer) is None, "the racer must not get a ticket for this claim"
+    assert store.guard.take(racer) is None, "the racer must not get a ticket for this claim"
     clock.advance(LEASE.total_seconds() + 1)
     dispatcher.run_once()
 
@@ -60,7 +60,7 @@ def test_recovery_reads_an_unanswered_ticket_as_in_doubt(
     doc_id = submit(store)
     dispatcher.admit()
     [doc] = store.claim(1, LEASE)
-    store.tickets.take(doc)  # the worker took its ticket and died before marking the send
+    store.guard.take(doc)  # the worker took its ticket and died before marking the send
 
     clock.advance(LEASE.total_seconds() + 1)
     dispatcher.run_once()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,44 +13,45 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.intake import Admission
+from jobs.dispatch.ports import SendGuard
 from jobs.model import Problem, Reason, State
-from jobs.projection import OUTBOX, STATUS, StatusProjection
-from jobs.tickets import SendTickets
+from jobs.mongo import guard
+from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
+from jobs.mongo.connection import adapter
+from jobs.mongo.guard import GuardSetting
+from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
+from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
-TYPE_MISMATCH = 14  # $inc on a field that is not a number
 
-
-def claim_filter(now: datetime) -> Doc:
-    """Due messages. A lone equality on `state` first: servers that push down only equalities
-    (FerretDB 1.x) then hand back queued messages alone, not every message ever sent."""
-    return {"state": State.QUEUED.value, "due_at": {"$lte": now}}
-
-
-def claim_sort() -> list[tuple[str, int]]:
-    """Highest priority first, then the longest due; the `claim` index serves both."""
-    return [("priority", DESCENDING), ("due_at", ASCENDING)]
-
-
+@adapter
 class OutboxStore:
     """Reads and writes `outbox` and its projection `message_status`.
 
-    The outbox document is the truth; every change bumps its `rev` and is copied to
-    `message_status` by a write guarded on `rev`, so a late copy never overwrites a newer one.
-    Changes made after a claim are fenced on the claim token: a worker whose lease expired
-    cannot overwrite what another worker recorded.
+    The outbox document is the truth; every public change (one to a field `message_status`
+    holds) bumps its `rev` and is copied to `message_status` by a write guarded on `rev`, so a
+    late copy never overwrites a newer one. Private bookkeeping (the lease, the in-flight mark)
+    changes neither. Changes made after a claim are fenced on the claim token: a worker whose
+    lease expired cannot overwrite what another worker recorded.
     """
 
-    def __init__(self, db: Database[Doc], clock: Clock) -> None:
+    def __init__(self, db: Database[Doc], clock: Clock, send_guard: GuardSetting = "tickets"):
         self.db = db
         self.clock = clock
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
         self.projection = StatusProjection(self.outbox, self.status, clock)
-        self.tickets = SendTickets(db, clock)
+        self.send_guard = send_guard
+        self._guard: SendGuard | None = None
+
+    @property
+    def guard(self) -> SendGuard:
+        """The send guard (see jobs/mongo/guard.py), chosen on first use; `auto` asks the server."""
+        if self._guard is None:
+            self._guard = guard.build(self.db, self.clock, self.send_guard)
+        return self._guard
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -68,7 +68,7 @@ class OutboxStore:
         except DuplicateKeyError:
             log.warning("index.key_duplicates", collection=OUTBOX)
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
-        self.tickets.ensure_indexes()
+        self.guard.ensure_indexes()
 
     # Intake
 
@@ -113,11 +113,13 @@ class OutboxStore:
         for _ in range(limit):
             now = self.clock.now()
             try:
-                doc = self._claim_one(now, lease)
+                doc = claim_one(self.outbox, now, lease)
             except OperationFailure as exc:
                 if exc.code != TYPE_MISMATCH:
                     raise
-                self._quarantine(now)
+                rejected = quarantine(self.outbox, self.status, now)
+                if rejected is not None:
+                    self.project(rejected)
                 continue
             if doc is None:
                 break
@@ -125,55 +127,18 @@ class OutboxStore:
             claimed.append(doc)
         return claimed
 
-    def _claim_one(self, now: datetime, lease: timedelta) -> Doc | None:
-        return self.outbox.find_one_and_update(
-            claim_filter(now),
-            {
-                "$set": {
-                    "state": State.SENDING.value,
-                    "claim_token": uuid.uuid4().hex,
-                    "lease_until": now + lease,
-                    "in_flight": False,
-                    "updated_at": now,
-                    "synced": False,
-                },
-                "$inc": {"attempts": 1, "rev": 1},
-            },
-            sort=claim_sort(),
-            return_document=ReturnDocument.AFTER,
-        )
-
-    def _quarantine(self, now: datetime) -> None:
-        """The next due document has counters someone overwrote with something that is not a
-        number, so claiming it fails: reject it, or it would block the queue for good."""
-        bad = self.outbox.find_one(claim_filter(now), sort=claim_sort())
-        if bad is None:
-            return
-        status = self.status.find_one({"_id": bad["_id"]}, {"rev": 1}) or {}
-        last = status.get("rev")
-        rev = last if isinstance(last, int) else 0
-        detail = "the daemon's counters in this document were overwritten"
-        fields = {"state": State.REJECTED.value, "attempts": 0, "rev": rev + 1, "updated_at": now}
-        fields["error"] = Problem(Reason.INVALID_DOCUMENT, detail).as_error()
-        new = self.outbox.find_one_and_update(
-            {"_id": bad["_id"], "state": State.QUEUED.value},
-            {"$set": {**fields, "synced": False}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if new is not None:
-            log.warning("claim.quarantined", message_id=str(bad["_id"]))
-            self.project(new)
-
-    def _fenced(self, doc: Mapping[str, Any], update: Doc) -> Doc | None:
-        """Apply `update` only while `doc` still holds its claim; project and return the result."""
-        update.setdefault("$set", {}).update(updated_at=self.clock.now(), synced=False)
-        update.setdefault("$inc", {})["rev"] = 1
+    def _fenced(self, doc: Mapping[str, Any], update: Doc, *, public: bool = True) -> Doc | None:
+        """Apply `update` only while `doc` still holds its claim and return the result; a public
+        change bumps `rev` and is projected."""
+        if public:
+            update.setdefault("$set", {}).update(updated_at=self.clock.now(), synced=False)
+            update.setdefault("$inc", {})["rev"] = 1
         new = self.outbox.find_one_and_update(
             {"_id": doc["_id"], "state": State.SENDING.value, "claim_token": doc["claim_token"]},
             update,
             return_document=ReturnDocument.AFTER,
         )
-        if new is not None:
+        if new is not None and public:
             self.project(new)
         return new
 
@@ -185,9 +150,10 @@ class OutboxStore:
         in_flight: bool = False,
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
-        """Extend the lease; `in_flight` marks that the request to Flowroute is about to go out."""
+        """Extend the lease; `in_flight` marks that the request to Flowroute is about to go out.
+        Neither is public: only `extra` fields that the status holds make a new revision."""
         fields = {"lease_until": self.clock.now() + lease, "in_flight": in_flight, **(extra or {})}
-        return self._fenced(doc, {"$set": fields})
+        return self._fenced(doc, {"$set": fields}, public=is_public(extra or {}))
 
     def finish(
         self,
@@ -294,6 +260,11 @@ class OutboxStore:
         """Copy several documents to `message_status`."""
         self.projection.project(docs)
 
+    def mark_synced(self) -> int:
+        """Mark synced the copies written since the last call, in one command (see
+        StatusProjection); returns how many documents it marked."""
+        return self.projection.mark_synced()
+
     def resync(self, limit: int) -> int:
         """Finish the status copies that crashed workers left unwritten."""
         return self.projection.resync(limit)
@@ -302,8 +273,12 @@ class OutboxStore:
         """The outbox document with this id."""
         return self.outbox.find_one({"_id": doc_id})
 
+    def projected(self, doc_id: Any) -> Doc | None:
+        """The public status copy of the document with this id."""
+        return self.status.find_one({"_id": doc_id})
+
     def insert(self, doc: Doc) -> Any:
-        """Insert a producer's document; raises DuplicateKeyError when its key is taken."""
+        """Insert a producer's document; raises DuplicateKey when its key is taken."""
         return self.outbox.insert_one(doc).inserted_id
 
     def find_by_key(self, key: str) -> Doc | None:
@@ -311,4 +286,4 @@ class OutboxStore:
         return self.outbox.find_one({"key": key})
 
 
-__all__ = ["OUTBOX", "STATUS", "DuplicateKeyError", "OutboxStore"]
+__all__ = ["OUTBOX", "STATUS", "OutboxStore"]

@@ -9,7 +9,8 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo.database import Database
 
-from jobs.store import STATUS, Doc
+from jobs.mongo.connection import translating
+from jobs.mongo.store import STATUS, Doc
 
 
 def parse_id(text: str) -> Any:
@@ -20,11 +21,13 @@ def parse_id(text: str) -> Any:
         return text
 
 
+@translating
 def get(db: Database[Doc], message_id: str) -> Doc | None:
     """The status document of one message (or broadcast request)."""
     return db[STATUS].find_one({"_id": parse_id(message_id)}, {"rev": 0})
 
 
+@translating
 def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
     """A campaign's messages counted by state and by reason code."""
     states: Counter[str] = Counter()

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from jobs.simulator_records import (
+from jobs.doubles.simulator_records import (
     DEFAULT_PAGE_LIMIT,
     JSON_API,
     MESSAGES_PATH,

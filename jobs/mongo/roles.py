@@ -6,9 +6,10 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.directory import AUTHORIZED, USERS
-from jobs.store import OUTBOX, STATUS
-from jobs.tickets import TICKETS
+from jobs.mongo.connection import translating
+from jobs.mongo.directory import AUTHORIZED, USERS
+from jobs.mongo.store import OUTBOX, STATUS
+from jobs.mongo.tickets import TICKETS
 
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"
@@ -36,13 +37,14 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
-            on(TICKETS, "find", "insert", "update", "createIndex"),
+            on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],
     }
 
 
+@translating
 def apply(db: Database[dict[str, Any]]) -> list[str]:
     """Create or update the roles in `db`; safe to run again. Needs a user-admin connection."""
     done = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobs.segments import ASCII, measure
+from jobs.rules.segments import ASCII, measure
 
 MESSAGES_PATH = "/v2.1/messages"
 JSON_API = "application/vnd.api+json"

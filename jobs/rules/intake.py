@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jobs import phone, segments
 from jobs.clock import as_utc
 from jobs.errors import InputError
 from jobs.model import BROADCAST_AUDIENCE, DEFAULT_MAX_SEGMENTS, MAX_BODY_CHARS, Problem, Reason
+from jobs.rules import phone, segments
 
 MAX_NAME_CHARS = 200
 PRIORITY_RANGE = range(-100, 101)

@@ -13,9 +13,10 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from jobs import phone
 from jobs.errors import InputError
-from jobs.intake import check_name
+from jobs.mongo.connection import adapter, translated
+from jobs.rules import phone
+from jobs.rules.intake import check_name
 
 Doc = dict[str, Any]
 
@@ -36,6 +37,7 @@ class ImportReport:
     refused: list[tuple[int, str]]
 
 
+@adapter
 class Directory:
     """Reads and writes `authorized` and `users`, in the original article's shape."""
 
@@ -124,7 +126,8 @@ class Directory:
 
     def recipients(self) -> Iterator[Doc]:
         """Every recipient, by number."""
-        return self.users.find({}, {"_id": 0}).sort("phone", ASCENDING)
+        with translated():
+            yield from self.users.find({}, {"_id": 0}).sort("phone", ASCENDING)
 
     def recipient(self, number: str) -> Doc | None:
         """The recipient record for a normalised number, whichever way it was stored."""

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-from jobs import intake, phone, policy, segments
+import structlog
+
 from jobs.clock import Clock
-from jobs.directory import Directory
+from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.ports import Directory, Doc, Outbox
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
-from jobs.store import Doc, OutboxStore
+from jobs.rules import phone, segments, vetting
 
-if TYPE_CHECKING:
-    from jobs.cycle import DispatchConfig
+log = structlog.get_logger("sms_outbox.fanout")
 
 CHUNK = 500
 
@@ -55,31 +55,21 @@ def _child(
 
 
 def expand(
-    store: OutboxStore,
+    store: Outbox,
     directory: Directory,
     clock: Clock,
     config: DispatchConfig,
     doc: Doc,
-    log: Any,
     stopping: Callable[[], bool],
     signatures: Signatures | None = None,
 ) -> str:
     """Insert the broadcast's messages in chunks, saving progress with each; returns the state."""
-    admission = intake.admit(doc, clock.now(), config.max_segments)
-    problem = admission.problem
-    if problem is None and signatures is not None:
-        problem = signatures.check(doc)
-    source: str | None = None
-    if problem is None:
-        fields = admission.fields
-        decision = policy.choose_source(
-            fields["user"], fields.get("from"), directory.sources_for(fields["user"])
-        )
-        problem, source = decision.problem, decision.source
-    if problem is not None or source is None:
-        assert problem is not None
-        store.finish(doc, State.REJECTED, problem=problem)
-        log.info("broadcast.rejected", reason=problem.code, detail=problem.detail)
+    vetted = vetting.vet(doc, clock.now(), directory, signatures, max_segments=config.max_segments)
+    source = vetted.source
+    if vetted.problem is not None or source is None:
+        assert vetted.problem is not None
+        store.finish(doc, State.REJECTED, problem=vetted.problem)
+        log.info("broadcast.rejected", reason=vetted.problem.code, detail=vetted.problem.detail)
         return State.REJECTED.value
     campaign = str(doc["_id"])
     size = segments.measure(segments.normalize_text(doc["body"]))

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
-from jobs.phone import is_normalized
+from jobs.rules.phone import is_normalized
 
 STRICTEST_US_ZONES: tuple[str, ...] = (
     "America/New_York",

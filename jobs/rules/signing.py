@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from jobs import phone
 from jobs.clock import as_utc
 from jobs.errors import InputError
 from jobs.model import Problem, Reason
+from jobs.rules import phone
 
 VERSION = "sms-outbox-v1"
 SIGNED_FIELDS = ("user", "to", "from", "body", "key", "send_at", "priority", "audience", "campaign")

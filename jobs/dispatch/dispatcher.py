@@ -1,0 +1,279 @@
+"""The send cycle: recover, admit, claim a batch, and take each message through its steps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from jobs import metrics
+from jobs.clock import Clock
+from jobs.dispatch import fanout, recovery
+from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.grants import CycleDirectory
+from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome
+from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
+from jobs.flowroute import SmsProvider
+from jobs.keys import Signatures
+from jobs.model import Problem, Reason, State
+from jobs.pacing import Pacer
+from jobs.rules import intake, outcomes, quiet_hours, segments, vetting
+
+log = structlog.get_logger("sms_outbox.cycle")
+T = TypeVar("T")
+
+__all__ = ["CycleReport", "DispatchConfig", "Dispatcher", "summary"]
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; `idle` means nothing was due."""
+
+    admitted: int = 0
+    recovered: int = 0
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def idle(self) -> bool:
+        return self.claimed == 0 and self.admitted == 0 and self.recovered == 0
+
+    def count(self, state: str) -> None:
+        self.outcomes[state] = self.outcomes.get(state, 0) + 1
+
+
+class Dispatcher:
+    """Runs cycles; `stop()` makes the running cycle release what it has not started sending."""
+
+    def __init__(
+        self,
+        store: Outbox,
+        directory: Directory,
+        provider: SmsProvider,
+        pacer: Pacer,
+        clock: Clock,
+        config: DispatchConfig,
+        signatures: Signatures | None = None,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.provider = provider
+        self.pacer = pacer
+        self.clock = clock
+        self.config = config
+        self.signatures = signatures
+        self._stopping = threading.Event()
+        # Claimed but unsent when the database went away; handed back once it is reachable.
+        self._orphans: list[Doc] = []
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run_once(self) -> CycleReport:
+        """One cycle. Database outages propagate; every per-message problem becomes a state."""
+        report = CycleReport()
+        if self.stopping:
+            return report
+        self._cycle(report, CycleDirectory(self.directory))
+        # The status copies of the whole cycle are marked synced in one write.
+        self.store.mark_synced()
+        return report
+
+    def _cycle(self, report: CycleReport, directory: Directory) -> None:
+        self._release_orphans()
+        report.recovered = self.recover()
+        self.store.resync(limit=100)
+        report.admitted = self.admit()
+        batch = self.store.claim(self.config.batch_size, self.config.lease)
+        report.claimed = len(batch)
+        if batch:
+            log.info("claim.batch", size=len(batch))
+        for index, doc in enumerate(batch):
+            if self.stopping:
+                self._release(batch[index:])
+                break
+            with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
+                try:
+                    state = self._handle(doc, directory)
+                except StoreUnavailable:
+                    # Nothing from here on was sent: hand it back as soon as the database
+                    # returns, rather than leaving it to wait out its lease.
+                    self._orphans = batch[index:]
+                    raise
+                except Exception:
+                    # A bug met by one message must not hold up the others. This one keeps its
+                    # claim and is settled by lease recovery: unknown if its request may have
+                    # gone out, queued again (its attempt counted) if not.
+                    log.exception("message.crashed")
+                    state = "crashed"
+            report.count(state)
+
+    def recover(self) -> int:
+        """Settle documents whose worker died holding them."""
+        return recovery.recover(self.store, self.clock, self.config)
+
+    def admit(self) -> int:
+        """Validate new producer documents: each is queued or rejected with a reason."""
+        docs = self.store.new_documents(limit=self.config.batch_size * 10)
+        for doc in docs:
+            admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
+            if self.store.admit(doc["_id"], admission) is not None and admission.problem:
+                log.info(
+                    "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
+                )
+        return len(docs)
+
+    def _handle(self, doc: Doc, directory: Directory) -> str:
+        # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
+        # who can write could turn a signed message into a broadcast by relabelling it.
+        if "audience" in doc:
+            return fanout.expand(
+                self.store, directory, self.clock, self.config, doc, self._stopping.is_set,
+                self.signatures,
+            )  # fmt: skip
+        return self._deliver(doc, directory)
+
+    def _deliver(self, doc: Doc, directory: Directory) -> str:
+        """A message's path: vet, defer, pace, mark in flight, send, record."""
+        vetted = vetting.vet(
+            doc, self.clock.now(), directory, self.signatures,
+            max_segments=self.config.max_segments, max_attempts=self.config.max_attempts,
+        )  # fmt: skip
+        if vetted.problem is not None or vetted.source is None:
+            assert vetted.problem is not None
+            return self._reject(doc, vetted.problem, vetted.state)
+        if self._defer(doc, vetted.to):
+            return State.QUEUED.value
+        self.pacer.acquire()
+        if self.stopping:
+            self._release([doc])
+            return State.QUEUED.value
+        token = self._mark_in_flight(doc)
+        if token is None:
+            return "lost"
+        body = segments.normalize_text(vetted.fields["body"])
+        try:
+            provider_id = self.provider.send(vetted.to, vetted.source, body)
+        except ProviderError as error:
+            doubt = isinstance(error, UnknownOutcomeError)
+            outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
+            self._durably(lambda: self.store.guard.settle(token, outcome))
+            return self._after_error(doc, error)
+        with bound_contextvars(provider_id=provider_id):
+            self._record_sent(doc, token, provider_id, vetted.source)
+        return State.SENT.value
+
+    def _defer(self, doc: Doc, to: str) -> bool:
+        """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
+        window = self.config.quiet_hours
+        if window is None:
+            return False
+        wait = quiet_hours.next_allowed(self.clock.now(), to, window)
+        if wait is None:
+            return False
+        hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
+        detail = f"outside {hours} in the recipient's local time; due {wait.isoformat()}"
+        self.store.retry_later(doc, wait, Problem(Reason.QUIET_HOURS, detail), refund=True)
+        log.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
+        return True
+
+    def _mark_in_flight(self, doc: Doc) -> str | None:
+        """The send guard's token for this claim, or None when the claim was lost.
+
+        The fenced renewal finds out whether this worker still holds the claim; the guard then
+        settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
+        """
+        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+            log.warning("claim.lost")
+            metrics.claim_lost()
+            return None
+        token = self.store.guard.take(doc)
+        if token is None:
+            log.warning("claim.lost", why="another worker holds this claim's send ticket")
+            metrics.claim_lost()
+        return token
+
+    def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
+        self._durably(lambda: self.store.guard.settle(token, Outcome.SENT, provider_id))
+        extra = {"from": source}
+        record = self._durably(
+            lambda: self.store.finish(doc, State.SENT, provider_id=provider_id, extra=extra)
+        )
+        if record is not None:
+            log.info("message.sent")
+        elif self._durably(lambda: self.store.record_late_success(doc, provider_id)):
+            log.warning("message.sent_late")
+        else:
+            # Another worker settled this message after our lease ran out; its record stands.
+            log.error("message.sent_unrecorded")
+
+    def _after_error(self, doc: Doc, error: ProviderError) -> str:
+        outcome = outcomes.after_error(
+            error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
+        )
+        if outcome.refund:
+            self.pacer.penalize()
+        assert outcome.problem is not None
+        problem = outcome.problem
+        if outcome.state is State.QUEUED and outcome.due_at is not None:
+            due_at = outcome.due_at
+            self._durably(
+                lambda: self.store.retry_later(doc, due_at, problem, refund=outcome.refund)
+            )
+            log.info("message.retry", code=error.code, due_at=due_at.isoformat())
+        else:
+            self._durably(lambda: self.store.finish(doc, outcome.state, problem=problem))
+            log.warning("message." + outcome.state.value, code=error.code)
+        if outcome.opted_out:
+            self.directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
+            metrics.opted_out("flowroute_1110")
+        return outcome.state.value
+
+    def _reject(self, doc: Doc, problem: Problem, state: State = State.REJECTED) -> str:
+        self.store.finish(doc, state, problem=problem)
+        log.info("message." + state.value, reason=problem.code, detail=problem.detail)
+        return state.value
+
+    def _release(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            self.store.release(doc)
+        log.info("claim.released", count=len(docs))
+
+    def _release_orphans(self) -> None:
+        while self._orphans:
+            self.store.release(self._orphans[0])
+            self._orphans.pop(0)
+
+    def _durably(self, write: Callable[[], T]) -> T | None:
+        """Retry a record write through a database outage: the send already happened."""
+        deadline = self.clock.monotonic() + self.config.record_retry_seconds
+        failures = 0
+        while True:
+            try:
+                result = write()
+            except StoreUnavailable as exc:
+                if self.clock.monotonic() >= deadline:
+                    log.error("record.lost", error=str(exc))
+                    return None
+                if failures == 0:
+                    log.warning("database.unavailable", during="record", error=str(exc))
+                    metrics.database_unavailable("record")
+                failures += 1
+                self.clock.sleep(1.0)
+                continue
+            if failures:
+                log.info("database.recovered", during="record", retries=failures)
+            return result
+
+
+def summary(report: CycleReport) -> Mapping[str, Any]:
+    """The report as log keys."""
+    return {"admitted": report.admitted, "claimed": report.claimed, **report.outcomes}

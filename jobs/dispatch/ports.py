@@ -1,0 +1,198 @@
+"""The ports of the send cycle: the interfaces it depends on, with the contract each implementation
+keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from jobs.model import Problem, State
+from jobs.rules.intake import Admission
+
+Doc = dict[str, Any]
+
+
+class Outcome(StrEnum):
+    """What came of one request to Flowroute, as a send guard records it."""
+
+    SENT = "sent"
+    NOT_SENT = "not_sent"
+    IN_DOUBT = "in_doubt"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a send guard knows about the requests made for one message."""
+
+    provider_id: str | None = None  # set when a request was accepted: the message was sent
+    in_doubt: bool = False  # a request may have reached Flowroute with no answer recorded
+
+
+class SendGuard(Protocol):
+    """At most one request to Flowroute per claim, and what lease recovery may conclude.
+
+    `take` is called after the fenced in-flight mark and before the request leaves; it returns a
+    token, or None when another worker already holds this claim's send (only possible on a
+    server whose find-and-modify is not atomic). `settle` records the outcome of the request;
+    `verdict` tells lease recovery what is known about a message whose worker died.
+    """
+
+    def ensure_indexes(self) -> None: ...
+
+    def take(self, doc: Mapping[str, Any]) -> str | None: ...
+
+    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None: ...
+
+    def verdict(self, doc: Mapping[str, Any]) -> Verdict: ...
+
+
+class NoGuard:
+    """The send guard of an atomic server: a claim is never held by two workers, so the fenced
+    in-flight mark is guard enough, and lease recovery reads the outbox document itself."""
+
+    def ensure_indexes(self) -> None:
+        """Nothing to index."""
+
+    def take(self, doc: Mapping[str, Any]) -> str | None:
+        """Always granted: the fenced renewal before it already proved the claim is ours."""
+        return f"{doc['_id']}:{doc['rev']}"
+
+    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
+        """Nothing to record: the outbox document records the outcome."""
+
+    def verdict(self, doc: Mapping[str, Any]) -> Verdict:
+        """In doubt exactly when the document was marked in flight."""
+        return Verdict(in_doubt=doc.get("in_flight") is True)
+
+
+class Outbox(Protocol):
+    """The outbox store the send cycle runs on (`jobs.mongo.store.OutboxStore` on MongoDB,
+    `jobs.doubles.memory.MemoryOutbox` in memory). Its contract, which tests/outbox_contract.py
+    checks against both:
+
+    - The outbox document is the truth. Every public change (to a field the status holds, see
+      `jobs.model.STATUS_FIELDS`) bumps its `rev` and is copied to the document's public status,
+      which never goes back to an older `rev`. The lease and the in-flight mark are private:
+      renewing them writes no status and makes no revision.
+    - A copy whose writer died is written by a later `resync`; `mark_synced` ends the
+      bookkeeping of the copies written so far (the send cycle calls it once per cycle).
+    - `admit` gives a new document (one without `state`) its first state exactly once; a second
+      admission of the same document returns None. A key already admitted makes it a duplicate.
+    - `claim` is atomic: a due queued document is handed to one caller only, as `sending`, with
+      a fresh `claim_token`, `lease_until = now + lease`, `in_flight` false, `attempts` and
+      `rev` one higher; highest `priority` first, then the earliest `due_at`. A document whose
+      counters are not numbers is rejected instead of blocking the queue.
+    - Every write after a claim (`renew`, `finish`, `retry_later`, `release`) is fenced: it
+      applies only while the document is still `sending` under the same `claim_token`, and
+      returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
+    - `record_late_success` upgrades to `sent` only a document left `unknown` by the caller's
+      own expired claim.
+    - `insert` raises `jobs.errors.DuplicateKey` for a key already in the outbox;
+      `add_children` inserts what is not there yet and returns what it inserted.
+    - The store raises `jobs.errors.StoreUnavailable` when it cannot reach its database.
+    """
+
+    @property
+    def guard(self) -> SendGuard:
+        """The send guard this store was set up with."""
+        ...
+
+    def ensure_indexes(self) -> None: ...
+
+    def new_documents(self, limit: int) -> list[Doc]:
+        """Documents producers inserted that no daemon has admitted yet."""
+        ...
+
+    def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
+        """Give a new document its first state; None if it was admitted already."""
+        ...
+
+    def claim(self, limit: int, lease: timedelta) -> list[Doc]:
+        """Claim up to `limit` due documents, atomically, in priority then due order."""
+        ...
+
+    def renew(
+        self,
+        doc: Mapping[str, Any],
+        lease: timedelta,
+        *,
+        in_flight: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Doc | None:
+        """Extend the lease (fenced); `in_flight` marks that the request is about to leave."""
+        ...
+
+    def finish(
+        self,
+        doc: Mapping[str, Any],
+        state: State,
+        *,
+        problem: Problem | None = None,
+        provider_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Doc | None:
+        """Record a terminal outcome of a claimed document (fenced)."""
+        ...
+
+    def retry_later(
+        self, doc: Mapping[str, Any], due_at: datetime, problem: Problem, *, refund: bool = False
+    ) -> Doc | None:
+        """Queue a claimed document again until `due_at` (fenced); `refund` un-counts it."""
+        ...
+
+    def release(self, doc: Mapping[str, Any]) -> Doc | None:
+        """Hand back a claimed, unsent document: due now, its attempt refunded (fenced)."""
+        ...
+
+    def record_late_success(self, doc: Mapping[str, Any], provider_id: str) -> Doc | None:
+        """Upgrade to `sent` the `unknown` this claim's expired lease caused."""
+        ...
+
+    def expired_leases(self, limit: int) -> list[Doc]:
+        """Claimed documents whose lease ran out."""
+        ...
+
+    def add_children(self, children: Iterable[Doc]) -> list[Doc]:
+        """Insert a broadcast's messages not already there; returns those inserted."""
+        ...
+
+    def resync(self, limit: int) -> int:
+        """Write the status copies a crashed worker left unwritten; returns how many."""
+        ...
+
+    def mark_synced(self) -> int:
+        """Record that the copies written so far are done, so `resync` leaves them alone."""
+        ...
+
+    def find(self, doc_id: Any) -> Doc | None:
+        """The outbox document with this id."""
+        ...
+
+    def projected(self, doc_id: Any) -> Doc | None:
+        """The public status copy of the document with this id."""
+        ...
+
+    def insert(self, doc: Doc) -> Any:
+        """Insert a producer's document; raises DuplicateKey when its key is taken."""
+        ...
+
+    def find_by_key(self, key: str) -> Doc | None:
+        """The outbox document that holds this idempotency key."""
+        ...
+
+
+class Directory(Protocol):
+    """Who may send from which number, and who may be texted (`jobs.mongo.directory`)."""
+
+    def ensure_indexes(self) -> None: ...
+
+    def sources_for(self, user: str) -> list[str]: ...
+
+    def recipient(self, number: str) -> Doc | None: ...
+
+    def verified_after(self, after: str | None, limit: int) -> list[str]: ...
+
+    def opt_out(self, number: str, *, now: datetime, reason: str) -> None: ...

@@ -1,0 +1,44 @@
+"""Lease recovery: settle the messages whose worker died holding them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+
+from jobs.clock import Clock
+from jobs.dispatch.config import DispatchConfig
+from jobs.dispatch.ports import Doc, Outbox
+from jobs.model import State
+from jobs.rules import outcomes
+
+log = structlog.get_logger("sms_outbox.recovery")
+
+
+def recover(store: Outbox, clock: Clock, config: DispatchConfig) -> int:
+    """Settle up to ten batches of expired leases; returns how many were found."""
+    docs = store.expired_leases(limit=config.batch_size * 10)
+    for doc in docs:
+        settle(store, doc, config.max_attempts, clock.now())
+    return len(docs)
+
+
+def settle(store: Outbox, doc: Doc, max_attempts: int, now: datetime) -> None:
+    """Sent if the send guard saw the request accepted; otherwise unknown if it may have left,
+    queued again (or failed, its attempts used up) if it certainly did not."""
+    verdict = store.guard.verdict(doc)
+    if verdict.provider_id is not None:
+        # The request was accepted but its worker died before recording it.
+        store.finish(doc, State.SENT, provider_id=verdict.provider_id)
+        log.warning("lease.recovered", message_id=str(doc["_id"]), state=State.SENT)
+        return
+    if verdict.in_doubt:
+        doc = {**doc, "in_flight": True}
+    outcome = outcomes.after_lease_expired(doc, max_attempts, now)
+    assert outcome.problem is not None
+    if outcome.state is State.QUEUED and outcome.due_at is not None:
+        done = store.retry_later(doc, outcome.due_at, outcome.problem)
+    else:
+        done = store.finish(doc, outcome.state, problem=outcome.problem)
+    if done is not None:
+        log.warning("lease.recovered", message_id=str(doc["_id"]), state=outcome.state)

@@ -1,0 +1,97 @@
+"""The status projection: `message_status`, one public copy of each outbox document."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from jobs.clock import Clock
+from jobs.model import STATUS_FIELDS
+from jobs.mongo.connection import adapter
+
+Doc = dict[str, Any]
+
+OUTBOX = "outbox"
+STATUS = "message_status"
+# A live writer marks its copies synced within one cycle; older unsynced changes lost their writer.
+SYNC_GRACE = timedelta(seconds=10)
+
+
+def is_public(fields: Iterable[str]) -> bool:
+    """Whether a change to these outbox fields changes what a reader of the status sees."""
+    return any(name in STATUS_FIELDS for name in fields)
+
+
+@adapter
+class StatusProjection:
+    """Copies outbox documents to `message_status`.
+
+    Every public change of an outbox document bumps its `rev` and sets `synced: false`; the copy
+    is guarded on `rev`, so a late copy never overwrites a newer revision. Marking the outbox
+    documents synced is bookkeeping, batched: `mark_synced` marks every copy written since its
+    last call in one command (an `update_many` over their ids and revisions). A worker that
+    dies before that leaves them unsynced, and any daemon's `resync` writes their copies again
+    (the same copy twice is harmless).
+    """
+
+    def __init__(self, outbox: Collection[Doc], status: Collection[Doc], clock: Clock) -> None:
+        self.outbox = outbox
+        self.status = status
+        self.clock = clock
+        self._copied: list[Doc] = []  # `_id` and `rev` of each copy not yet marked synced
+        self._lock = threading.Lock()
+
+    def project(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """Copy each document's public fields unless a newer revision is already there."""
+        for doc in docs:
+            # A duplicate key means the status already holds a newer revision. An equal one is
+            # overwritten: normally it is the same copy, but where a server lets a stale write
+            # land (see jobs/mongo/tickets.py) two states can share a revision, and the later wins.
+            with contextlib.suppress(DuplicateKeyError):
+                self.status.update_one(
+                    {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}, _copy(doc), upsert=True
+                )
+            with self._lock:
+                self._copied.append({"_id": doc["_id"], "rev": doc["rev"]})
+
+    def mark_synced(self) -> int:
+        """Mark synced, in one command, the outbox revisions copied since the last call."""
+        with self._lock:
+            copied, self._copied = self._copied, []
+        if not copied:
+            return 0
+        try:
+            # Only the revision copied: a document changed since waits for its own copy.
+            result = self.outbox.update_many(
+                {"synced": False, "$or": copied}, {"$set": {"synced": True}}
+            )
+        except PyMongoError:
+            with self._lock:  # tried again by the next call; resync covers a worker that dies
+                self._copied[:0] = copied
+            raise
+        return result.modified_count
+
+    def resync(self, limit: int) -> int:
+        """Copy the changes whose copy a crashed worker never wrote, or never marked synced."""
+        before = self.clock.now() - SYNC_GRACE
+        query = {"synced": False, "updated_at": {"$lt": before}}
+        docs = list(self.outbox.find(query).limit(limit))
+        if docs:
+            self.project(docs)
+            self.mark_synced()
+        return len(docs)
+
+
+def _copy(doc: Mapping[str, Any]) -> Doc:
+    update: Doc = {"$set": {k: doc[k] for k in STATUS_FIELDS if k in doc}}
+    # A field the outbox dropped (the error a late success clears) must go here too.
+    gone = {k: "" for k in STATUS_FIELDS if k not in doc}
+    if gone:
+        update["$unset"] = gone
+    return update

@@ -1,0 +1,47 @@
+"""The hot path's database cost, counted with pymongo's command monitoring on the real server
+(what is counted: see tests/command_count.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.command_count import BUDGET, Measurement, measure
+from tests.integration.helpers import Db
+from tests.servers.mongo_server import MongoServer
+
+MESSAGES = 20
+BATCH = 10
+
+
+@pytest.fixture
+def measured(mongo_server: MongoServer, db: Db, tmp_path: Path) -> Measurement:
+    return measure(mongo_server.uri, db, tmp_path / "keys", messages=MESSAGES, batch_size=BATCH)
+
+
+def test_a_sent_message_costs_at_most_seven_database_commands(measured: Measurement) -> None:
+    assert (measured.sent, measured.accepted) == (MESSAGES, MESSAGES)
+    assert measured.per_message <= BUDGET, measured.breakdown()
+    # Each message's own commands: claim, in-flight mark, finish, its consent read, and the
+    # `sending` and `sent` copies; the sender's grants are read once per cycle.
+    assert measured.sending["findAndModify outbox"] == 3 * MESSAGES
+    assert measured.sending["find users"] == MESSAGES
+    assert measured.sending["find authorized"] == MESSAGES // BATCH
+    assert measured.sending["update message_status"] == 2 * MESSAGES
+
+
+def test_admission_costs_one_write_and_one_status_copy_per_message(
+    measured: Measurement,
+) -> None:
+    assert measured.admission["findAndModify outbox"] == MESSAGES
+    assert measured.admission["update message_status"] == MESSAGES
+    assert measured.admission_per_message <= 2 + 2 / MESSAGES, measured.admission
+
+
+def test_a_sent_message_s_status_is_written_once_per_public_change(
+    measured: Measurement,
+) -> None:
+    # queued (admitted), sending (claimed), sent: the in-flight mark is not a public change.
+    assert len(measured.status_writes) == MESSAGES
+    assert set(measured.status_writes.values()) == {3}, measured.status_writes
