@@ -24,7 +24,8 @@ from jobs.mongo import reports
 from jobs.rules.quiet_hours import Window
 from scheduler import watch
 from tests.conftest import Cli, cli_env
-from tests.e2e.observe import free_port, get, stop, wait_for
+from tests.e2e.observe import free_port, get, wait_for
+from tests.processes import stop
 from tests.servers.mongo_server import launch
 
 DOCS = Path(__file__).resolve().parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -43,17 +42,6 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) ->
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-
-
-def stop(process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str]:
-    """SIGTERM, then SIGKILL if it will not go; returns its output."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.communicate(timeout=timeout)
 
 
 def metric(text: str, name: str) -> float | None:

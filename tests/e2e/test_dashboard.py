@@ -14,7 +14,8 @@ import pytest
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.e2e.observe import free_port, get, stop, wait_for
+from tests.e2e.observe import free_port, get, wait_for
+from tests.processes import stop
 
 SOURCE = "12065550100"
 NUMBERS = [f"1206555{n:04d}" for n in range(150, 166)]

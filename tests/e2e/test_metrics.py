@@ -8,7 +8,8 @@ import pytest
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.e2e.observe import free_port, get, metric, stop, wait_for
+from tests.e2e.observe import free_port, get, metric, wait_for
+from tests.processes import stop
 
 SOURCE = "12065550100"
 NUMBERS = [f"1206555{n:04d}" for n in range(120, 126)]

@@ -12,8 +12,8 @@ import pytest
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.e2e.observe import stop
 from tests.e2e.terminal import run_in_terminal
+from tests.processes import stop
 
 SOURCE = "12065550100"
 NUMBERS = [f"1206555{n:04d}" for n in range(130, 138)]
