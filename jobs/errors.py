@@ -80,3 +80,12 @@ class OptedOutError(PermanentError):
 
 class UnknownOutcomeError(ProviderError):
     """The request may have reached Flowroute but no answer came back; resending could double it."""
+
+
+class NoProviderIdError(UnknownOutcomeError):
+    """Flowroute accepted the request (2xx) without a usable message id: it may have been sent."""
+
+
+class AccountError(ProviderError):
+    """Flowroute refused the account, not the message: bad credentials (401), or a 403 that names
+    the account or the sending number. Sending stops and the message waits."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 import requests
@@ -9,6 +10,8 @@ from pydantic import SecretStr
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from jobs.errors import (
+    AccountError,
+    NoProviderIdError,
     OptedOutError,
     PermanentError,
     ProviderError,
@@ -22,6 +25,13 @@ CONTENT_TYPE = "application/vnd.api+json"
 OPTED_OUT_CODE = "1110"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT_SECONDS = 5.0
+# A 403 is the account's fault, not the message's, when Flowroute's title or detail names the
+# account, its credentials or the sending number (the documented case: a `from` the account
+# does not own). Any other 403 fails that one message.
+ACCOUNT_403 = re.compile(
+    r"\baccount\b|\bfrom\b|\bsend(?:er|ing)\b|\bsource\b|\bcredential|\bapi key|\bunauthori[sz]ed",
+    re.IGNORECASE,
+)
 
 
 class SmsProvider(Protocol):
@@ -104,12 +114,14 @@ def _parse(response: requests.Response) -> str:
         message_id = data.get("id") if isinstance(data, dict) else None
         if isinstance(message_id, str) and message_id:
             return message_id
-        raise UnknownOutcomeError(
-            "no_id", f"Flowroute answered {response.status_code} without a message id"
+        raise NoProviderIdError(
+            str(response.status_code), "Flowroute accepted the message without a message id"
         )
     status = response.status_code
     detail = _error_detail(body) or response.reason or "no detail"
     code = str(status)
+    if status == 401 or (status == 403 and is_account_refusal(detail)):
+        raise AccountError(code, detail, status)
     if status == 400 and _has_code(body, OPTED_OUT_CODE):
         raise OptedOutError(OPTED_OUT_CODE, detail, status)
     if status == 429:
@@ -117,6 +129,11 @@ def _parse(response: requests.Response) -> str:
     if status in RETRYABLE_STATUSES or status >= 500:
         raise RetryableError(code, detail, status)
     raise PermanentError(code, detail, status)
+
+
+def is_account_refusal(detail: Any) -> bool:
+    """True when a 403's text says the account or the sending number is not allowed."""
+    return ACCOUNT_403.search(str(detail)) is not None
 
 
 def _json(response: requests.Response) -> Any:

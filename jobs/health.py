@@ -80,9 +80,9 @@ def readiness(ping: Callable[[], object], account: AccountStatus) -> Verdict:
     """Ready when the database answers a ping and the account is not held."""
     try:
         ping()
+        state = account.state()
     except Exception as exc:  # whatever the driver raises, the answer is "not ready"
         return Verdict(False, f"database unreachable ({type(exc).__name__})")
-    state = account.state()
     if state == HELD:
         return Verdict(False, "the Flowroute account is held")
     return Verdict(True, f"database reachable; account {state}")

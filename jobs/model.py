@@ -47,6 +47,10 @@ class Reason(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"
     PROVIDER = "provider"
+    REPLAY = "replay"
+    ACCOUNT_HELD = "account_held"
+    NO_PROVIDER_ID = "no_provider_id"
+    NOT_DUE = "not_due"
 
 
 BROADCAST_AUDIENCE = "verified"
@@ -65,9 +69,13 @@ class Problem:
 
     code: Reason
     detail: str
+    provider_code: str | None = None  # Flowroute's HTTP status or error code, when it answered
 
     def as_error(self) -> dict[str, str]:
-        return {"code": str(self.code), "detail": self.detail}
+        error = {"code": str(self.code), "detail": self.detail}
+        if self.provider_code is not None:
+            error["provider_code"] = self.provider_code
+        return error
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ def _insert(
     fields = {k: v for k, v in admission.fields.items() if k in intake.PRODUCER_FIELDS}
     if doc.get("send_at") is not None:
         fields["send_at"] = doc["send_at"]
+    # The id is made here, not by the server, because the signature covers it.
+    fields["_id"] = store.new_id()
     if sign_key is not None:
         key = sign_key() if callable(sign_key) else sign_key
         fields["signature"] = signing.sign(key, fields)

@@ -229,7 +229,9 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch or args.csv:
         raise InputError("--watch and --csv need --campaign ID")
     if not args.id:
-        raise InputError("give a message ID or --campaign ID")
+        held = status.account(db)
+        _print({"account": held}, True) if args.json else print(_account_text(held))
+        return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
         print(f"no message {args.id}", file=sys.stderr)
@@ -243,7 +245,8 @@ def _campaign_status(args: argparse.Namespace, settings: Settings, db: Db) -> in
         now = datetime.now(UTC)
         counts = reports.campaign(db, args.campaign, now)
         rate = settings.flowroute.rate_per_second or None
-        return watch.summary(counts, now, rate, settings.quiet_hours.window())
+        view = watch.summary(counts, now, rate, settings.quiet_hours.window())
+        return {**view, "account": status.account(db)}
 
     view = read()
     if view["total"] == 0 and view["request"] is None:
@@ -303,8 +306,19 @@ def _status_text(doc: Doc) -> str:
     return "\n".join(lines)
 
 
+def _account_text(held: dict[str, Any]) -> str:
+    if not held.get("held"):
+        return "account     sending"
+    return (
+        f"account     held since {held['since']}: Flowroute answered {held['code']}"
+        f" ({held['detail']}); next probe at {held['probe_at']}"
+    )
+
+
 def _campaign_text(summary: dict[str, Any]) -> str:
     lines = [f"campaign {summary['campaign']}: {summary['total']} messages"]
+    if summary["account"].get("held"):
+        lines.append(_account_text(summary["account"]))
     request = summary.get("request")
     if request:
         lines.append(f"  request     {request.get('state')}")

@@ -14,11 +14,13 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from jobs import metrics
 from jobs.clock import Clock, SystemClock
+from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
 from jobs.errors import StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
 from jobs.health import Heartbeat
 from jobs.keys import Signatures
+from jobs.mongo.account import AccountHold
 from jobs.mongo.connection import Db
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import OutboxStore
@@ -59,6 +61,8 @@ def build_dispatcher(
             "security.signatures_off",
             detail="any database writer can get messages sent; rely on database roles",
         )
+    probe = timedelta(seconds=settings.flowroute.hold_probe_seconds)
+    probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
     return Dispatcher(
         OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
@@ -67,6 +71,7 @@ def build_dispatcher(
         clock,
         config,
         signatures,
+        AccountGate(AccountHold(db, clock, probe, probe_cap), clock),
     )
 
 

@@ -16,12 +16,12 @@ from urllib.parse import parse_qs
 import structlog
 from pydantic import SecretStr
 
-from jobs import health
 from jobs.errors import ConfigError
 from jobs.health import AccountStatus
 from jobs.mongo import reports
 from jobs.mongo.connection import Db
 from scheduler import watch
+from scheduler.exporter import StoredAccount
 from scheduler.settings import Settings
 from scheduler.web import Served, StartResponse, WsgiApp, respond
 
@@ -229,7 +229,7 @@ def serve_dashboard(settings: Settings, db: Db, listen: str | None) -> int:
     conf = settings.dashboard
     if conf.token is None or not conf.token.get_secret_value():
         raise ConfigError("setting dashboard.token is missing (or dashboard.token_file)")
-    account = health.AlwaysActive()
+    account = StoredAccount(db)
     rate = settings.flowroute.rate_per_second or None
 
     cache = PageCache(min(conf.refresh_seconds, PAGE_CACHE_SECONDS))

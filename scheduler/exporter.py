@@ -16,6 +16,7 @@ from jobs import health, metrics
 from jobs.clock import Clock
 from jobs.errors import ConfigError, StoreError
 from jobs.health import AccountStatus, Heartbeat
+from jobs.mongo import account as account_hold
 from jobs.mongo import reports
 from jobs.mongo.connection import Db
 from scheduler.web import Served, StartResponse, WsgiApp, respond
@@ -82,6 +83,16 @@ class PrometheusSink:
         (histogram.labels(**bounded) if bounded else histogram).observe(value)
 
 
+class StoredAccount:
+    """The account's state as the daemons share it in the database (`jobs.mongo.account`)."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def state(self) -> str:
+        return health.HELD if account_hold.is_held(self.db) else health.ACTIVE
+
+
 class OutboxCollector:
     """Gauges read from the database at scrape time, at most once every CACHE_SECONDS.
 
@@ -145,7 +156,10 @@ class OutboxCollector:
         return [up, by_state, by_reason, depth, age]
 
     def _account(self) -> Iterator[Metric]:
-        state = self.account.state()
+        try:
+            state = self.account.state()
+        except StoreError:
+            return  # the database is away: database_up says so
         for name, value in (("held", health.HELD), ("paused", health.PAUSED)):
             gauge = GaugeMetricFamily(f"{PREFIX}_account_{name}", f"1 when the account is {name}")
             gauge.add_metric([], 1 if state == value else 0)
@@ -190,7 +204,7 @@ def start(
 ) -> Served:
     """Install the Prometheus sink and serve the endpoints on a thread; `timing` is
     (poll seconds, lease seconds)."""
-    account = account or health.AlwaysActive()
+    account = account or StoredAccount(db)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics.install(PrometheusSink(registry))

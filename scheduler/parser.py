@@ -72,7 +72,9 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         cmd.add_argument("--dry-run", action="store_true", help="show segments; queue nothing")
         cmd.set_defaults(handler=handlers["enqueue"])
 
-    stat = sub.add_parser("status", help="a message's status, or a campaign's counts")
+    stat = sub.add_parser(
+        "status", help="a message's status, a campaign's counts, or (alone) the account's"
+    )
     stat.add_argument("id", nargs="?")
     stat.add_argument("--campaign")
     output = stat.add_mutually_exclusive_group()

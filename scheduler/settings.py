@@ -67,6 +67,8 @@ class FlowrouteSettings(BaseModel):
     rate_per_second: int = Field(5, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
     dlr_callback: str | None = None
+    hold_probe_seconds: float = Field(30.0, gt=0)
+    hold_probe_max_seconds: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _files(self) -> FlowrouteSettings:
@@ -78,6 +80,8 @@ class FlowrouteSettings(BaseModel):
         )
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError("flowroute.base_url must start with http:// or https://")
+        if self.hold_probe_max_seconds < self.hold_probe_seconds:
+            raise ValueError("flowroute.hold_probe_max_seconds must be at least hold_probe_seconds")
         return self
 
 

@@ -232,7 +232,8 @@ class CycleSuite:
             clock.advance(timedelta(minutes=15).total_seconds())
 
         assert states == [("queued", 1), ("queued", 2), ("failed", MAX_ATTEMPTS)]
-        assert status(store, doc_id)["error"] == {"code": "provider", "detail": "503: maintenance"}
+        error = {"code": "provider", "detail": "503: maintenance", "provider_code": "503"}
+        assert status(store, doc_id)["error"] == error
         assert pacer.penalties == 0
         assert dispatcher.run_once().idle
         assert len(provider.calls) == MAX_ATTEMPTS

@@ -13,15 +13,16 @@ from structlog.contextvars import bound_contextvars
 from jobs import metrics
 from jobs.clock import Clock
 from jobs.dispatch import fanout, recovery
+from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
-from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome
+from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, claim_ticket
 from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
-from jobs.rules import intake, outcomes, quiet_hours, segments, vetting
+from jobs.rules import intake, outcomes, quiet_hours, replay, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
@@ -58,8 +59,10 @@ class Dispatcher:
         clock: Clock,
         config: DispatchConfig,
         signatures: Signatures | None = None,
+        gate: AccountGate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate or AccountGate(store.holds, clock)
         self.directory = directory
         self.provider = provider
         self.pacer = pacer
@@ -92,7 +95,10 @@ class Dispatcher:
         report.recovered = self.recover()
         self.store.resync(limit=100)
         report.admitted = self.admit()
-        batch = self.store.claim(self.config.batch_size, self.config.lease)
+        self.gate.refresh()
+        # While Flowroute refuses the account, leave the queue alone until the next probe.
+        held = self.gate.waiting() is not None
+        batch = [] if held else self.store.claim(self.config.batch_size, self.config.lease)
         report.claimed = len(batch)
         if batch:
             log.info("claim.batch", size=len(batch))
@@ -125,6 +131,7 @@ class Dispatcher:
         docs = self.store.new_documents(limit=self.config.batch_size * 10)
         for doc in docs:
             admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
+            admission = replay.guard(doc, admission)
             if self.store.admit(doc["_id"], admission) is not None and admission.problem:
                 log.info(
                     "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
@@ -150,7 +157,7 @@ class Dispatcher:
         if vetted.problem is not None or vetted.source is None:
             assert vetted.problem is not None
             return self._reject(doc, vetted.problem, vetted.state)
-        if self._defer(doc, vetted.to):
+        if self._early(doc) or self._defer(doc, vetted.to) or self._held(doc):
             return State.QUEUED.value
         self.pacer.acquire()
         if self.stopping:
@@ -158,7 +165,14 @@ class Dispatcher:
             return State.QUEUED.value
         token = self._mark_in_flight(doc)
         if token is None:
+            if self.store.guard.taken_by_a_copy(doc):
+                return self._reject(doc, replay.replay_problem(str(doc["_id"])))
             return "lost"
+        # Spent under this claim's own token: a copy claimed at the same revision has another.
+        spent_id, claim = signing.signed_id(doc) or str(doc["_id"]), str(doc["claim_token"])
+        if not self.store.spent.take(spent_id, doc["_id"], claim):
+            self.store.guard.settle(token, Outcome.NOT_SENT)
+            return self._reject(doc, replay.replay_problem(spent_id))
         body = segments.normalize_text(vetted.fields["body"])
         try:
             provider_id = self.provider.send(vetted.to, vetted.source, body)
@@ -166,10 +180,29 @@ class Dispatcher:
             doubt = isinstance(error, UnknownOutcomeError)
             outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
             self._durably(lambda: self.store.guard.settle(token, outcome))
+            if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
+                self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
             return self._after_error(doc, error)
         with bound_contextvars(provider_id=provider_id):
             self._record_sent(doc, token, provider_id, vetted.source)
         return State.SENT.value
+
+    def _early(self, doc: Doc) -> bool:
+        """A due time moved before the signed send_at: the message waits for the send_at."""
+        when = replay.not_before(doc, self.clock.now())
+        if when is None:
+            return False
+        self.store.retry_later(doc, when, replay.early_problem(when), refund=True)
+        log.warning("message.early", due_at=when.isoformat())
+        return True
+
+    def _held(self, doc: Doc) -> bool:
+        """While the account is held the message waits, due at once, attempt refunded: no
+        daemon claims until the next probe, and it goes first after."""
+        if self.gate.waiting() is None:
+            return False
+        self.store.retry_later(doc, self.clock.now(), self.gate.problem(), refund=True)
+        return True
 
     def _defer(self, doc: Doc, to: str) -> bool:
         """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
@@ -191,7 +224,10 @@ class Dispatcher:
         The fenced renewal finds out whether this worker still holds the claim; the guard then
         settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
         """
-        if self.store.renew(doc, self.config.lease, in_flight=True) is None:
+        mark = {
+            "ticket": claim_ticket(doc)
+        }  # what lease recovery may void (jobs/dispatch/recovery)
+        if self.store.renew(doc, self.config.lease, in_flight=True, extra=mark) is None:
             log.warning("claim.lost")
             metrics.claim_lost()
             return None
@@ -202,6 +238,7 @@ class Dispatcher:
         return token
 
     def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
+        self._durably(self.gate.accepted)
         self._durably(lambda: self.store.guard.settle(token, Outcome.SENT, provider_id))
         extra = {"from": source}
         record = self._durably(
@@ -219,7 +256,9 @@ class Dispatcher:
         outcome = outcomes.after_error(
             error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
         )
-        if outcome.refund:
+        if outcome.hold:
+            self._durably(lambda: self.gate.refused(error))
+        elif outcome.refund:
             self.pacer.penalize()
         assert outcome.problem is not None
         problem = outcome.problem
@@ -249,7 +288,13 @@ class Dispatcher:
 
     def _release_orphans(self) -> None:
         while self._orphans:
-            self.store.release(self._orphans[0])
+            orphan = self._orphans[0]
+            # The outage may have cut off the answer to a ticket or spent-id insert that landed:
+            # no request left, so say so, or the next claim would take this one for a copy.
+            self.store.guard.settle(claim_ticket(orphan), Outcome.NOT_SENT)
+            spent_id = signing.signed_id(orphan) or str(orphan["_id"])
+            self.store.spent.settle(spent_id, str(orphan["claim_token"]), Outcome.NOT_SENT)
+            self.store.release(orphan)
             self._orphans.pop(0)
 
     def _durably(self, write: Callable[[], T]) -> T | None:

@@ -13,7 +13,7 @@ from jobs.dispatch.ports import Directory, Doc, Outbox
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
-from jobs.rules import phone, segments, vetting
+from jobs.rules import phone, replay, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.fanout")
 
@@ -33,7 +33,10 @@ def _child(
         to = phone.normalize(number)
     except InputError:
         to = number  # kept as stored; the claim-time check rejects it with the reason
+    # The request's signed send_at is signed into each message too, so it binds them as well.
+    send_at = {"send_at": parent["send_at"]} if isinstance(parent.get("send_at"), datetime) else {}
     return {
+        **send_at,
         "_id": child_id(campaign, number),
         "kind": "message",
         "user": parent["user"],
@@ -71,12 +74,20 @@ def expand(
         store.finish(doc, State.REJECTED, problem=vetted.problem)
         log.info("broadcast.rejected", reason=vetted.problem.code, detail=vetted.problem.detail)
         return State.REJECTED.value
+    early = replay.not_before(doc, clock.now())
+    if early is not None:
+        store.retry_later(doc, early, replay.early_problem(early), refund=True)
+        log.warning("broadcast.early", due_at=early.isoformat())
+        return State.QUEUED.value
     campaign = str(doc["_id"])
+    spent_id = signing.signed_id(doc) or campaign
+    if not store.spent.open_campaign(spent_id, doc["_id"]):
+        problem = replay.replay_problem(spent_id)
+        store.finish(doc, State.REJECTED, problem=problem)
+        log.warning("broadcast.rejected", reason=problem.code, detail=problem.detail)
+        return State.REJECTED.value
     size = segments.measure(segments.normalize_text(doc["body"]))
-    # Progress saved by an earlier run; these fields are the daemon's, but anyone could write them.
-    saved_after, saved_total = doc.get("fanout_after"), doc.get("recipients")
-    after: str | None = saved_after if isinstance(saved_after, str) else None
-    total = saved_total if isinstance(saved_total, int) and not isinstance(saved_total, bool) else 0
+    after, total = _saved_progress(doc, campaign, signatures)
     while not stopping():
         numbers = directory.verified_after(after, CHUNK)
         if not numbers:
@@ -88,7 +99,9 @@ def expand(
                 child["signature"] = signatures.sign_child(child)
         inserted = store.add_children(children)
         after, total = numbers[-1], total + len(numbers)
-        progress = {"fanout_after": after, "recipients": total}
+        progress: Doc = {"fanout_after": after, "recipients": total}
+        if signatures is not None:
+            progress["fanout_seal"] = signatures.seal_progress(campaign, after, total)
         if store.renew(doc, config.lease, extra=progress) is None:
             log.warning("claim.lost")
             return "lost"
@@ -99,8 +112,26 @@ def expand(
     if total == 0:
         problem = Problem(Reason.NO_RECIPIENTS, "no verified recipient to send to")
         store.finish(doc, State.REJECTED, problem=problem)
+        store.spent.close_campaign(spent_id)
         log.info("broadcast.rejected", reason=problem.code)
         return State.REJECTED.value
     store.finish(doc, State.EXPANDED, extra={"recipients": total})
+    store.spent.close_campaign(spent_id)
     log.info("broadcast.expanded", recipients=total)
     return State.EXPANDED.value
+
+
+def _saved_progress(
+    doc: Doc, campaign: str, signatures: Signatures | None
+) -> tuple[str | None, int]:
+    """Where an earlier run of this fan-out stopped. With signatures on, only progress sealed by
+    a daemon counts: anyone who can write could otherwise make the fan-out skip recipients.
+    Starting over is safe, only slower: the messages already there are skipped."""
+    after, total = doc.get("fanout_after"), doc.get("recipients")
+    if not isinstance(after, str) or isinstance(total, bool) or not isinstance(total, int):
+        return None, 0
+    if signatures is not None and not signatures.progress_sealed(
+        campaign, after, total, doc.get("fanout_seal")
+    ):
+        return None, 0
+    return after, total

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from jobs.model import Problem, State
+from jobs.rules.hold import Hold
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -31,13 +32,22 @@ class Verdict:
     in_doubt: bool = False  # a request may have reached Flowroute with no answer recorded
 
 
+def claim_ticket(doc: Mapping[str, Any]) -> str:
+    """The send token of the claim `doc` was returned by: its id and the revision the claim
+    made (two workers holding one claim on a non-atomic server hold the same one)."""
+    return f"{doc['_id']}:{doc['rev']}"
+
+
 class SendGuard(Protocol):
     """At most one request to Flowroute per claim, and what lease recovery may conclude.
 
     `take` is called after the fenced in-flight mark and before the request leaves; it returns a
     token, or None when another worker already holds this claim's send (only possible on a
     server whose find-and-modify is not atomic). `settle` records the outcome of the request;
-    `verdict` tells lease recovery what is known about a message whose worker died.
+    `verdict` tells lease recovery what is known about a message whose worker died. `void`
+    lets recovery take, as never sent, the token a message marked in flight names (the mark's
+    `ticket` field), True when nobody had taken it: then no request left. `taken_by_a_copy`
+    tells, when `take` refused, whether a copy of a sent document is being replayed.
     """
 
     def ensure_indexes(self) -> None: ...
@@ -47,6 +57,10 @@ class SendGuard(Protocol):
     def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None: ...
 
     def verdict(self, doc: Mapping[str, Any]) -> Verdict: ...
+
+    def void(self, doc: Mapping[str, Any]) -> bool: ...
+
+    def taken_by_a_copy(self, doc: Mapping[str, Any]) -> bool: ...
 
 
 class NoGuard:
@@ -58,7 +72,7 @@ class NoGuard:
 
     def take(self, doc: Mapping[str, Any]) -> str | None:
         """Always granted: the fenced renewal before it already proved the claim is ours."""
-        return f"{doc['_id']}:{doc['rev']}"
+        return claim_ticket(doc)
 
     def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
         """Nothing to record: the outbox document records the outcome."""
@@ -66,6 +80,38 @@ class NoGuard:
     def verdict(self, doc: Mapping[str, Any]) -> Verdict:
         """In doubt exactly when the document was marked in flight."""
         return Verdict(in_doubt=doc.get("in_flight") is True)
+
+    def void(self, doc: Mapping[str, Any]) -> bool:
+        """Never: without tickets, the in-flight mark is the last word before the request."""
+        return False
+
+    def taken_by_a_copy(self, doc: Mapping[str, Any]) -> bool:
+        """Never asked: `take` is always granted."""
+        return False
+
+
+class SpentIds(Protocol):
+    """The daemon's record of the signed ids it spent (`jobs.mongo.spent`): a message's id is
+    taken, atomically, before its request leaves and kept once the request may have left; a
+    broadcast request's id is open while it fans out and closed after."""
+
+    def take(self, spent_id: str, message_id: Any, token: str) -> bool: ...
+
+    def settle(self, spent_id: str, token: str, outcome: Outcome) -> None: ...
+
+    def open_campaign(self, spent_id: str, message_id: Any) -> bool: ...
+
+    def close_campaign(self, spent_id: str) -> None: ...
+
+
+class AccountHolds(Protocol):
+    """The account hold every daemon of one outbox shares (`jobs.mongo.account`)."""
+
+    def current(self) -> Hold | None: ...
+
+    def hold(self, code: str, detail: str) -> Hold: ...
+
+    def release(self) -> bool: ...
 
 
 class Outbox(Protocol):
@@ -98,6 +144,20 @@ class Outbox(Protocol):
     @property
     def guard(self) -> SendGuard:
         """The send guard this store was set up with."""
+        ...
+
+    @property
+    def spent(self) -> SpentIds:
+        """The record of spent signed ids."""
+        ...
+
+    @property
+    def holds(self) -> AccountHolds:
+        """The account hold shared by the daemons of this outbox."""
+        ...
+
+    def new_id(self) -> Any:
+        """A fresh id for a producer's document, made before it is signed."""
         ...
 
     def ensure_indexes(self) -> None: ...

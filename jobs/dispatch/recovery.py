@@ -32,8 +32,12 @@ def settle(store: Outbox, doc: Doc, max_attempts: int, now: datetime) -> None:
         store.finish(doc, State.SENT, provider_id=verdict.provider_id)
         log.warning("lease.recovered", message_id=str(doc["_id"]), state=State.SENT)
         return
-    if verdict.in_doubt:
-        doc = {**doc, "in_flight": True}
+    # The request leaves only after the guard's token is taken: marked in flight without one,
+    # it never left, once recovery has voided the token a stalled worker could still take.
+    in_doubt = verdict.in_doubt
+    if doc.get("in_flight") is True and not in_doubt:
+        in_doubt = not store.guard.void(doc)
+    doc = {**doc, "in_flight": in_doubt}
     outcome = outcomes.after_lease_expired(doc, max_attempts, now)
     assert outcome.problem is not None
     if outcome.state is State.QUEUED and outcome.due_at is not None:

@@ -14,6 +14,7 @@ import structlog
 
 from jobs.clock import Clock, as_utc
 from jobs.dispatch.ports import Doc, NoGuard, SendGuard
+from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import STATUS_FIELDS, Problem, Reason, State
 from jobs.rules.intake import Admission
@@ -50,6 +51,8 @@ class MemoryOutbox:
     def __init__(self, clock: Clock, guard: SendGuard | None = None) -> None:
         self.clock = clock
         self._guard = guard or NoGuard()
+        self._spent = MemorySpentIds()
+        self._holds = MemoryHolds(clock)
         self._docs: dict[Any, Doc] = {}
         self._status: dict[Any, Doc] = {}
         self._lock = threading.RLock()
@@ -58,6 +61,20 @@ class MemoryOutbox:
     def guard(self) -> SendGuard:
         """The guard of an atomic store (NoGuard unless another was given)."""
         return self._guard
+
+    @property
+    def spent(self) -> MemorySpentIds:
+        """The record of spent signed ids."""
+        return self._spent
+
+    @property
+    def holds(self) -> MemoryHolds:
+        """The account hold of the daemons sharing this outbox."""
+        return self._holds
+
+    def new_id(self) -> Any:
+        """A fresh id for a producer's document."""
+        return uuid.uuid4().hex
 
     def ensure_indexes(self) -> None:
         """Nothing to index."""
@@ -122,6 +139,8 @@ class MemoryOutbox:
                         Reason.DUPLICATE_KEY, f"key {key!r} is message {other['_id']}"
                     )
                     admission = Admission(problem=problem, broadcast=admission.broadcast)
+            for name in admission.strip:
+                doc.pop(name, None)
             now = self.clock.now()
             doc.update(created_at=now, updated_at=now, rev=1)
             doc["kind"] = "broadcast" if admission.broadcast else "message"

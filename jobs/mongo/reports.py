@@ -107,7 +107,12 @@ def _count_campaigns(db: Db, ids: list[str]) -> dict[str, CampaignCounts]:
         {"$match": {"campaign": ids[0] if len(ids) == 1 else {"$in": ids}}},
         {
             "$group": {
-                "_id": {"campaign": "$campaign", "state": "$state", "reason": "$error.code"},
+                "_id": {
+                    "campaign": "$campaign",
+                    "state": "$state",
+                    "reason": "$error.code",
+                    "provider_code": "$error.provider_code",
+                },
                 "n": {"$sum": 1},
             }
         },
@@ -119,6 +124,8 @@ def _count_campaigns(db: Db, ids: list[str]) -> dict[str, CampaignCounts]:
             continue
         state, reason, n = label(key.get("state")) or OTHER, label(key.get("reason")), int(row["n"])
         counts.states[state] = counts.states.get(state, 0) + n
+        if reason and key.get("provider_code") is not None:  # as `status` shows it: provider:401
+            reason = f"{reason}:{label(key['provider_code']) or OTHER}"
         if reason and state not in ("sent", "delivered"):
             counts.reasons[reason] = counts.reasons.get(reason, 0) + n
     for counts in found.values():

@@ -6,8 +6,10 @@ from typing import Any
 
 from pymongo.database import Database
 
+from jobs.mongo.account import STATE
 from jobs.mongo.connection import translating
 from jobs.mongo.directory import AUTHORIZED, USERS
+from jobs.mongo.spent import SPENT
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS
 
@@ -27,17 +29,20 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         return {"resource": {"db": database, "collection": collection}, "actions": list(actions)}
 
     return {
-        PRODUCER: [on(OUTBOX, "insert"), on(STATUS, "find")],
+        PRODUCER: [on(OUTBOX, "insert"), on(STATUS, "find"), on(STATE, "find")],
         OPERATOR: [
             on(AUTHORIZED, "find", "insert", "update", "remove"),
             on(USERS, "find", "insert", "update"),
             on(OUTBOX, "find", "insert", "createIndex"),
             on(STATUS, "find"),
+            on(STATE, "find"),
         ],
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
             on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
+            on(SPENT, "find", "insert", "update", "createIndex"),
+            on(STATE, "find", "insert", "update", "remove"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],

@@ -9,6 +9,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo.database import Database
 
+from jobs.mongo import account as account_hold
 from jobs.mongo.connection import translating
 from jobs.mongo.store import STATUS, Doc
 
@@ -32,13 +33,13 @@ def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
     """A campaign's messages counted by state and by reason code."""
     states: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    projection = {"state": 1, "error.code": 1}
+    projection = {"state": 1, "error.code": 1, "error.provider_code": 1}
     for doc in db[STATUS].find({"campaign": campaign_id}, projection):
         state = str(doc.get("state"))
         states[state] += 1
         error = doc.get("error")
         if state not in ("sent", "delivered") and isinstance(error, dict) and error.get("code"):
-            reasons[str(error["code"])] += 1
+            reasons[reason_key(error)] += 1
     request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
     return {
         "campaign": campaign_id,
@@ -46,4 +47,17 @@ def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
         "total": sum(states.values()),
         "states": dict(sorted(states.items())),
         "reasons": dict(sorted(reasons.items())),
+        "account": account(db),
     }
+
+
+def reason_key(error: dict[str, Any]) -> str:
+    """A reason code, with Flowroute's code beside it when it answered (`provider:401`)."""
+    code, provider_code = str(error["code"]), error.get("provider_code")
+    return f"{code}:{provider_code}" if provider_code is not None else code
+
+
+def account(db: Database[Doc]) -> dict[str, Any]:
+    """Whether Flowroute is refusing the account, and since when (see jobs.mongo.account)."""
+    held = account_hold.read(db)
+    return held.as_dict() if held is not None else {"held": False}

@@ -7,19 +7,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
 from jobs.model import Problem, Reason, State
 from jobs.mongo import guard
+from jobs.mongo.account import AccountHold
 from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
 from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
+from jobs.mongo.spent import SpentIds
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -45,6 +48,8 @@ class OutboxStore:
         self.projection = StatusProjection(self.outbox, self.status, clock)
         self.send_guard = send_guard
         self._guard: SendGuard | None = None
+        self._spent = SpentIds(db, clock)
+        self._holds = AccountHold(db, clock)
 
     @property
     def guard(self) -> SendGuard:
@@ -52,6 +57,20 @@ class OutboxStore:
         if self._guard is None:
             self._guard = guard.build(self.db, self.clock, self.send_guard)
         return self._guard
+
+    @property
+    def spent(self) -> SpentIds:
+        """The record of signed ids already spent (see jobs/mongo/spent.py)."""
+        return self._spent
+
+    @property
+    def holds(self) -> AccountHold:
+        """The account hold shared by every daemon on this database (jobs/mongo/account.py)."""
+        return self._holds
+
+    def new_id(self) -> Any:
+        """A fresh id for a producer's document, made before it is signed."""
+        return ObjectId()
 
     def ensure_indexes(self) -> None:
         """Create the indexes the daemon's queries rely on; safe to run again."""
@@ -88,10 +107,12 @@ class OutboxStore:
             fields.update(admission.fields, state=State.QUEUED.value)
         else:
             fields.update(state=State.REJECTED.value, error=admission.problem.as_error())
+        update: Doc = {"$set": fields}
+        strip = {name: "" for name in admission.strip if name not in fields}
+        if strip:
+            update["$unset"] = strip
         doc = self.outbox.find_one_and_update(
-            {"_id": doc_id, "state": None},
-            {"$set": fields},
-            return_document=ReturnDocument.AFTER,
+            {"_id": doc_id, "state": None}, update, return_document=ReturnDocument.AFTER
         )
         if doc is not None:
             self.project(doc)
@@ -108,7 +129,11 @@ class OutboxStore:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
-        """Claim up to `limit` due documents, highest priority and oldest due first."""
+        """Claim up to `limit` due documents, highest priority and oldest due first.
+
+        When the database fails part-way, what was claimed so far is returned rather than lost
+        to its lease: the caller sends it, or hands it back once the database returns.
+        """
         claimed: list[Doc] = []
         for _ in range(limit):
             now = self.clock.now()
@@ -121,10 +146,19 @@ class OutboxStore:
                 if rejected is not None:
                     self.project(rejected)
                 continue
+            except ConnectionFailure:
+                if not claimed:
+                    raise
+                log.warning("claim.interrupted", claimed=len(claimed))
+                break
             if doc is None:
                 break
-            self.project(doc)
             claimed.append(doc)
+            try:
+                self.project(doc)
+            except ConnectionFailure:
+                log.warning("claim.interrupted", claimed=len(claimed))
+                break
         return claimed
 
     def _fenced(self, doc: Mapping[str, Any], update: Doc, *, public: bool = True) -> Doc | None:

@@ -13,7 +13,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock, SystemClock
-from jobs.dispatch.ports import Outcome, Verdict
+from jobs.dispatch.ports import Outcome, Verdict, claim_ticket
 from jobs.mongo.connection import adapter
 
 TICKETS = "send_tickets"
@@ -62,7 +62,7 @@ class SendTickets:
 
     def take(self, doc: Mapping[str, Any]) -> str | None:
         """The ticket for this claim of `doc`, or None when another worker holds it."""
-        ticket = f"{doc['_id']}:{doc['rev']}"
+        ticket = claim_ticket(doc)
         if not self._ttl and self._expired_at is not None:
             self._expire(every=EXPIRE_EVERY_SECONDS)
         try:
@@ -78,6 +78,39 @@ class SendTickets:
         except DuplicateKeyError:
             return None
         return ticket
+
+    def void(self, doc: Mapping[str, Any]) -> bool:
+        """Lease recovery of a message marked in flight: take the ticket its mark names as never
+        sent, so a worker that stalled before taking it can no longer send. False when the ticket
+        was already taken, or the document does not say which it is: the request may have left."""
+        ticket = doc.get("ticket")
+        if not isinstance(ticket, str):
+            return False
+        try:
+            self.tickets.insert_one(
+                {
+                    "_id": ticket,
+                    "message_id": doc["_id"],
+                    "claim_token": doc.get("claim_token"),
+                    "opened_at": self.wall.now(),
+                    "outcome": Outcome.NOT_SENT.value,
+                    "voided": True,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def taken_by_a_copy(self, doc: Mapping[str, Any]) -> bool:
+        """When this claim's ticket is already taken: True if by a claim that has since been
+        answered, or by a document with another _id of the same text (an ObjectId and its hex
+        string). Either way `doc` is a copy of a document that was sent, not a second worker
+        racing for the same claim, whose ticket would still be unanswered."""
+        found = self.tickets.find_one({"_id": claim_ticket(doc)})
+        if found is None:
+            return False
+        answered = found.get("outcome") in (Outcome.SENT.value, Outcome.IN_DOUBT.value)
+        return found.get("message_id") != doc["_id"] or answered
 
     def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
         """Record what came of the ticket's request."""

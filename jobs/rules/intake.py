@@ -26,6 +26,7 @@ class Admission:
     fields: dict[str, Any] = field(default_factory=dict)
     problem: Problem | None = None
     broadcast: bool = False
+    strip: tuple[str, ...] = ()  # daemon-owned fields the producer's document carries
 
 
 def check_name(value: object, what: str) -> str:

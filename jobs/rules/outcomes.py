@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobs.errors import (
+    AccountError,
+    NoProviderIdError,
     OptedOutError,
     PermanentError,
     ProviderError,
@@ -31,6 +33,7 @@ class Outcome:
     due_at: datetime | None = None
     refund: bool = False
     opted_out: bool = False
+    hold: bool = False  # the account is refused: stop sending until a probe succeeds
 
 
 def backoff(
@@ -50,8 +53,14 @@ def provider_problem(error: ProviderError) -> Problem:
     reason = Reason.TIMEOUT if isinstance(error, UnknownOutcomeError) else Reason.PROVIDER
     if isinstance(error, OptedOutError):
         reason = Reason.OPTED_OUT
+    elif isinstance(error, NoProviderIdError):
+        reason = Reason.NO_PROVIDER_ID
+    elif isinstance(error, AccountError):
+        reason = Reason.ACCOUNT_HELD
     detail = error.detail if isinstance(error.detail, str) else repr(error.detail)
-    return Problem(reason, f"{error.code}: {detail}" if error.detail is not None else error.code)
+    text = f"{error.code}: {detail}" if error.detail is not None else error.code
+    answered = error.status is not None or isinstance(error, NoProviderIdError)
+    return Problem(reason, text, error.code if answered else None)
 
 
 def after_error(
@@ -67,6 +76,9 @@ def after_error(
     retryable errors count; the last allowed attempt fails. An answer that never came is unknown.
     """
     problem = provider_problem(error)
+    if isinstance(error, AccountError):
+        # Not this message's fault: it waits, attempt refunded, until the account works again.
+        return Outcome(State.QUEUED, problem, now, refund=True, hold=True)
     if isinstance(error, ThrottledError):
         return Outcome(State.QUEUED, problem, now + backoff(attempts, rand=rand), refund=True)
     if isinstance(error, RetryableError):

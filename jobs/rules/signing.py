@@ -15,8 +15,13 @@ from jobs.errors import InputError
 from jobs.model import Problem, Reason
 from jobs.rules import phone
 
-VERSION = "sms-outbox-v1"
-SIGNED_FIELDS = ("user", "to", "from", "body", "key", "send_at", "priority", "audience", "campaign")
+VERSION = "sms-outbox-v2"
+# v1 did not sign the document's _id, so a copy under a new _id passed; only broadcast
+# messages still verify under it (their _id is bound to their signed campaign and number).
+RETIRED_VERSION = "sms-outbox-v1"
+SIGNED_FIELDS = (
+    "_id", "user", "to", "from", "body", "key", "send_at", "priority", "audience", "campaign",
+)  # fmt: skip
 KEY_BYTES = 32
 
 
@@ -40,13 +45,29 @@ def _iso(value: Any) -> Any:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def canonical(doc: Mapping[str, Any]) -> bytes:
+def signed_id(doc: Mapping[str, Any]) -> str | None:
+    """The document's _id as it is signed: a string as it is, an ObjectId as its 24 hex digits;
+    None when it has no _id of either kind."""
+    value = doc.get("_id")
+    if isinstance(value, str):
+        return value
+    # An ObjectId, known by its 12 bytes (only jobs.mongo imports bson).
+    binary = getattr(value, "binary", None)
+    return binary.hex() if isinstance(binary, bytes) and len(binary) == 12 else None
+
+
+def canonical(doc: Mapping[str, Any], version: str = VERSION) -> bytes:
     """The bytes that are signed: a compact JSON array of the version and the signed fields, in
-    order, a missing field as null, numbers in 11-digit form and dates in ISO-8601 UTC."""
-    values: list[Any] = [VERSION]
+    order, a missing field as null, the _id as text, numbers in 11-digit form and dates in
+    ISO-8601 UTC."""
+    values: list[Any] = [version]
     for name in SIGNED_FIELDS:
         value = doc.get(name)
-        if name in ("to", "from") and value is not None:
+        if name == "_id":
+            if version == RETIRED_VERSION:
+                continue
+            value = signed_id(doc)
+        elif name in ("to", "from") and value is not None:
             value = _number(value)
         elif name == "priority" and value is None:
             value = 0  # absent means 0, as intake reads it
@@ -56,19 +77,33 @@ def canonical(doc: Mapping[str, Any]) -> bytes:
     )
 
 
-def sign(key: str, doc: Mapping[str, Any]) -> str:
+def sign(key: str, doc: Mapping[str, Any], version: str = VERSION) -> str:
     """The signature of `doc` under `key` (hex), to be stored in its `signature` field."""
-    return hmac.new(key.encode("utf-8"), canonical(doc), hashlib.sha256).hexdigest()
+    return hmac.new(key.encode("utf-8"), canonical(doc, version), hashlib.sha256).hexdigest()
 
 
-def check(key: str | None, doc: Mapping[str, Any], signer: str) -> Problem | None:
-    """None when `doc` carries a valid signature by `signer`'s `key`, else the problem."""
+def check(
+    key: str | None, doc: Mapping[str, Any], signer: str, *, retired_ok: bool = False
+) -> Problem | None:
+    """None when `doc` carries a valid signature by `signer`'s `key`, else the problem.
+    `retired_ok` also accepts the retired form, which does not bind the _id."""
     if key is None:
         return Problem(Reason.SIGNATURE, f"no signing key is configured for {signer}")
     given = doc.get("signature")
     if not isinstance(given, str) or not given:
         return Problem(Reason.SIGNATURE, "the message is not signed")
+    if signed_id(doc) is None:
+        return Problem(Reason.SIGNATURE, "the document's _id must be an ObjectId or a string")
     # compare_digest refuses non-ASCII text with a TypeError; no such string is a hex digest.
-    if not given.isascii() or not hmac.compare_digest(given.lower(), sign(key, doc)):
-        return Problem(Reason.SIGNATURE, f"the signature does not match {signer}'s key")
-    return None
+    given = given.lower() if given.isascii() else ""
+    if hmac.compare_digest(given, sign(key, doc)):
+        return None
+    if hmac.compare_digest(given, sign(key, {**doc, "_id": None})):
+        detail = f"signed without its _id ({VERSION} signs it): set _id before signing"
+        return Problem(Reason.SIGNATURE, detail)
+    if hmac.compare_digest(given, sign(key, doc, RETIRED_VERSION)):
+        if retired_ok:
+            return None
+        detail = f"signed in the retired {RETIRED_VERSION} form; sign the _id too ({VERSION})"
+        return Problem(Reason.SIGNATURE, detail)
+    return Problem(Reason.SIGNATURE, f"the signature does not match {signer}'s key")

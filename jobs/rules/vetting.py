@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
-from jobs.rules import intake, policy
+from jobs.rules import intake, policy, replay
 
 
 class Grants(Protocol):
@@ -63,6 +63,8 @@ def vet(
     problem = admission.problem
     if problem is None and signatures is not None:
         problem = signatures.check(doc)
+    # A broadcast's message must carry the id of its signed campaign and number.
+    problem = problem or replay.child_problem(doc)
     if problem is not None:
         return Vetted(problem=problem, broadcast=broadcast)
     if not broadcast and max_attempts is not None and int(doc.get("attempts", 0)) > max_attempts:

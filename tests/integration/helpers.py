@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
 from jobs.clock import SystemClock
@@ -41,7 +42,10 @@ def seed(db: Db, recipients: list[str], keys_dir: Path, *, messages: bool = True
     db["users"].insert_many([{"phone": n, "verified": True} for n in recipients])
     if messages:
         key = KeyRing(keys_dir).user_key(SENDER) or ""
-        docs = [{"user": SENDER, "to": n, "body": f"hello {i}"} for i, n in enumerate(recipients)]
+        docs = [
+            {"_id": ObjectId(), "user": SENDER, "to": n, "body": f"hello {i}"}
+            for i, n in enumerate(recipients)
+        ]
         for doc in docs:
             doc["signature"] = signing.sign(key, doc)
         db["outbox"].insert_many(docs)

@@ -13,6 +13,8 @@ from pydantic import SecretStr
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import (
+    AccountError,
+    NoProviderIdError,
     OptedOutError,
     PermanentError,
     ProviderError,
@@ -20,7 +22,7 @@ from jobs.errors import (
     ThrottledError,
     UnknownOutcomeError,
 )
-from jobs.flowroute import FlowrouteClient
+from jobs.flowroute import FlowrouteClient, is_account_refusal
 
 ACCESS = "ak-7f3c9e21d4"
 SECRET = "sk-b81a55e0c6f2"
@@ -111,10 +113,10 @@ def test_delivery_receipt_url_is_sent_when_configured(sim: FlowrouteSimulator) -
     assert [m.dlr_callback for m in sim.messages()] == ["https://x/dlr"]
 
 
-def test_wrong_credentials_are_permanent_with_detail(
+def test_wrong_credentials_are_an_account_error_with_detail(
     sim: FlowrouteSimulator, client_for: MakeClient
 ) -> None:
-    with pytest.raises(PermanentError) as refused:
+    with pytest.raises(AccountError) as refused:
         client_for(sim.url, secret=WRONG_SECRET).send(RECIPIENT, SENDER, "hello")
 
     assert (refused.value.code, refused.value.status) == ("401", 401)
@@ -123,9 +125,9 @@ def test_wrong_credentials_are_permanent_with_detail(
     assert sim.messages() == []
 
 
-def test_number_the_account_does_not_own_is_permanent_403(client_for: MakeClient) -> None:
+def test_number_the_account_does_not_own_is_an_account_error_403(client_for: MakeClient) -> None:
     owner = FlowrouteSimulator(ACCESS, SECRET, rate_per_second=None, owned_numbers=[SENDER])
-    with owner as sim, pytest.raises(PermanentError) as refused:
+    with owner as sim, pytest.raises(AccountError) as refused:
         client_for(sim.url).send(RECIPIENT, "12065550101", "hello")
 
     assert (refused.value.code, refused.value.status) == ("403", 403)
@@ -237,7 +239,7 @@ def test_secrets_never_appear_in_repr_or_in_errors(
     collect(client_for(closed_port_url()))
 
     assert [type(error) for error in errors] == [
-        PermanentError,
+        AccountError,
         RetryableError,
         ThrottledError,
         PermanentError,
@@ -251,3 +253,44 @@ def test_secrets_never_appear_in_repr_or_in_errors(
         for text in (repr(flowroute), str(flowroute)):
             assert all(secret not in text for secret in SECRETS)
             assert sim.url in text
+
+
+def test_202_without_a_usable_id_is_its_own_unknown_outcome(
+    sim: FlowrouteSimulator, client: FlowrouteClient
+) -> None:
+    sim.fail_next(202)
+
+    with pytest.raises(NoProviderIdError) as accepted:
+        client.send(RECIPIENT, SENDER, "hello")
+
+    assert isinstance(accepted.value, UnknownOutcomeError)
+    assert accepted.value.code == "202"
+
+
+def test_a_403_that_names_no_account_or_number_fails_only_the_message(
+    sim: FlowrouteSimulator, client: FlowrouteClient
+) -> None:
+    sim.fail_next(403, detail="recipient is on a carrier block list")
+
+    with pytest.raises(PermanentError) as refused:
+        client.send(RECIPIENT, SENDER, "hello")
+
+    assert not isinstance(refused.value, AccountError)
+
+
+@pytest.mark.parametrize(
+    ("detail", "account"),
+    [
+        ("the account does not own the 'from' number 12065550101", True),
+        ("Forbidden: account suspended", True),
+        ("sending number is not registered to a 10DLC campaign", True),
+        ("source number not provisioned for messaging", True),
+        ("Unauthorized API key", True),
+        ("invalid credentials", True),
+        ("recipient is on a carrier block list", False),
+        ("Forbidden", False),
+        ("message content refused", False),
+    ],
+)
+def test_which_403s_are_the_accounts_fault(detail: str, account: bool) -> None:
+    assert is_account_refusal(detail) is account

@@ -19,9 +19,10 @@ from jobs.errors import (
 )
 from jobs.metrics import MeteredPacer, MeteredProvider
 from jobs.mongo import reports
+from jobs.mongo.account import AccountHold
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake
-from scheduler.exporter import OutboxCollector, PrometheusSink
+from scheduler.exporter import OutboxCollector, PrometheusSink, StoredAccount
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
 
 
@@ -188,3 +189,17 @@ def test_each_event_reaches_the_installed_sink(sink: RecordingSink) -> None:
         "database_outages",
         "receipts",
     ]
+
+
+def test_an_account_held_in_the_database_shows_in_metrics_and_readiness(
+    db: Database[Doc], clock: ManualClock
+) -> None:
+    account = StoredAccount(db)
+    assert account.state() == health.ACTIVE
+    AccountHold(db, clock).hold("401", "bad credentials")
+    assert account.state() == health.HELD
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(db, clock, account, cache_seconds=5))
+    assert "sms_outbox_account_held 1.0" in generate_latest(registry).decode()
+    verdict = health.readiness(lambda: None, account)
+    assert not verdict.ok and "held" in verdict.detail

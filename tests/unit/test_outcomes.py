@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.errors import (
+    AccountError,
+    NoProviderIdError,
     OptedOutError,
     PermanentError,
     ProviderError,
@@ -75,7 +77,7 @@ def test_429_never_burns_an_attempt() -> None:
     assert outcome.state is State.QUEUED
     assert outcome.refund is True
     assert outcome.due_at == NOW + backoff(MAX, rand=highest)
-    assert outcome.problem == Problem(Reason.PROVIDER, "429: Too Many Requests: slow down")
+    assert outcome.problem == Problem(Reason.PROVIDER, "429: Too Many Requests: slow down", "429")
 
 
 @pytest.mark.parametrize(
@@ -107,14 +109,13 @@ def test_retryable_error_on_the_last_attempt_fails(status: int) -> None:
     assert outcome.state is State.FAILED
     assert outcome.due_at is None
     assert outcome.refund is False
-    assert outcome.problem == Problem(Reason.PROVIDER, f"{status}: down")
+    assert outcome.problem == Problem(Reason.PROVIDER, f"{status}: down", str(status))
 
 
 @pytest.mark.parametrize(
     ("status", "detail", "expected"),
     [
-        (401, "Unauthorized: missing or wrong API credentials", None),
-        (403, "Forbidden: the account does not own 12065550100", None),
+        (403, "Forbidden: recipient is blocked", None),
         (422, {"to": ["is not a valid number"]}, "422: {'to': ['is not a valid number']}"),
     ],
 )
@@ -125,7 +126,34 @@ def test_other_4xx_fails_with_flowroutes_detail(
 
     assert outcome.state is State.FAILED
     assert outcome.opted_out is False
-    assert outcome.problem == Problem(Reason.PROVIDER, expected or f"{status}: {detail}")
+    problem = Problem(Reason.PROVIDER, expected or f"{status}: {detail}", str(status))
+    assert outcome.problem == problem
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        (401, "Unauthorized: missing or wrong API credentials"),
+        (403, "Forbidden: the account does not own the 'from' number 12065550100"),
+    ],
+)
+def test_an_account_refusal_holds_the_message_with_its_attempt_refunded(
+    status: int, detail: str
+) -> None:
+    outcome = after_error(AccountError(str(status), detail, status), MAX, MAX, NOW)
+
+    assert (outcome.state, outcome.refund, outcome.hold) == (State.QUEUED, True, True)
+    assert outcome.problem == Problem(Reason.ACCOUNT_HELD, f"{status}: {detail}", str(status))
+
+
+def test_an_accepted_request_without_an_id_is_unknown_with_its_own_reason() -> None:
+    error = NoProviderIdError("202", "Flowroute accepted the message without a message id")
+
+    outcome = after_error(error, 1, MAX, NOW)
+
+    assert outcome.state is State.UNKNOWN
+    assert outcome.problem is not None
+    assert (outcome.problem.code, outcome.problem.provider_code) == (Reason.NO_PROVIDER_ID, "202")
 
 
 def test_1110_fails_and_opts_the_recipient_out() -> None:
@@ -136,7 +164,8 @@ def test_1110_fails_and_opts_the_recipient_out() -> None:
     assert outcome.state is State.FAILED
     assert outcome.opted_out is True
     assert outcome.due_at is None
-    assert outcome.problem == Problem(Reason.OPTED_OUT, "1110: recipient 13125550199 has opted out")
+    detail = "1110: recipient 13125550199 has opted out"
+    assert outcome.problem == Problem(Reason.OPTED_OUT, detail, "1110")
 
 
 @pytest.mark.parametrize("attempts", [1, MAX])

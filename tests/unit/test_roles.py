@@ -15,7 +15,17 @@ def test_every_privilege_is_scoped_to_the_installation_database() -> None:
 
 
 def test_producers_may_only_insert_messages_and_read_statuses() -> None:
-    assert actions(PRODUCER) == {"outbox": {"insert"}, "message_status": {"find"}}
+    expected = {"outbox": {"insert"}, "message_status": {"find"}, "daemon_state": {"find"}}
+    assert actions(PRODUCER) == expected
+
+
+def test_only_the_daemon_may_write_spent_ids_and_the_account_hold() -> None:
+    for role in (PRODUCER, OPERATOR):
+        granted = actions(role)
+        assert "sent_ids" not in granted
+        assert granted.get("daemon_state", set()) <= {"find"}
+    assert {"find", "insert", "update"} <= actions(DAEMON)["sent_ids"]
+    assert {"find", "insert", "update", "remove"} <= actions(DAEMON)["daemon_state"]
 
 
 def test_only_the_daemon_may_change_a_message_or_its_status() -> None:

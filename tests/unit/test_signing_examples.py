@@ -12,18 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from jobs.rules import signing
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "9f" * 32
 DOCS: list[dict[str, Any]] = [
-    {"user": "alice", "to": "12065550101", "body": "Your appointment is at 3pm"},
-    {"user": "alice", "to": "12065550101", "from": "12065550100", "body": "caf\u00e9 \U0001f600",
-     "key": "k-1", "priority": 5},
-    {"user": "b\u00f6b", "audience": "verified", "body": 'quote " backslash \\ tab\t line\n end',
+    {"_id": ObjectId("6650f1a2b3c4d5e6f7a8b9c0"), "user": "alice", "to": "12065550101",
+     "body": "Your appointment is at 3pm"},
+    {"_id": "order-17 \u00e9", "user": "alice", "to": "12065550101", "from": "12065550100",
+     "body": "caf\u00e9 \U0001f600", "key": "k-1", "priority": 5},
+    {"_id": ObjectId("0000000000000000000000ff"), "user": "b\u00f6b", "audience": "verified",
+     "body": 'quote " backslash \\ tab\t line\n end',
      "send_at": datetime(2026, 5, 1, 14, 0, 0, 123456, tzinfo=UTC)},
-    {"user": "alice", "to": "12065550101", "body": "control \x01 and \u2028 separator"},
+    {"_id": "x", "user": "alice", "to": "12065550101",
+     "body": "control \x01 and \u2028 separator"},
 ]  # fmt: skip
 
 
@@ -32,6 +36,14 @@ def _block(language: str, marker: str) -> str:
         rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S
     )
     return next(block for block in blocks if marker in block)
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, ObjectId):
+        return {"$oid": str(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
 
 
 def _python_sign() -> Callable[[str, dict[str, Any]], str]:
@@ -53,12 +65,13 @@ def test_readme_python_example_signs_like_the_daemon() -> None:
 def test_readme_javascript_example_signs_like_the_daemon() -> None:
     source = _block("js", "function sign(")
     definition = source[: source.index("\nconst doc = ")]
-    docs = [
-        {**doc, "send_at": doc["send_at"].isoformat()} if "send_at" in doc else doc for doc in DOCS
-    ]
+    docs = [json.loads(json.dumps(doc, default=_as_json)) for doc in DOCS]
+    # ObjectIds reach the script as {"$oid": hex} and become objects with toHexString(), as
+    # the drivers' ObjectId has.
     script = definition + (
         "\nconst docs = JSON.parse(process.argv[1]);"
-        "\nfor (const d of docs) { if (d.send_at) d.send_at = new Date(d.send_at); }"
+        "\nfor (const d of docs) { if (d.send_at) d.send_at = new Date(d.send_at);"
+        " if (d._id.$oid) { const hex = d._id.$oid; d._id = { toHexString: () => hex }; } }"
         f"\nconsole.log(JSON.stringify(docs.map((d) => sign({json.dumps(KEY)}, d))));"
     )
     result = subprocess.run(

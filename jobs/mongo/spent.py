@@ -1,0 +1,83 @@
+"""Spent ids: the daemon's record of every signed id it has sent (or fanned out), so a copy of a
+signed document re-inserted after the original is refused, whatever the outbox holds.
+
+The collection is the daemon's alone by role (`jobs.mongo.roles`): producers and operators
+cannot write it, so deleting a sent message and inserting it again does not clear its record.
+Records are kept for good: a replay is refused however late it comes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from jobs.clock import Clock
+from jobs.dispatch.ports import Outcome
+from jobs.mongo.connection import adapter
+
+SPENT = "sent_ids"
+
+
+@adapter
+class SpentIds:
+    """One record per signed id, keyed by it.
+
+    A message's record names the claim token of the request that spent it, and says when that
+    request is known not to have left (`outcome: not_sent`); until then it counts as sent. It
+    is inserted after the in-flight mark and just before the request leaves; the insert is
+    atomic on the unique `_id`, so of two copies only one sends. A later claim of the same id
+    takes the record over only when the request that holds it is known not to have left (a 5xx,
+    a 429, an account hold), which is how a retried message sends while a copy of a sent one is
+    refused.
+    """
+
+    def __init__(self, db: Database[dict[str, Any]], clock: Clock) -> None:
+        self.spent: Collection[dict[str, Any]] = db[SPENT]
+        self.clock = clock
+
+    def take(self, spent_id: str, message_id: Any, token: str) -> bool:
+        """Spend `spent_id` on the request of `token`; False when it is already spent."""
+        record = {"message_id": message_id, "token": token, "outcome": None}
+        record["at"] = self.clock.now()
+        try:
+            self.spent.insert_one({"_id": spent_id, "kind": "message", **record})
+            return True
+        except DuplicateKeyError:
+            pass
+        held = self.spent.find_one({"_id": spent_id})
+        if held is None or held.get("kind") != "message":
+            return False
+        if held.get("token") == token:
+            return True
+        if held.get("outcome") != Outcome.NOT_SENT.value:
+            return False
+        taken = self.spent.update_one(
+            {"_id": spent_id, "token": held.get("token"), "outcome": Outcome.NOT_SENT.value},
+            {"$set": record},
+        )
+        return taken.modified_count == 1
+
+    def settle(self, spent_id: str, token: str, outcome: Outcome) -> None:
+        """Record what came of the request that spent `spent_id`."""
+        self.spent.update_one(
+            {"_id": spent_id, "token": token}, {"$set": {"outcome": outcome.value}}
+        )
+
+    def open_campaign(self, spent_id: str, message_id: Any) -> bool:
+        """Start (or resume) the fan-out of broadcast request `spent_id`; False once it ended."""
+        try:
+            self.spent.insert_one(
+                {"_id": spent_id, "kind": "broadcast", "message_id": message_id,
+                 "at": self.clock.now(), "done": False}
+            )  # fmt: skip
+            return True
+        except DuplicateKeyError:
+            held = self.spent.find_one({"_id": spent_id})
+            return held is not None and held.get("kind") == "broadcast" and not held.get("done")
+
+    def close_campaign(self, spent_id: str) -> None:
+        """The fan-out of `spent_id` ended: a copy of its request must not start another."""
+        self.spent.update_one({"_id": spent_id}, {"$set": {"done": True}})
