@@ -65,7 +65,8 @@ def test_the_daemon_sends_through_the_simulator_it_was_pointed_at(cli: Cli) -> N
 
         summary = json.loads(_ok(cli("status", "--campaign", campaign, "--json")))
         assert summary["states"] == {"failed": 1, "sent": 2}
-        assert summary["reasons"] == {"opted_out": 1}
+        [(reason, count)] = summary["reasons"].items()
+        assert reason.startswith("opted_out") and count == 1  # with Flowroute's code beside it
         optout = [r for r in json.loads(_ok(cli("recipients", "list", "--json")))
                   if r["phone"] == NUMBERS[2]]  # fmt: skip
         assert optout[0]["opted_out"]["reason"] == "flowroute 1110"
