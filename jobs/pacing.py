@@ -7,6 +7,7 @@ from collections import deque
 from typing import Protocol
 
 from jobs.clock import Clock
+from jobs.flowroute import SmsProvider
 
 WINDOW_SECONDS = 1.0
 # Requests leave a little later than we stamp them; the margin keeps a burst that straddles two of
@@ -58,3 +59,26 @@ class SlidingWindowPacer:
     def penalize(self) -> None:
         with self._lock:
             self._blocked_until = self.clock.monotonic() + WINDOW_SECONDS + MARGIN_SECONDS
+
+
+class SlotGate(Protocol):
+    """A pacer that hands out a slot early and holds the request until the slot itself."""
+
+    def wait_for_slot(self) -> None: ...
+
+
+class GatedProvider:
+    """Sends each request at the exact slot its pacer handed out.
+
+    The pacer's `acquire` returns a little before the slot, so the database writes the cycle does
+    between pacing and sending (the fenced renewal, the send ticket) cannot push the request past
+    its slot and into the next daemon's.
+    """
+
+    def __init__(self, provider: SmsProvider, gate: SlotGate) -> None:
+        self.provider = provider
+        self.gate = gate
+
+    def send(self, to: str, source: str, body: str) -> str:
+        self.gate.wait_for_slot()
+        return self.provider.send(to, source, body)

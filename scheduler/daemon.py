@@ -23,11 +23,16 @@ from jobs.keys import Signatures
 from jobs.mongo.account import AccountHold
 from jobs.mongo.connection import Db
 from jobs.mongo.directory import Directory
+from jobs.mongo.fleet_pacing import FleetPacer
 from jobs.mongo.store import OutboxStore
-from jobs.pacing import SlidingWindowPacer
+from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
+from jobs.rules.slots import SlotPlan, account_id
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
+# Fleet pacing hands out a slot this early, so the writes between pacing and sending (renewal,
+# send ticket) happen before the slot rather than delaying the request past it.
+SEND_LEAD_SECONDS = 0.1
 
 
 def build_dispatcher(
@@ -44,7 +49,6 @@ def build_dispatcher(
         provider = FlowrouteClient(
             fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=fr.dlr_callback
         )
-    rate = settings.flowroute.rate_per_second or None
     config = DispatchConfig(
         batch_size=settings.dispatch.batch_size,
         lease_seconds=settings.dispatch.lease_seconds,
@@ -63,16 +67,32 @@ def build_dispatcher(
         )
     probe = timedelta(seconds=settings.flowroute.hold_probe_seconds)
     probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
+    # Latency is the request's own: measured inside the gate that holds it until its slot.
+    provider = metrics.MeteredProvider(provider, clock)
+    pacer = build_pacer(settings, db, clock)
+    if isinstance(pacer, FleetPacer):
+        provider = GatedProvider(provider, pacer)
     return Dispatcher(
         OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
-        metrics.MeteredProvider(provider, clock),
-        metrics.MeteredPacer(SlidingWindowPacer(rate, clock), clock),
+        provider,
+        metrics.MeteredPacer(pacer, clock),
         clock,
         config,
         signatures,
         AccountGate(AccountHold(db, clock, probe, probe_cap), clock),
     )
+
+
+def build_pacer(settings: Settings, db: Db, clock: Clock) -> Pacer:
+    """Fleet pacing shares the account's limit through the database; local pacing does not."""
+    rate = settings.flowroute.rate_per_second
+    if not rate or settings.dispatch.pacing == "local":
+        return SlidingWindowPacer(rate or None, clock)
+    access = settings.flowroute.access_key
+    account = account_id(settings.flowroute.base_url, access.get_secret_value() if access else "")
+    plan = SlotPlan(rate, settings.dispatch.pacing_margin_ms / 1000)
+    return FleetPacer(db, account, plan, clock, early=SEND_LEAD_SECONDS)
 
 
 class Daemon:
@@ -202,5 +222,6 @@ def describe(settings: Settings) -> dict[str, Any]:
         "database": settings.mongodb.database,
         "flowroute": settings.flowroute.base_url,
         "rate_per_second": settings.flowroute.rate_per_second,
+        "pacing": settings.dispatch.pacing,
         "batch_size": settings.dispatch.batch_size,
     }

@@ -72,7 +72,8 @@ def run_demo() -> int:
                 secret_key=SecretStr("demo-secret-key"),
                 base_url=sim.url,
             ),
-            dispatch=DispatchSettings(poll_seconds=0.2),
+            # One daemon on an in-memory database: there is no fleet to share the limit with.
+            dispatch=DispatchSettings(poll_seconds=0.2, pacing="local"),
             security=SecuritySettings(keys_dir=keys_dir),
             # Off so the demo sends at any hour; a real daemon waits for the recipient's daytime.
             quiet_hours=QuietHoursSettings(enabled=False),

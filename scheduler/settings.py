@@ -18,6 +18,7 @@ from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.rules.quiet_hours import Window
+from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
 from scheduler.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
@@ -95,6 +96,8 @@ class DispatchSettings(BaseModel):
     lease_seconds: float = Field(120.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
+    pacing: Literal["fleet", "local"] = "fleet"
+    pacing_margin_ms: float = Field(DEFAULT_MARGIN_SECONDS * 1000, gt=0, lt=500)
 
 
 class QuietHoursSettings(BaseModel):

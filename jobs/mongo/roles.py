@@ -9,6 +9,7 @@ from pymongo.database import Database
 from jobs.mongo.account import STATE
 from jobs.mongo.connection import translating
 from jobs.mongo.directory import AUTHORIZED, USERS
+from jobs.mongo.fleet_pacing import PACING
 from jobs.mongo.spent import SPENT
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS
@@ -43,6 +44,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
             on(SPENT, "find", "insert", "update", "createIndex"),
             on(STATE, "find", "insert", "update", "remove"),
+            on(PACING, "find", "insert", "update", "remove", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
         ],

@@ -1,0 +1,333 @@
+"""Pacing shared by every daemon of one Flowroute account, through blocks of slots in MongoDB.
+
+A daemon reserves a block (one window's worth of evenly spaced slots, see `jobs.rules.slots`) by
+inserting a document under a unique id made of the account and the block number: an insert
+either wins the block or fails with a duplicate key, which is atomic on every MongoDB-compatible
+server, including those whose find-and-modify is not. It then sends in its block's slots without
+asking the database again. Blocks are on the database server's clock, which each daemon reads
+with `hello` and follows with its own monotonic clock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pymongo import DESCENDING
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+
+from jobs.clock import Clock, as_utc
+from jobs.errors import RetryableError
+from jobs.mongo.connection import adapter
+from jobs.rules.slots import Offset, SlotPlan, estimate_offset
+
+log = structlog.get_logger("sms_outbox.pacing")
+
+PACING = "pacing"
+SAMPLES = 3
+RESYNC_SECONDS = 300.0
+MAX_AHEAD_BLOCKS = 64
+CLEANUP_EVERY = 128
+KEEP_BLOCKS = 600
+EXPIRY = timedelta(hours=1)
+
+ServerTime = Callable[[], datetime]
+
+
+@adapter
+class FleetPacer:
+    """The `Pacer` of one daemon in a fleet sharing `account`; thread-safe within the process.
+
+    `acquire` blocks until this daemon's next slot; `penalize` (after a 429) stops the whole
+    fleet for a window plus margin. Database errors propagate from `acquire`, so nothing is sent
+    while the shared state cannot be read; `penalize` never raises.
+    """
+
+    def __init__(
+        self,
+        db: Database[dict[str, Any]],
+        account: str,
+        plan: SlotPlan,
+        clock: Clock,
+        *,
+        server_time: ServerTime | None = None,
+        early: float = 0.0,
+    ) -> None:
+        self.db = db
+        self.pacing: Collection[dict[str, Any]] = db[PACING]
+        self.account = account
+        self.plan = plan
+        self.clock = clock
+        self.holder = uuid.uuid4().hex[:12]
+        self.commands = 0  # database commands sent, for the benchmark and the tests
+        self._server_time = server_time or self._hello_time
+        # With a `GatedProvider`, acquire returns this much before the slot and the request
+        # waits for the slot itself in `wait_for_slot`.
+        self.early = min(early, plan.spacing / 2)
+        self._due: tuple[float, float] | None = None  # when to send, and the latest it may
+        self._offset: Offset | None = None
+        self._synced_at = -math.inf
+        self._indexed = False
+        self._block: int | None = None
+        self._index = 0
+        # A run is a series of consecutive blocks of this daemon; inside it, its own send times
+        # show what the window holds, so a slot missed between two batches can be made up.
+        self._run_start = 0
+        self._sent: deque[float] = deque(maxlen=plan.rate)
+        self._unchecked = False
+        self._blocked_until = 0.0
+        self._hint = -1  # the highest block this daemon knows to be taken
+        self._crowded = False
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Wait for this daemon's next slot (or until `early` before it, see `wait_for_slot`)."""
+        with self._lock:
+            self._prepare()
+            # A slot handed out for a message that was not sent after all (its claim was lost,
+            # it was rejected late) is still ours: the next message takes it.
+            unused = self._due if self._due is not None and self._now() <= self._due[1] else None
+            due, latest = unused or self._next_slot()
+            if self.early:
+                self._due = (due, latest)
+                self.clock.sleep(due - self.early - self._now())
+            else:
+                self.clock.sleep(due - self._now())
+                self._sent.append(self._now())
+
+    def wait_for_slot(self) -> None:
+        """Hold the request until the slot `acquire` handed out (see `GatedProvider`).
+
+        A request that reaches its slot too late (slow writes, an overloaded machine) takes the
+        next slot instead: sent late, it would crowd the window of the daemon after it.
+        """
+        with self._lock:
+            slot, self._due = self._due, None
+            try:
+                while slot is not None:
+                    due, latest = slot
+                    self.clock.sleep(due - self._now())
+                    now = self._now()
+                    if now <= latest:
+                        self._sent.append(now)
+                        return
+                    log.info("pacing.slot_missed", late_ms=round((now - due) * 1000))
+                    slot = self._next_slot()
+            except PyMongoError as exc:
+                raise RetryableError("pacing_unavailable", type(exc).__name__) from exc
+
+    def _next_slot(self) -> tuple[float, float]:
+        """When this daemon's next slot may be used, and the latest it may still be used (fleet
+        time); reserves a block when this daemon has none left."""
+        while True:
+            now = self._now()
+            if self._block is None or self._index >= self.plan.rate:
+                self._reserve(now)
+                continue
+            block = self._block
+            if self._unchecked:
+                # Another daemon may have been refused since we reserved: look just before use.
+                look_at = self.plan.slot_time(block, self._index) - self.plan.spacing
+                if now < look_at:
+                    self.clock.sleep(look_at - now)
+                    continue
+                self._unchecked = False
+                self._read_penalty(now)
+                continue
+            index = max(self._index, self.plan.first_usable(block, now, self._blocked_until))
+            if index >= self.plan.rate:
+                self._index = index  # used up by time; the next block may still continue the run
+                continue
+            self._index = index + 1
+            slot = self.plan.slot_time(block, index)
+            if len(self._sent) == self.plan.rate and self._sent[0] >= self._run_start_time():
+                # The window before this slot holds only our own sends: it may go as soon as
+                # the oldest of the last `rate` of them is a window plus margin old.
+                earliest = self._sent[0] + self.plan.block_seconds
+                return max(earliest, now, self._blocked_until), slot + self.plan.late
+            return slot + self._lead(), slot + self.plan.late
+
+    def _run_start_time(self) -> float:
+        return self.plan.slot_time(0, self._run_start)
+
+    def penalize(self) -> None:
+        """A 429: no attempt from any daemon for a window plus margin."""
+        with self._lock:
+            now = self._now()
+            until = self.plan.penalty_until(now)
+            self._blocked_until = max(self._blocked_until, until)
+            self._block = None
+            blocks = self.plan.blocks_until(now, until)
+            self._hint = max(self._hint, blocks[-1])
+            try:
+                self._share_penalty(now, until, blocks)
+            except PyMongoError as exc:
+                log.warning("pacing.penalty_unshared", error=type(exc).__name__)
+            log.info("pacing.penalized", until=round(until - now, 3))
+
+    def ensure_indexes(self) -> None:
+        """The frontier query's index, and expiry of old blocks where the server supports TTL."""
+        self.commands += 2
+        self.pacing.create_index([("account", 1), ("block", DESCENDING)], name="account_block")
+        try:
+            self.pacing.create_index("expires_at", name="expiry", expireAfterSeconds=0)
+        except OperationFailure as exc:
+            # Old blocks are also deleted by the daemons themselves (see `_reserve`).
+            log.info("pacing.no_expiry", error=exc.code)
+
+    def _prepare(self) -> None:
+        if not self._indexed:
+            self.ensure_indexes()
+            self._indexed = True
+        if self.clock.monotonic() - self._synced_at >= RESYNC_SECONDS:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Measure the server clock against ours; the shortest round trip bounds the error."""
+        samples = []
+        for _ in range(SAMPLES):
+            sent = self.clock.monotonic()
+            server = as_utc(self._server_time()).timestamp()
+            samples.append((sent, server, self.clock.monotonic()))
+        first = self._offset is None
+        self._offset = estimate_offset(samples)
+        self._synced_at = self.clock.monotonic()
+        if first:
+            log.info(
+                "pacing.synced",
+                uncertainty_ms=round(self._offset.uncertainty * 1000, 2),
+                spacing_ms=round(self.plan.spacing * 1000, 1),
+            )
+        if self._offset.uncertainty > self.plan.late / 2:
+            log.warning(
+                "pacing.clock_uncertain",
+                uncertainty_ms=round(self._offset.uncertainty * 1000, 2),
+                detail="the database's round trip eats into the pacing margin",
+            )
+
+    def _hello_time(self) -> datetime:
+        self.commands += 1
+        reply = self.db.client.admin.command("hello")
+        local_time = reply.get("localTime")
+        if not isinstance(local_time, datetime):
+            raise PyMongoError("the server's hello reply has no localTime")
+        return local_time
+
+    def _now(self) -> float:
+        """Fleet time: the server's clock as followed by this daemon's monotonic clock."""
+        if self._offset is None:
+            self._sync()
+        assert self._offset is not None
+        return self.clock.monotonic() + self._offset.seconds
+
+    def _lead(self) -> float:
+        """Leave no earlier than the clock's error allows, within half the lateness allowed."""
+        assert self._offset is not None
+        return min(self._offset.uncertainty, self.plan.late / 2)
+
+    def _reserve(self, now: float) -> None:
+        """Win the first free block from now (or the end of a penalty) on."""
+        current = self.plan.block_at(max(now, self._blocked_until))
+        candidate = max(current, self._hint + 1)
+        if self._crowded:
+            candidate = max(candidate, self._frontier(current) + 1)
+        while True:
+            if candidate > current + MAX_AHEAD_BLOCKS:
+                log.warning("pacing.crowded", blocks_ahead=candidate - current)
+                self.clock.sleep(self.plan.block_seconds)
+                return
+            if self._insert_block(candidate, now):
+                break
+            self._crowded = True
+            candidate = max(candidate + 1, self._frontier(current) + 1)
+        # Right after a block of our own, any refusal since was ours; otherwise another daemon
+        # may have been refused while we waited, so the penalty is read before the first slot.
+        contiguous = candidate == (self._block or 0) + 1
+        self._unchecked = not contiguous
+        if not contiguous:
+            self._run_start = candidate * self.plan.rate
+            self._sent.clear()
+        self._block, self._index = candidate, 0
+        self._hint = candidate
+        if candidate % CLEANUP_EVERY == 0:
+            self.commands += 1
+            self.pacing.delete_many(
+                {"account": self.account, "block": {"$lt": candidate - KEEP_BLOCKS}}
+            )
+
+    def _insert_block(self, block: int, now: float, **extra: Any) -> bool:
+        self.commands += 1
+        try:
+            self.pacing.insert_one(self._block_doc(block, now, **extra))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def _block_doc(self, block: int, now: float, **extra: Any) -> dict[str, Any]:
+        at = datetime.fromtimestamp(now, UTC)
+        return {
+            "_id": f"{self.account}:{block}",
+            "account": self.account,
+            "block": block,
+            "holder": self.holder,
+            "reserved_at": at,
+            "expires_at": at + EXPIRY,
+            **extra,
+        }
+
+    def _frontier(self, current: int) -> int:
+        """The last block taken (by anyone) from `current` on, or `current - 1`."""
+        self.commands += 1
+        doc = self.pacing.find_one(
+            {
+                "account": self.account,
+                "block": {"$gte": current, "$lte": current + MAX_AHEAD_BLOCKS},
+            },
+            projection={"block": 1, "holder": 1},
+            sort=[("block", DESCENDING)],
+        )
+        if doc is None:
+            self._crowded = False
+            return current - 1
+        if doc.get("holder") == self.holder:
+            self._crowded = False  # nobody reserved after us: alone again
+        return int(doc["block"])
+
+    def _read_penalty(self, now: float) -> None:
+        self.commands += 1
+        doc = self.pacing.find_one({"_id": self._penalty_id()})
+        if doc is None:
+            return
+        until = float(doc.get("until", 0.0))
+        if until > self.plan.penalty_until(now) + self.plan.block_seconds:
+            # No daemon writes a penalty this long: a broken clock or a tampered document.
+            log.warning("pacing.penalty_ignored", seconds_ahead=round(until - now, 3))
+            return
+        self._blocked_until = max(self._blocked_until, until)
+
+    def _share_penalty(self, now: float, until: float, blocks: range) -> None:
+        self.commands += 2
+        key = {"_id": self._penalty_id()}
+        update = {"$max": {"until": until}, "$set": {"account": self.account}}
+        try:
+            self.pacing.update_one(key, update, upsert=True)
+        except DuplicateKeyError:  # two first penalties at once
+            self.pacing.update_one(key, update)
+        # Taking the blocks of the penalty keeps every daemon that reserves later out of them.
+        docs = [self._block_doc(b, now, penalty=True) for b in blocks]
+        try:
+            self.pacing.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    def _penalty_id(self) -> str:
+        return f"{self.account}:penalty"

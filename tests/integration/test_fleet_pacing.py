@@ -1,0 +1,114 @@
+"""Daemon processes sharing one Flowroute account stay inside its limit together."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.rules.slots import SlotPlan
+from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
+from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
+
+RATE = 5
+# The suite shares a small machine with everything else, so a request can reach the local
+# Flowroute tens of milliseconds late; a wider margin than the default keeps these runs about
+# sharing the limit rather than about the machine's load.
+MARGIN_MS = 100
+PLAN = SlotPlan(RATE, MARGIN_MS / 1000)
+# A killed daemon may waste what is left of its block; anything longer is a stall.
+LONGEST_GAP = PLAN.block_seconds + PLAN.spacing + 0.5
+
+
+@pytest.fixture
+def limited() -> Iterator[FlowrouteSimulator]:
+    """The local Flowroute with the account's real limit, counted in a strict 1000 ms window."""
+    with FlowrouteSimulator(ACCESS_KEY, SECRET_KEY, rate_per_second=RATE) as sim:
+        yield sim
+
+
+@contextmanager
+def daemons(cli: Cli, count: int) -> Iterator[list[subprocess.Popen[str]]]:
+    """`count` daemon processes, stopped (killed if they hang) whatever happens."""
+    procs = [cli.popen("run") for _ in range(count)]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+def fleet_env(cli: Cli, sim: FlowrouteSimulator) -> None:
+    cli.env.update(
+        SMS_OUTBOX_FLOWROUTE__BASE_URL=sim.url,
+        SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND=str(RATE),
+        SMS_OUTBOX_FLOWROUTE__TIMEOUT_SECONDS="5",
+        SMS_OUTBOX_DISPATCH__PACING="fleet",
+        SMS_OUTBOX_DISPATCH__PACING_MARGIN_MS=str(MARGIN_MS),
+        SMS_OUTBOX_DISPATCH__BATCH_SIZE="3",
+        SMS_OUTBOX_DISPATCH__LEASE_SECONDS="8",
+        SMS_OUTBOX_LOGGING__LEVEL="warning",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("count", [1, 2, 4])
+def test_daemons_sharing_an_account_are_never_refused_and_send_each_message_once(
+    cli: Cli, db: Db, limited: FlowrouteSimulator, count: int
+) -> None:
+    recipients = numbers(30)
+    seed(db, recipients, keys_dir(cli.env))
+    fleet_env(cli, limited)
+
+    with daemons(cli, count) as procs:
+        wait_for(lambda: all_terminal(db, len(recipients)), 120, "every message to settle")
+        assert all(proc.poll() is None for proc in procs), "a daemon exited"
+
+    assert limited.attempts() - len(limited.messages()) == 0, "Flowroute refused attempts (429)"
+    accepted = Counter(m.to for m in limited.messages())
+    assert set(accepted) == set(recipients)
+    assert set(accepted.values()) == {1}
+    assert states(db) == Counter({"sent": len(recipients)})
+    holders = {doc["holder"] for doc in db["pacing"].find({"block": {"$exists": True}})}
+    assert len(holders) == count, "every daemon took its share of the blocks"
+
+
+@pytest.mark.slow
+def test_a_daemon_killed_mid_broadcast_does_not_stall_the_others(
+    cli: Cli, db: Db, limited: FlowrouteSimulator
+) -> None:
+    recipients = numbers(45)
+    seed(db, recipients, keys_dir(cli.env))
+    fleet_env(cli, limited)
+
+    with daemons(cli, 3) as procs:
+        wait_for(lambda: len(limited.messages()) >= 10, 60, "sending to be under way")
+        procs[0].send_signal(signal.SIGKILL)
+        killed_at = len(limited.attempt_times())
+        wait_for(lambda: all_terminal(db, len(recipients)), 120, "every message to settle")
+
+    assert limited.attempts() - len(limited.messages()) == 0, "Flowroute refused attempts (429)"
+    # Until the killed daemon's claims are recovered, the other two keep the pace.
+    after = limited.attempt_times()[killed_at - 1 : killed_at + 15]
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert max(gaps) < LONGEST_GAP, f"the others stalled for {max(gaps):.2f} s"
+    accepted = Counter(m.to for m in limited.messages())
+    assert set(accepted.values()) == {1}, "a message was sent twice"
+    counts = states(db)
+    # The killed daemon may have had one request out with no answer: that one is unknown.
+    assert counts["sent"] + counts["unknown"] == len(recipients)
+    assert counts["unknown"] <= 1
+    assert counts["sent"] == len(accepted)
