@@ -22,6 +22,8 @@ class State(StrEnum):
     EXPIRED = "expired"
     # Only a broadcast request ends here: it has become one message per recipient.
     EXPANDED = "expanded"
+    # An operator stopped it before it was sent (`sms-outbox cancel`).
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
@@ -43,10 +45,12 @@ class Reason(StrEnum):
     OPTED_OUT = "opted_out"
     NO_RECIPIENTS = "no_recipients"
     QUIET_HOURS = "quiet_hours"
+    NO_ALLOWED_HOURS = "no_allowed_hours"
     MAX_ATTEMPTS = "max_attempts"
     LEASE_EXPIRED = "lease_expired"
     TIMEOUT = "timeout"
     PROVIDER = "provider"
+    CANCELLED = "cancelled"
     REPLAY = "replay"
     ACCOUNT_HELD = "account_held"
     NO_PROVIDER_ID = "no_provider_id"
@@ -60,6 +64,7 @@ DEFAULT_MAX_SEGMENTS = 10
 STATUS_FIELDS = (
     "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
     "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
+    "due_at", "cancelled", "history",
 )  # fmt: skip
 
 

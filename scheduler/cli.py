@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -16,15 +17,16 @@ from rich.console import Console
 
 from jobs import producer
 from jobs.clock import SystemClock
-from jobs.errors import ConfigError, InputError, StoreRefused, StoreUnavailable
+from jobs.errors import ConfigError, InputError, StoreError, StoreRefused
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.mongo import reports, roles, status
-from jobs.mongo.connection import Db, connect
+from jobs.mongo import failures, reports, roles, status
+from jobs.mongo.connection import Db, connect, ping
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
-from jobs.rules import intake, phone, segments
+from jobs.rules import intake, interventions, phone, segments
 from scheduler import logs, watch
-from scheduler.daemon import build_dispatcher, describe, run_daemon
+from scheduler.daemon import Daemon, build_dispatcher, describe, run_daemon
+from scheduler.exporter import health_check
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
 
@@ -46,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scheduler.simulate import run_simulator
 
         return run_simulator(args)
+    secrets: list[str] = []
     try:
         settings = load_settings(args.config, dict(os.environ))
+        secrets = settings.secrets()
         logs.configure(settings.logging.level, settings.logging.format, settings.secrets())
         handler: Handler = args.handler
         return handler(args, settings)
@@ -57,9 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"sms-outbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StoreUnavailable as exc:
-        print(f"sms-outbox: database unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    except StoreError as exc:
+        failure = failures.explain(exc, secrets)
+        assert failure is not None
+        print(f"sms-outbox: {failure.line}", file=sys.stderr)
+        return EXIT_CONFIG if failure.config else EXIT_UNAVAILABLE
 
 
 def _json_value(value: Any) -> Any:
@@ -80,8 +86,33 @@ def _print(value: Any, as_json: bool) -> None:
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings.mongodb)
     dispatcher = build_dispatcher(settings, db)
+    ping(db)  # wrong credentials stop start-up here; an unreachable server is waited for
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
-    run_daemon(dispatcher, settings, until_idle=args.until_idle, db=db)
+    if not run_daemon(dispatcher, settings, until_idle=args.until_idle, db=db):
+        print(
+            "sms-outbox: database unavailable: gave up after"
+            f" {Daemon.GIVE_UP_AFTER} cycles (mongodb.uri, mongodb.timeout_seconds)",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """A cheap health check (the container's HEALTHCHECK): with `metrics.listen`, is the
+    daemon's send cycle alive (/healthz)? Otherwise: does the database answer?"""
+    if settings.metrics.listen:
+        alive, detail = health_check(settings.metrics.listen)
+        print(detail, file=sys.stdout if alive else sys.stderr)
+        return EXIT_OK if alive else EXIT_UNAVAILABLE
+    if not ping(connect(settings.mongodb)):
+        print(
+            "sms-outbox: database unavailable: no server at mongodb.uri answered within"
+            " mongodb.timeout_seconds",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    print("database reachable")
     return EXIT_OK
 
 
@@ -136,6 +167,8 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
             print(f"line {line}: {why}", file=sys.stderr)
         print(f"imported {report.added} recipients, refused {len(report.refused)}")
         return EXIT_USAGE if report.refused else EXIT_OK
+    elif args.action == "check":
+        return _check_recipients(directory, fix=args.fix, as_json=args.json)
     else:
         rows = list(directory.recipients())
         if args.json:
@@ -146,8 +179,44 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _recipient_line(row: Doc) -> str:
+    if row.get("invalid"):
+        return f"-\tinvalid record {row.get('record')}: {row['invalid']}"
     state = "opted out" if row.get("opted_out") else "verified" if row.get("verified") else "-"
+    if row.get("unmatched"):
+        state += f"\t(also stored as {', '.join(row['unmatched'])}: run recipients check --fix)"
     return f"{row.get('phone')}\t{state}"
+
+
+def _check_recipients(directory: Directory, *, fix: bool, as_json: bool) -> int:
+    """Exit 0 when `users` holds one well-formed record per number (after --fix, if given)."""
+    found = directory.audit()
+    report: dict[str, Any] = {
+        "duplicates": found.duplicates(),
+        "misspelled": found.misspelled(),
+        "conflicts": found.conflicts(),
+        "invalid": [{"record": str(i), "why": why} for i, why in found.invalid],
+        "fixed": directory.fix(found) if fix else 0,
+    }
+    if as_json:
+        _print(report, True)
+    else:
+        for number, stored in report["duplicates"].items():
+            print(f"{number}\tstored {len(stored)} times: {', '.join(map(repr, stored))}")
+        for number, stored in report["misspelled"].items():
+            if number not in report["duplicates"]:
+                print(f"{number}\tstored as {', '.join(map(repr, stored))}")
+        for number in report["conflicts"]:
+            print(f"{number}\topted out on one record, verified on another: the opt-out wins")
+        for bad in report["invalid"]:
+            print(f"-\trecord {bad['record']}: {bad['why']} (not a recipient; fix it by hand)")
+        if fix:
+            print(f"merged the records of {report['fixed']} numbers into one each")
+        elif found.to_fix():
+            print(f"{len(found.to_fix())} numbers to merge: run again with --fix")
+        if found.clean:
+            print("users holds one well-formed record per number")
+    clean = not found.invalid and (fix or not found.to_fix())
+    return EXIT_OK if clean else EXIT_FAILURE
 
 
 def _send_at(text: str | None) -> datetime | None:
@@ -163,7 +232,8 @@ def _send_at(text: str | None) -> datetime | None:
 def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(args, settings)
-    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
+    db = connect(settings.mongodb)
+    store = OutboxStore(db, SystemClock(), settings.mongodb.send_guard)
     store.ensure_indexes()  # the unique key index must exist before the first keyed insert
 
     def sign_key() -> str:
@@ -179,6 +249,7 @@ def _cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         user=args.user, body=args.body, now=datetime.now(UTC), source=args.source, key=args.key,
         send_at=_send_at(args.send_at), priority=args.priority,
         sign_key=sign_key if settings.security.require_signatures else None,
+        directory=Directory(db),
     )  # fmt: skip
     if args.command == "broadcast":
         result = producer.broadcast(store, **common)
@@ -236,6 +307,9 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if doc is None:
         print(f"no message {args.id}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    waiting = interventions.why_waiting(doc, datetime.now(UTC))
+    if waiting is not None:
+        doc["waiting"] = waiting
     _print(doc, True) if args.json else print(_status_text(doc))
     return EXIT_OK
 
@@ -293,6 +367,51 @@ def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     return serve_dashboard(settings, connect(settings.mongodb), args.listen)
 
 
+def _operator(given: str | None) -> str:
+    if given:
+        return intake.check_name(given, "--by")
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry and no $USER
+        return f"uid {os.getuid()}"
+
+
+def _cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
+    doc = store.find(status.parse_id(args.id))
+    if doc is None:
+        print(f"no message or campaign {args.id}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    by = _operator(args.by)
+    done = store.cancel(doc, by)
+    children = store.cancel_campaign(str(doc["_id"]), by) if "audience" in doc else 0
+    result = {"id": args.id, "cancelled": done is not None, "messages_cancelled": children}
+    if args.json:
+        _print(result, True)
+    elif done is None and not children:
+        print(f"{args.id} is {doc.get('state')}: nothing left to cancel", file=sys.stderr)
+    else:
+        what = "campaign" if "audience" in doc else "message"
+        print(
+            f"cancelled {what} {args.id}" + (f" and {children} queued messages" if children else "")
+        )
+    return EXIT_OK if done is not None or children else EXIT_FAILURE
+
+
+def _cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    if not (args.ids or args.campaign or args.reason):
+        raise InputError("say which messages to retry: MESSAGE_ID..., --campaign or --reason")
+    store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
+    ids = [status.parse_id(i) for i in args.ids] or None
+    retried = store.retry(_operator(args.by), ids, args.campaign, args.reason)
+    if args.json:
+        _print({"retried": [str(doc["_id"]) for doc in retried]}, True)
+    else:
+        _print([str(doc["_id"]) for doc in retried], False)
+        print(f"queued {len(retried)} messages again", file=sys.stderr)
+    return EXIT_OK if retried else EXIT_NOT_FOUND
+
+
 def _status_text(doc: Doc) -> str:
     lines = [f"{key:<12}{doc[key]}" for key in ("_id", "state") if key in doc]
     for key in ("to", "from", "user", "campaign", "attempts", "provider_id", "recipients"):
@@ -300,7 +419,17 @@ def _status_text(doc: Doc) -> str:
             lines.append(f"{key:<12}{doc[key]}")
     if doc.get("error"):
         lines.append(f"{'reason':<12}{doc['error'].get('code')}: {doc['error'].get('detail')}")
-    for key in ("created_at", "sent_at", "updated_at"):
+    if doc.get("waiting"):
+        lines.append(f"{'waiting':<12}{doc['waiting']}")
+    if doc.get("cancelled"):
+        lines.append(
+            f"{'cancelled':<12}by {doc['cancelled'].get('by')} at {doc['cancelled'].get('at')}"
+        )
+    for earlier in doc.get("history") or []:
+        code = (earlier.get("error") or {}).get("code")
+        who = earlier.get("retried_by")
+        lines.append(f"{'earlier':<12}{earlier.get('state')} ({code}), retried by {who}")
+    for key in ("due_at", "created_at", "sent_at", "updated_at"):
         if doc.get(key) is not None:
             lines.append(f"{key:<12}{doc[key]}")
     return "\n".join(lines)
@@ -337,6 +466,9 @@ HANDLERS: dict[str, Handler] = {
     "campaigns": _cmd_campaigns,
     "dashboard": _cmd_dashboard,
     "simulator": lambda args, settings: EXIT_USAGE,  # runs before settings are read
+    "check": _cmd_check,
+    "cancel": _cmd_cancel,
+    "retry": _cmd_retry,
     "enqueue": _cmd_enqueue,
     "init": _cmd_init,
     "recipients": _cmd_recipients,

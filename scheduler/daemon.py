@@ -98,10 +98,16 @@ def build_pacer(settings: Settings, db: Db, clock: Clock) -> Pacer:
 class Daemon:
     """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time."""
 
+    # In cron mode (`until_idle`), cycles in a row that may fail on the database before the
+    # daemon gives up; each waits up to mongodb.timeout_seconds for a server.
+    GIVE_UP_AFTER = 3
+
     def __init__(self, dispatcher: Dispatcher, poll_seconds: float, *, until_idle: bool = False):
         self.dispatcher = dispatcher
         self.poll_seconds = poll_seconds
         self.until_idle = until_idle
+        self.failed_cycles = 0
+        self.gave_up = False
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(1)},
@@ -155,12 +161,17 @@ class Daemon:
                     log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
                     metrics.database_unavailable("cycle")
                 self._db_down = True
+                if self._give_up():
+                    return
             except StoreError as exc:
                 log.error("cycle.failed", error=type(exc).__name__, detail=str(exc))
+                if self._give_up():
+                    return
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.
                 log.exception("cycle.crashed")
             else:
+                self.failed_cycles = 0
                 if report.idle and self.until_idle:
                     log.info("daemon.idle")
                     self.stop()
@@ -168,6 +179,16 @@ class Daemon:
                 if not report.idle:
                     delay = 0.0  # there may be more: go again at once
         self._schedule(delay)
+
+    def _give_up(self) -> bool:
+        """In cron mode a database that stays unusable ends the run instead of waiting forever."""
+        self.failed_cycles += 1
+        if not self.until_idle or self.failed_cycles < self.GIVE_UP_AFTER:
+            return False
+        log.error("daemon.gave_up", failed_cycles=self.failed_cycles)
+        self.gave_up = True
+        self.stop()
+        return True
 
     def _cycle(self) -> CycleReport:
         clock = self.dispatcher.clock
@@ -194,8 +215,9 @@ class Daemon:
 
 def run_daemon(
     dispatcher: Dispatcher, settings: Settings, *, until_idle: bool, db: Db | None = None
-) -> None:
-    """Run a daemon with the poll interval from settings; with `db`, serve metrics if set."""
+) -> bool:
+    """Run a daemon with the poll interval from settings, serving metrics if set (with `db`);
+    False when, in cron mode, it gave up on a database that stayed unusable."""
     daemon = Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle)
     served = None
     if settings.metrics.listen and db is not None:
@@ -214,6 +236,7 @@ def run_daemon(
         if served is not None:
             served.close()
             metrics.install(None)
+    return not daemon.gave_up
 
 
 def describe(settings: Settings) -> dict[str, Any]:

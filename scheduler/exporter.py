@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,7 @@ from jobs.health import AccountStatus, Heartbeat
 from jobs.mongo import account as account_hold
 from jobs.mongo import reports
 from jobs.mongo.connection import Db
-from scheduler.web import Served, StartResponse, WsgiApp, respond
+from scheduler.web import Served, StartResponse, WsgiApp, respond, split_listen
 
 log = structlog.get_logger("sms_outbox.metrics")
 PREFIX = "sms_outbox"
@@ -225,3 +227,17 @@ def start(
     served.start("metrics")
     log.info("metrics.listening", url=served.url)
     return served
+
+
+def health_check(listen: str, timeout: float = 4.0) -> tuple[bool, str]:
+    """Ask a running daemon's /healthz at `listen` (a wildcard host means this machine)."""
+    host, port = split_listen(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return True, f"{url}: {answer.read().decode().strip()}"
+    except urllib.error.HTTPError as exc:
+        return False, f"sms-outbox: {url}: {exc.read().decode().strip()}"
+    except OSError as exc:
+        return False, f"sms-outbox: no daemon answered at {url} ({exc})"

@@ -24,6 +24,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     run.set_defaults(handler=handlers["run"])
     sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
+    health = sub.add_parser("check", help="ping the database: exit 0 if it answers, 69 if not")
+    health.set_defaults(handler=handlers["check"])
     init = sub.add_parser("init", help="create the indexes (idempotent)")
     init.add_argument("--roles", action="store_true", help="also create the database roles")
     init.set_defaults(handler=handlers["init"])
@@ -51,8 +53,15 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     imp = actions.add_parser("import", help="add the numbers in a CSV file's first column")
     imp.add_argument("file")
     imp.add_argument("--verified", action="store_true", help="every number has opted in")
-    rlist = actions.add_parser("list", help="list recipients")
+    rlist = actions.add_parser("list", help="list recipients, one line per number")
     rlist.add_argument("--json", action="store_true")
+    check = actions.add_parser(
+        "check", help="report numbers stored several ways, opt-out conflicts and bad phones"
+    )
+    check.add_argument(
+        "--fix", action="store_true", help="merge each number's records into one, keeping evidence"
+    )
+    check.add_argument("--json", action="store_true")
     recipients.set_defaults(handler=handlers["recipients"])
 
     for name, help_text in (
@@ -71,6 +80,22 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
         cmd.add_argument("--dry-run", action="store_true", help="show segments; queue nothing")
         cmd.set_defaults(handler=handlers["enqueue"])
+
+    cancel = sub.add_parser(
+        "cancel", help="stop a message or a whole campaign that has not been sent yet"
+    )
+    cancel.add_argument("id", metavar="CAMPAIGN_ID|MESSAGE_ID")
+    cancel.add_argument("--by", help="who cancels, for the record (default: the OS user)")
+    cancel.add_argument("--json", action="store_true")
+    cancel.set_defaults(handler=handlers["cancel"])
+
+    retry = sub.add_parser("retry", help="queue failed and unknown messages again")
+    retry.add_argument("ids", nargs="*", metavar="MESSAGE_ID")
+    retry.add_argument("--campaign", help="the failed and unknown messages of this campaign")
+    retry.add_argument("--reason", metavar="CODE", help="only those that ended with this reason")
+    retry.add_argument("--by", help="who retries, for the record (default: the OS user)")
+    retry.add_argument("--json", action="store_true")
+    retry.set_defaults(handler=handlers["retry"])
 
     stat = sub.add_parser(
         "status", help="a message's status, a campaign's counts, or (alone) the account's"

@@ -17,11 +17,13 @@ from pydantic_settings import (
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
-from jobs.rules.quiet_hours import Window
+from jobs.rules.quiet_hours import Window, holds_everywhere
 from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
 from scheduler.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
+# Characters MongoDB refuses in a database name (on any platform).
+_BAD_DATABASE_CHARS = '/\\. "$*<>:|?\x00'
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
@@ -52,6 +54,12 @@ class MongoSettings(BaseModel):
     @model_validator(mode="after")
     def _files(self) -> MongoSettings:
         self.uri = _read_secret_file(self.uri, self.uri_file, "mongodb.uri")
+        if not self.uri.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("mongodb.uri must start with mongodb:// or mongodb+srv://")
+        bad = sorted(set(self.database) & set(_BAD_DATABASE_CHARS))
+        if bad or len(self.database.encode("utf-8")) > 63:
+            why = f"contains {''.join(bad)!r}" if bad else "is longer than 63 bytes"
+            raise ValueError(f"mongodb.database {self.database!r} {why}, which MongoDB refuses")
         return self
 
 
@@ -92,7 +100,7 @@ class DispatchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(10, ge=1, le=1000)
-    poll_seconds: float = Field(1.0, gt=0)
+    poll_seconds: float = Field(0.5, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
@@ -113,6 +121,13 @@ class QuietHoursSettings(BaseModel):
     def _order(self) -> QuietHoursSettings:
         if self.start >= self.end:
             raise ValueError("quiet_hours.start must be earlier than quiet_hours.end")
+        if self.enabled and not holds_everywhere(Window(self.start, self.end)):
+            raise ValueError(
+                f"quiet_hours.start/end: {self.start:%H:%M}-{self.end:%H:%M} is never open in"
+                " every US time zone at once (Puerto Rico to Hawaii spans 6 hours), so numbers"
+                " whose zone is unknown, such as toll-free ones, could never be texted;"
+                " make the window longer than 6 hours"
+            )
         return self
 
     def window(self) -> Window | None:

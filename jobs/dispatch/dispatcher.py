@@ -157,7 +157,12 @@ class Dispatcher:
         if vetted.problem is not None or vetted.source is None:
             assert vetted.problem is not None
             return self._reject(doc, vetted.problem, vetted.state)
-        if self._early(doc) or self._defer(doc, vetted.to) or self._held(doc):
+        if self._early(doc):
+            return State.QUEUED.value
+        waiting = self._defer(doc, vetted.to)
+        if waiting is not None:
+            return waiting
+        if self._held(doc):
             return State.QUEUED.value
         self.pacer.acquire()
         if self.stopping:
@@ -204,19 +209,25 @@ class Dispatcher:
         self.store.retry_later(doc, self.clock.now(), self.gate.problem(), refund=True)
         return True
 
-    def _defer(self, doc: Doc, to: str) -> bool:
-        """Outside the recipient's allowed hours the message waits for them, attempt refunded."""
+    def _defer(self, doc: Doc, to: str) -> str | None:
+        """Outside the recipient's allowed hours the message waits for them, attempt refunded;
+        a recipient whose possible zones share no allowed hour in the coming days fails (an
+        operator may retry it once the window is wider)."""
         window = self.config.quiet_hours
         if window is None:
-            return False
-        wait = quiet_hours.next_allowed(self.clock.now(), to, window)
+            return None
+        try:
+            wait = quiet_hours.next_allowed(self.clock.now(), to, window)
+        except quiet_hours.NoAllowedHours as exc:
+            problem = Problem(Reason.NO_ALLOWED_HOURS, str(exc))
+            return self._reject(doc, problem, State.FAILED)
         if wait is None:
-            return False
+            return None
         hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
         detail = f"outside {hours} in the recipient's local time; due {wait.isoformat()}"
         self.store.retry_later(doc, wait, Problem(Reason.QUIET_HOURS, detail), refund=True)
         log.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
-        return True
+        return State.QUEUED.value
 
     def _mark_in_flight(self, doc: Doc) -> str | None:
         """The send guard's token for this claim, or None when the claim was lost.

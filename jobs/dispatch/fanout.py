@@ -26,18 +26,23 @@ def child_id(campaign: str, number: str) -> str:
     return f"{campaign}:{number}"
 
 
-def _child(
-    parent: Doc, campaign: str, number: str, source: str, now: datetime, size: segments.Measure
-) -> Doc:
+def _recipient(stored: str) -> str:
+    """The person a stored phone stands for: its normalised number. One that does not parse is
+    kept as stored; the claim-time check rejects its message with the reason."""
     try:
-        to = phone.normalize(number)
+        return phone.normalize(stored)
     except InputError:
-        to = number  # kept as stored; the claim-time check rejects it with the reason
+        return stored
+
+
+def _child(
+    parent: Doc, campaign: str, to: str, source: str, now: datetime, size: segments.Measure
+) -> Doc:
     # The request's signed send_at is signed into each message too, so it binds them as well.
     send_at = {"send_at": parent["send_at"]} if isinstance(parent.get("send_at"), datetime) else {}
     return {
         **send_at,
-        "_id": child_id(campaign, number),
+        "_id": child_id(campaign, to),
         "kind": "message",
         "user": parent["user"],
         "to": to,
@@ -55,6 +60,19 @@ def _child(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _lost(store: Outbox, doc: Doc, campaign: str) -> str:
+    """The claim was taken away: by an operator's cancel, the messages this run inserted after
+    the cancel are cancelled too; otherwise another daemon carries on."""
+    now = store.find(doc["_id"]) or {}
+    if now.get("state") != State.CANCELLED.value:
+        log.warning("claim.lost")
+        return "lost"
+    who = now.get("cancelled")
+    by = str(who.get("by")) if isinstance(who, dict) else "an operator"
+    log.info("broadcast.cancelled", cancelled=store.cancel_campaign(campaign, by))
+    return State.CANCELLED.value
 
 
 def expand(
@@ -93,22 +111,26 @@ def expand(
         if not numbers:
             break
         now = clock.now()
-        children = [_child(doc, campaign, n, source, now, size) for n in numbers]
+        # One person stored under several spellings is one recipient: the children are keyed on
+        # the normalised number, so a spelling met again (here or in a later chunk, or after a
+        # restart) collides with the message already made for that person.
+        people = list(dict.fromkeys(_recipient(n) for n in numbers))
+        children = [_child(doc, campaign, to, source, now, size) for to in people]
         if signatures is not None:
             for child in children:
                 child["signature"] = signatures.sign_child(child)
         inserted = store.add_children(children)
-        after, total = numbers[-1], total + len(numbers)
+        after, total = numbers[-1], total + len(inserted)
         progress: Doc = {"fanout_after": after, "recipients": total}
         if signatures is not None:
             progress["fanout_seal"] = signatures.seal_progress(campaign, after, total)
         if store.renew(doc, config.lease, extra=progress) is None:
-            log.warning("claim.lost")
-            return "lost"
+            return _lost(store, doc, campaign)
         log.info("broadcast.progress", inserted=len(inserted), recipients=total)
     if stopping():
         store.release(doc)
         return State.QUEUED.value
+    total = store.count_children(campaign)
     if total == 0:
         problem = Problem(Reason.NO_RECIPIENTS, "no verified recipient to send to")
         store.finish(doc, State.REJECTED, problem=problem)

@@ -219,6 +219,14 @@ class Outbox(Protocol):
         """Insert a broadcast's messages not already there; returns those inserted."""
         ...
 
+    def count_children(self, campaign: str) -> int:
+        """How many messages a broadcast has fanned out to."""
+        ...
+
+    def cancel_campaign(self, campaign: str, by: str) -> int:
+        """Cancel every queued message of a broadcast (an operator's cancel); returns how many."""
+        ...
+
     def resync(self, limit: int) -> int:
         """Write the status copies a crashed worker left unwritten; returns how many."""
         ...

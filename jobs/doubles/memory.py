@@ -17,6 +17,7 @@ from jobs.dispatch.ports import Doc, NoGuard, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import STATUS_FIELDS, Problem, Reason, State
+from jobs.rules import interventions
 from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.memory")
@@ -286,6 +287,27 @@ class MemoryOutbox:
                 self._project(self._docs[child["_id"]])
                 inserted.append(child)
         return inserted
+
+    def count_children(self, campaign: str) -> int:
+        """How many messages a broadcast has fanned out to."""
+        with self._lock:
+            return sum(
+                1 for d in self._docs.values()
+                if d.get("campaign") == campaign and d.get("kind") == "message"
+            )  # fmt: skip
+
+    def cancel_campaign(self, campaign: str, by: str) -> int:
+        """Cancel every message of a broadcast still queued; those in flight finish."""
+        fields = interventions.cancelled(by, self.clock.now())
+        with self._lock:
+            queued = [
+                d for d in self._docs.values()
+                if d.get("campaign") == campaign and d.get("state") == State.QUEUED
+            ]  # fmt: skip
+            for doc in queued:
+                doc.update(copy.deepcopy(fields))
+                self._changed(doc)
+        return len(queued)
 
     def resync(self, limit: int) -> int:
         """Nothing to finish: every write here copies its status under the same lock."""

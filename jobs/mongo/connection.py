@@ -14,7 +14,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
-from jobs.errors import DuplicateKey, StoreError, StoreRefused, StoreUnavailable
+from jobs.errors import ConfigError, DuplicateKey, StoreError, StoreRefused, StoreUnavailable
+from jobs.mongo import failures
 
 Doc = dict[str, Any]
 Db = Database[Doc]
@@ -39,14 +40,32 @@ class MongoTarget(Protocol):
 def connect(target: MongoTarget) -> Database[Doc]:
     """A pymongo database handle; BSON dates come back timezone-aware UTC."""
     timeout_ms = int(target.timeout_seconds * 1000)
-    client: MongoClient[Doc] = MongoClient(
-        target.uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="sms-outbox",
-    )
-    return client[target.database]
+    try:
+        client: MongoClient[Doc] = MongoClient(
+            target.uri.get_secret_value(),
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="sms-outbox",
+        )
+        return client[target.database]
+    except (PyMongoError, ValueError) as exc:  # a malformed URI raises a bare ValueError too
+        failure = failures.explain(exc, [target.uri.get_secret_value()])
+        assert failure is not None
+        raise ConfigError(failure.line) from None
+
+
+def ping(db: Database[Doc]) -> bool:
+    """Ask the server for a ping: True if it answered, False if it cannot be reached. A refusal
+    (wrong credentials, no such user) raises StoreRefused, so start-up can name the setting."""
+    try:
+        db.command("ping")
+    except ConnectionFailure:
+        return False
+    except PyMongoError as exc:
+        with translated():
+            raise exc
+    return True
 
 
 @contextmanager

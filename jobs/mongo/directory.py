@@ -9,24 +9,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jobs.errors import InputError
-from jobs.mongo.connection import adapter, translated
-from jobs.rules import phone
+from jobs.mongo.connection import adapter
+from jobs.rules import identity, phone
+from jobs.rules.identity import Audit, spellings
 from jobs.rules.intake import check_name
 
 Doc = dict[str, Any]
+log = structlog.get_logger("sms_outbox.directory")
 
 AUTHORIZED = "authorized"
 USERS = "users"
-
-
-def spellings(number: str) -> list[str]:
-    """Ways an existing database may have stored a normalised number."""
-    return [number, "+" + number, number[1:]]
 
 
 @dataclass(frozen=True)
@@ -125,21 +123,63 @@ class Directory:
         return ImportReport(added, refused)
 
     def recipients(self) -> Iterator[Doc]:
-        """Every recipient, by number."""
-        with translated():
-            yield from self.users.find({}, {"_id": 0}).sort("phone", ASCENDING)
+        """Every recipient, one per number (its records taken together, see `recipient`, with
+        the phones in another layout, which the daemon does not match, in `unmatched`), by
+        number; records whose phone is not a number come last, as stored."""
+        found = self.audit()
+        for number in sorted(found.records):
+            docs = found.records[number]
+            merged = identity.view(number, docs)
+            assert merged is not None
+            # What the daemon does not see when it sends, until `recipients check --fix`.
+            unmatched = [d["phone"] for d in docs if d.get("phone") not in spellings(number)]
+            if unmatched:
+                merged["unmatched"] = unmatched
+            yield merged
+        for doc_id, why in found.invalid:
+            yield {"phone": None, "record": str(doc_id), "invalid": why}
 
     def recipient(self, number: str) -> Doc | None:
-        """The recipient record for a normalised number, whichever way it was stored."""
-        return self.users.find_one({"phone": {"$in": spellings(number)}})
+        """What the records of a normalised number say together, however each was spelled: a
+        verified record gives consent, an opt-out on any record takes it away."""
+        # One $in over the spellings, served by the phone index (FerretDB 1.x, which uses no
+        # index for it, reads the whole collection instead).
+        records = self.users.find({"phone": {"$in": spellings(number)}})
+        return identity.view(number, records)
 
     def verified_after(self, after: str | None, limit: int) -> list[str]:
-        """Up to `limit` verified numbers, as stored, that sort after `after`."""
+        """Up to `limit` verified numbers, as stored, that sort after `after`. A record whose
+        phone is not text is logged and skipped (`recipients check` lists it)."""
         query: Doc = {"verified": True}
         if after is not None:
             query["phone"] = {"$gt": after}
         docs = self.users.find(query, {"phone": 1}).sort("phone", ASCENDING).limit(limit)
-        return [doc["phone"] for doc in docs if isinstance(doc.get("phone"), str)]
+        numbers: list[str] = []
+        for doc in docs:
+            if isinstance(doc.get("phone"), str):
+                numbers.append(doc["phone"])
+            else:
+                log.warning("recipient.invalid_phone", record=str(doc.get("_id")),
+                            phone_type=type(doc.get("phone")).__name__)  # fmt: skip
+        return numbers
+
+    def audit(self) -> Audit:
+        """Every `users` record grouped by the number it stands for (see jobs.rules.identity)."""
+        return identity.audit(self.users.find({}).sort("_id", ASCENDING))
+
+    def fix(self, found: Audit) -> int:
+        """Rewrite each number's records into one 11-digit record that keeps every consent and
+        opt-out as evidence; returns how many numbers were rewritten. The merged record is
+        written before the others are deleted, so a crash in between loses nothing."""
+        fixed = 0
+        for number, docs in found.to_fix().items():
+            keep = next((d for d in docs if d.get("phone") == number), docs[0])
+            self.users.replace_one({"_id": keep["_id"]}, identity.merged_record(number, docs))
+            others = [d["_id"] for d in docs if d["_id"] != keep["_id"]]
+            if others:
+                self.users.delete_many({"_id": {"$in": others}})
+            fixed += 1
+        return fixed
 
     def opt_out(self, number: str, *, now: datetime, reason: str) -> None:
         """Record that `number` must never be texted again, by any sender from any number."""

@@ -23,10 +23,13 @@ from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
+from jobs.rules import interventions
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
+
+CANCEL_TRIES = 10
 
 
 @adapter
@@ -285,6 +288,80 @@ class OutboxStore:
             inserted = [doc for i, doc in enumerate(docs) if i not in skipped]
         self.project_many(inserted)
         return inserted
+
+    # Operator interventions (decided in jobs.rules.interventions)
+
+    def _transition(self, doc: Mapping[str, Any], fields: Doc, unset: list[str]) -> Doc | None:
+        """Change a document an operator chose, if nobody changed it since it was read."""
+        now = self.clock.now()
+        update: Doc = {
+            "$set": {**fields, "updated_at": now, "synced": False},
+            "$inc": {"rev": 1},
+        }
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        guard: Doc = {"_id": doc["_id"], "state": doc.get("state")}
+        if "rev" in doc:
+            guard["rev"] = doc["rev"]
+        new = self.outbox.find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
+        if new is not None:
+            self.project(new)
+        return new
+
+    def cancel(self, doc: Mapping[str, Any], by: str) -> Doc | None:
+        """End `doc` `cancelled` unless it was sent or claimed for sending meanwhile; a broadcast
+        request being fanned out is taken from its daemon, whose next fenced write fails."""
+        current: Mapping[str, Any] | None = doc
+        # A daemon fanning the broadcast out renews it between our read and our write: read again.
+        for _ in range(CANCEL_TRIES):
+            if current is None or not interventions.may_cancel(current):
+                return None
+            fields = interventions.cancelled(by, self.clock.now())
+            done = self._transition(current, fields, ["claim_token", "lease_until", "in_flight"])
+            if done is not None:
+                self.mark_synced()
+                return done
+            current = self.find(doc["_id"])
+        return None
+
+    def cancel_campaign(self, campaign: str, by: str) -> int:
+        """Cancel every message of a broadcast still queued; those in flight finish."""
+        now = self.clock.now()
+        result = self.outbox.update_many(
+            {"campaign": campaign, "state": State.QUEUED.value},
+            {
+                "$set": {**interventions.cancelled(by, now), "updated_at": now, "synced": False},
+                "$inc": {"rev": 1},
+            },
+        )
+        self.project_many(
+            self.outbox.find(
+                {"campaign": campaign, "state": State.CANCELLED.value, "synced": False}
+            )
+        )
+        self.mark_synced()
+        return int(result.modified_count)
+
+    def retry(
+        self, by: str, ids: list[Any] | None, campaign: str | None, reason: str | None
+    ) -> list[Doc]:
+        """Queue again the failed and unknown messages chosen, keeping their past in `history`."""
+        retried = []
+        for doc in self.outbox.find(interventions.retry_filter(ids, campaign, reason)):
+            fields = interventions.requeued(doc, by, self.clock.now())
+            new = self._transition(
+                doc, fields, ["error", "provider_id", "last_claim_token", "sent_at"]
+            )
+            if new is not None:
+                retried.append(new)
+        self.mark_synced()
+        return retried
+
+    def count_children(self, campaign: str) -> int:
+        """How many messages a broadcast has fanned out to."""
+        # Counted here rather than with count_documents, which needs aggregation.
+        query = {"campaign": campaign, "kind": "message"}
+        return sum(1 for _ in self.outbox.find(query, {"_id": 1}))
 
     def project(self, doc: Mapping[str, Any]) -> None:
         """Copy `doc` to `message_status` (see StatusProjection)."""

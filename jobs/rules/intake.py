@@ -42,8 +42,16 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
+# Line breaks and tabs are ordinary in a text message; every other C0 or C1 control character
+# (and DEL) is not text a person wrote, and some reach a phone as garbage.
+_BODY_CONTROLS = frozenset(
+    {chr(c) for c in range(0x20) if chr(c) not in "\n\r\t"} | {chr(c) for c in range(0x7F, 0xA0)}
+)
+
+
 def check_body(value: object) -> str:
-    """The text to send: non-empty, at most MAX_BODY_CHARS characters, no NUL."""
+    """The text to send: non-empty, at most MAX_BODY_CHARS characters, no control characters
+    other than line breaks and tabs."""
     if not isinstance(value, str):
         raise InputError(f"body must be text, not {type(value).__name__}")
     # Zero-width characters are dropped before sending: a body of only those would go out empty.
@@ -53,8 +61,10 @@ def check_body(value: object) -> str:
         raise InputError(
             f"body has {len(value)} characters; the limit is {MAX_BODY_CHARS}", Reason.BODY_TOO_LONG
         )
-    if "\x00" in value:
-        raise InputError("body contains a NUL character")
+    bad = next((ch for ch in value if ch in _BODY_CONTROLS), None)
+    if bad is not None:
+        what = "a NUL character" if bad == "\x00" else f"the control character U+{ord(bad):04X}"
+        raise InputError(f"body contains {what}")
     return value
 
 

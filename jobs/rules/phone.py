@@ -25,6 +25,15 @@ def normalize(raw: object) -> str:
         raise InputError("phone number is empty", _REASON)
     if len(text) > 40 or "\x00" in text:
         raise InputError("phone number is not a phone number", _REASON)
+    # phonenumbers reads letters as a keypad would (206555CALL, 206555OlOl): a typo or a vanity
+    # spelling would then become some stranger's number. Only a tel: prefix may carry letters.
+    if text[:4].lower() == "tel:":
+        text = text[4:]
+    if any(ch.isalpha() for ch in text):
+        raise InputError(
+            f"{raw!r} contains letters; write the number in digits (letters are never converted)",
+            _REASON,
+        )
     # Eleven bare digits starting with 1 are already in Flowroute's form; give them the + so the
     # library does not read the leading 1 as part of a national number.
     if text.isdigit() and len(text) == 11 and text.startswith("1"):

@@ -31,6 +31,10 @@ _HORIZON = timedelta(days=3)
 _SCAN_STEP = timedelta(hours=6)
 
 
+class NoAllowedHours(ValueError):
+    """The zones a number may be in share no instant inside the window in the coming days."""
+
+
 @dataclass(frozen=True)
 class Window:
     """Local wall-clock hours in which texting is allowed: `start` inclusive, `end` exclusive."""
@@ -86,7 +90,29 @@ def next_allowed(now: datetime, number: str, window: Window) -> datetime | None:
     for instant in candidates:
         if now < instant <= limit and _inside_everywhere(instant, zones, window):
             return instant
-    raise ValueError(f"the zones of {number} share no {window} window within {_HORIZON.days} days")
+    raise NoAllowedHours(
+        f"the zones of {number} share no {window.start:%H:%M}-{window.end:%H:%M} window"
+        f" within {_HORIZON.days} days"
+    )
+
+
+# A winter and a summer day: the strictest zones are furthest apart on one of them.
+_SEASONS = (datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 7, 15, tzinfo=UTC))
+
+
+def holds_everywhere(window: Window) -> bool:
+    """True when some instant of every season is inside `window` in all the strictest US zones
+    at once, so that a number whose zone is unknown (toll-free) can be texted at all."""
+    zones = _strictest()
+    for day in _SEASONS:
+        # The window opens everywhere at once, if ever, when its start reaches some zone.
+        starts = (
+            datetime.combine((day + timedelta(days=1)).astimezone(zone).date(), window.start, zone)
+            for zone in zones
+        )
+        if not any(_inside_everywhere(start.astimezone(UTC), zones, window) for start in starts):
+            return False
+    return True
 
 
 def _strictest() -> tuple[ZoneInfo, ...]:

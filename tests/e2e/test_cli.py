@@ -69,23 +69,40 @@ def test_enqueue_with_the_same_key_twice_is_one_message(
     assert len(simulator.messages()) == 1
 
 
-def test_unauthorised_and_unconsented_messages_are_rejected_with_reasons(
+def test_unauthorised_and_unconsented_messages_are_refused_at_enqueue(
     cli: Cli, simulator: FlowrouteSimulator
 ) -> None:
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("recipients", "add", FRIENDS[0]))
-    intruder = cli("enqueue", "--user", "mallory", "--to", FRIENDS[0], "--body", "x")
+    _ok(cli("recipients", "add", FRIENDS[1], "--verified"))
+    intruder = cli("enqueue", "--user", "mallory", "--to", FRIENDS[1], "--body", "x")
     assert intruder.returncode == 2
-    assert "no signing key" in intruder.stderr
-    args = ("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "x")
-    other_number = _ok(cli(*args, "--from", "12065550199")).strip()
-    no_consent = _ok(cli(*args)).strip()
+    assert "may not send" in intruder.stderr
+    args = ("enqueue", "--user", "alice", "--body", "x")
+    other_number = cli(*args, "--to", FRIENDS[1], "--from", "12065550199")
+    assert other_number.returncode == 2
+    assert "was not granted the number 12065550199" in other_number.stderr
+    no_consent = cli(*args, "--to", FRIENDS[0])
+    assert no_consent.returncode == 2
+    assert "has not verified consent" in no_consent.stderr
+    wide = cli("broadcast", "--user", "alice", "--body", "x", "--from", "12065550199")
+    assert wide.returncode == 2
 
     _ok(cli("run", "--until-idle"))
 
-    assert _json(cli("status", other_number, "--json"))["error"]["code"] == "source_not_granted"
-    assert _json(cli("status", no_consent, "--json"))["error"]["code"] == "not_verified"
+    assert _json(cli("recipients", "list", "--json"))[0]["verified"] is False
     assert simulator.messages() == []
+
+
+def test_reusing_a_key_with_another_body_is_a_conflict(cli: Cli) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    args = ("enqueue", "--user", "alice", "--to", FRIENDS[0], "--key", "k-9")
+    first = _ok(cli(*args, "--body", "Your table is ready")).strip()
+    changed = cli(*args, "--body", "Your table is cancelled")
+    assert changed.returncode == 2
+    assert f"key 'k-9' is already message {first}, with a different body" in changed.stderr
+    assert _ok(cli(*args, "--body", "Your table is ready")).strip() == first
 
 
 def test_invalid_number_is_refused_with_the_reason(cli: Cli) -> None:
@@ -191,11 +208,13 @@ def test_opt_out_on_the_cli_stops_every_sender(cli: Cli, simulator: FlowrouteSim
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("senders", "grant", "bob", "12065550109"))
     _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
-    _ok(cli("recipients", "opt-out", FRIENDS[0], "--reason", "replied STOP to bob"))
     ids = [
         _ok(cli("enqueue", "--user", user, "--to", FRIENDS[0], "--body", "hi")).strip()
         for user in ("alice", "bob")
     ]
+    _ok(cli("recipients", "opt-out", FRIENDS[0], "--reason", "replied STOP to bob"))
+    refused = cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "again")
+    assert (refused.returncode, "has opted out" in refused.stderr) == (2, True)
 
     _ok(cli("run", "--until-idle"))
 
@@ -282,3 +301,89 @@ def test_turning_signatures_off_warns_at_every_start(
         assert result.returncode == 0
         assert "security.signatures_off" in result.stderr
     assert len(simulator.messages()) == 1
+
+
+def test_import_refuses_numbers_with_letters_instead_of_converting_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("206555CALL,yes\n206555OlOl,yes\n2065550101,yes\n")
+    result = cli("recipients", "import", str(csv_file), "--verified")
+    assert result.returncode == 2
+    assert "line 1" in result.stderr and "line 2" in result.stderr
+    assert "contains letters" in result.stderr
+    assert [r["phone"] for r in _json(cli("recipients", "list", "--json"))] == ["12065550101"]
+
+
+def test_recipients_check_reports_legacy_spellings_and_fix_merges_them(
+    cli: Cli, db: Database[dict[str, Any]], simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    db["users"].insert_many(
+        [
+            {"phone": "12065550101", "verified": True},
+            {"phone": "+12065550101", "verified": True},
+            {"phone": "2065550101", "opted_out": {"reason": "STOP"}},
+            {"phone": 12065550102, "verified": True},
+        ]
+    )
+    report = cli("recipients", "check", "--json")
+    assert report.returncode == 1
+    found = json.loads(report.stdout)
+    assert found["conflicts"] == ["12065550101"]
+    assert len(found["duplicates"]["12065550101"]) == 3
+    assert "must be text" in found["invalid"][0]["why"]
+    listed = _json(cli("recipients", "list", "--json"))
+    assert listed[0]["phone"] == "12065550101" and listed[0]["opted_out"]
+    _ok(cli("broadcast", "--user", "alice", "--body", "hello"))
+    _ok(cli("run", "--until-idle"))
+    assert simulator.messages() == []
+
+    fixed = cli("recipients", "check", "--fix")
+    assert fixed.returncode == 1  # the record whose phone is a number still needs a person
+    assert "merged the records of 1 numbers" in fixed.stdout
+    assert db["users"].count_documents({}) == 2
+    merged = db["users"].find_one({"phone": "12065550101"})
+    assert merged is not None and merged["opted_out"] == {"reason": "STOP"}
+    assert len(merged["merged_from"]) == 3
+
+
+def test_operators_cancel_a_campaign_retry_failures_and_see_why_a_message_waits(
+    cli: Cli, simulator: FlowrouteSimulator
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE))
+    _ok(cli("recipients", "add", *FRIENDS, "--verified"))
+    campaign = _ok(cli("broadcast", "--user", "alice", "--body", "wrong date")).strip()
+    later = _ok(
+        cli("enqueue", "--user", "alice", "--to", FRIENDS[0], "--body", "later",
+            "--send-at", "2099-01-01T12:00:00+00:00")
+    ).strip()  # fmt: skip
+    cancelled = _ok(cli("cancel", campaign, "--by", "ops-ann"))
+    assert f"cancelled campaign {campaign}" in cancelled
+    again = cli("cancel", campaign)
+    assert again.returncode == 1 and "nothing left to cancel" in again.stderr
+    assert cli("cancel", "0123456789abcdef01234567").returncode == 1
+
+    simulator.fail_next(400, count=1)
+    failing = _ok(cli("enqueue", "--user", "alice", "--to", FRIENDS[1], "--body", "hi")).strip()
+    _ok(cli("run", "--until-idle"))
+
+    assert simulator.messages() == []
+    request = _json(cli("status", campaign, "--json"))
+    assert (request["state"], request["cancelled"]["by"]) == ("cancelled", "ops-ann")
+    waiting = _json(cli("status", later, "--json"))
+    assert waiting["state"] == "queued"
+    assert waiting["waiting"].startswith("scheduled (send_at); due 2099-01-01T12:00:00")
+    assert "waiting" in _ok(cli("status", later))
+    assert _json(cli("status", failing, "--json"))["state"] == "failed"
+
+    retried = _json(cli("retry", "--reason", "provider", "--by", "ops-ann", "--json"))
+    assert retried == {"retried": [failing]}
+    assert cli("retry").returncode == 2
+    _ok(cli("run", "--until-idle"))
+
+    final = _json(cli("status", failing, "--json"))
+    assert final["state"] == "sent"
+    assert [(h["state"], h["retried_by"]) for h in final["history"]] == [("failed", "ops-ann")]
+    assert "earlier" in _ok(cli("status", failing))
+    assert [m.to for m in simulator.messages()] == ["12065550102"]

@@ -57,10 +57,13 @@ def test_a_running_daemon_serves_metrics_health_and_readiness(
         assert get(base + "/readyz") == (200, "ok: database reachable; account active\n")
         assert get(base + "/metrics", method="POST")[0] == 405
         assert get(base + "/nothing")[0] == 404
+        assert cli("check").returncode == 0  # the container's HEALTHCHECK asks /healthz
     finally:
         _, stderr = stop(daemon)
     assert daemon.returncode == 0, stderr
     assert "metrics.listening" in stderr
+    gone = cli("check")
+    assert gone.returncode == 69 and "no daemon answered" in gone.stderr
 
 
 @pytest.mark.slow

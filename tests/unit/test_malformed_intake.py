@@ -180,6 +180,15 @@ CASES: dict[str, Case] = {
     "from NUL": Case(message(**{"from": "1206555\x000100"}), "invalid_number"),
     "key NUL": Case(message(key="order\x00-1"), "invalid_document"),
     "NUL in an extra field": Case(message(note="a\x00b"), None, "sent"),
+    # Other control characters in a body; line breaks and tabs are text.
+    "body BEL": Case(message(body="ring\x07"), "invalid_document"),
+    "body ESC": Case(message(body="\x1b[31mred"), "invalid_document"),
+    "body DEL": Case(message(body="oops\x7f"), "invalid_document"),
+    "body C1 NEL": Case(message(body="next\x85line"), "invalid_document"),
+    "body newline and tab": Case(message(body="line one\r\nline\ttwo"), None, "sent"),
+    # Letters in a number are never read as a keypad would.
+    "to vanity": Case(message(to="206555CALL"), "invalid_number"),
+    "to O and l": Case(message(to="206555OlOl"), "invalid_number"),
     # Unknown extra fields are ignored.
     "extra fields": Case(
         message(color="blue", tags=["a", 1], meta={"a": {"b": [None]}}, n=None), None, "sent"

@@ -9,7 +9,14 @@ import phonenumbers
 import pytest
 from phonenumbers import timezone as phone_timezone
 
-from jobs.rules.quiet_hours import STRICTEST_US_ZONES, Window, next_allowed, zones_for
+from jobs.rules.quiet_hours import (
+    STRICTEST_US_ZONES,
+    NoAllowedHours,
+    Window,
+    holds_everywhere,
+    next_allowed,
+    zones_for,
+)
 
 NEW_YORK = "12125550100"
 LOS_ANGELES = "14155550100"
@@ -154,7 +161,7 @@ def test_window_times_must_be_wall_clock() -> None:
 
 
 def test_window_narrower_than_the_spread_of_zones_has_no_common_time() -> None:
-    with pytest.raises(ValueError, match="share no"):
+    with pytest.raises(NoAllowedHours, match="share no"):
         next_allowed(utc(2026, 1, 15, 0, 0), UNASSIGNED, Window(time(9, 0), time(10, 0)))
 
 
@@ -167,3 +174,19 @@ def test_naive_now_is_refused() -> None:
 def test_number_not_in_flowroute_form_is_refused(number: str) -> None:
     with pytest.raises(ValueError, match="11-digit"):
         zones_for(number)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "holds"),
+    [
+        (time(8, 0), time(21, 0), True),
+        (time(9, 0), time(15, 1), True),
+        (time(9, 0), time(15, 0), False),
+        (time(9, 0), time(10, 0), False),
+        (time(0, 0), time(6, 0), False),
+    ],
+)
+def test_a_window_holds_everywhere_only_if_longer_than_the_zones_spread(
+    start: time, end: time, holds: bool
+) -> None:
+    assert holds_everywhere(Window(start, end)) is holds

@@ -155,3 +155,27 @@ def test_deferrals_never_use_up_the_attempts(
         clock.advance((doc["due_at"] - clock.now()).total_seconds() + 120)
 
     assert provider.calls == []
+
+
+TOLL_FREE = "18005550100"
+
+
+@pytest.mark.parametrize(("start", "end"), [(time(9, 0), time(10, 0)), (time(9, 0), time(14, 0))])
+def test_a_recipient_with_no_allowed_hour_fails_with_its_own_reason_not_a_crash(
+    make_dispatcher: Callable[..., Dispatcher],
+    directory: Directory,
+    store: OutboxStore,
+    provider: FakeProvider,
+    clock: ManualClock,
+    start: time,
+    end: time,
+) -> None:
+    directory.add(TOLL_FREE, verified=True, now=clock.now())
+    doc_id = submit(store, to=TOLL_FREE)
+
+    report = make_dispatcher(quiet_hours=Window(start, end)).run_once()
+
+    assert report.outcomes == {"failed": 1}
+    assert status(store, doc_id)["error"]["code"] == "no_allowed_hours"
+    assert "share no" in status(store, doc_id)["error"]["detail"]
+    assert provider.calls == []

@@ -219,3 +219,29 @@ def test_secrets_are_not_shown_in_the_settings_repr(
         for secret in (ACCESS, SECRET, DB_PASSWORD):
             assert secret not in text
     assert settings.require_flowroute()[1].get_secret_value() == SECRET
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("09:00", "10:00"), ("09:00", "14:00"), ("09:00", "15:00")]
+)
+def test_a_quiet_hours_window_that_is_never_open_everywhere_is_refused(
+    tmp_path: Path, start: str, end: str
+) -> None:
+    path = config(tmp_path, f'[quiet_hours]\nstart = "{start}"\nend = "{end}"\n')
+
+    message = refusal(path)
+
+    assert message.startswith("setting quiet_hours.start/end:")
+    assert "longer than 6 hours" in message
+
+
+def test_a_narrow_window_is_accepted_when_quiet_hours_are_off(tmp_path: Path) -> None:
+    path = config(tmp_path, '[quiet_hours]\nenabled = false\nstart = "09:00"\nend = "10:00"\n')
+
+    assert load_settings(path, {}).quiet_hours.window() is None
+
+
+def test_a_window_just_longer_than_the_zones_spread_is_accepted(tmp_path: Path) -> None:
+    path = config(tmp_path, '[quiet_hours]\nstart = "09:00"\nend = "15:01"\n')
+
+    assert load_settings(path, {}).quiet_hours.end.minute == 1

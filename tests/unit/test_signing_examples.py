@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from jobs.rules import signing
+from jobs.model import DEFAULT_MAX_SEGMENTS
+from jobs.rules import intake, signing
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "9f" * 32
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DOCS: list[dict[str, Any]] = [
     {"_id": ObjectId("6650f1a2b3c4d5e6f7a8b9c0"), "user": "alice", "to": "12065550101",
      "body": "Your appointment is at 3pm"},
@@ -48,7 +50,7 @@ def _as_json(value: Any) -> Any:
 
 def _python_sign() -> Callable[[str, dict[str, Any]], str]:
     source = _block("python", "def sign(")
-    definition = source[: source.index("\ndoc = ")]
+    definition = source[: source.index("\nfrom pymongo")]
     namespace: dict[str, Any] = {}
     exec(definition, namespace)
     sign: Callable[[str, dict[str, Any]], str] = namespace["sign"]
@@ -79,3 +81,17 @@ def test_readme_javascript_example_signs_like_the_daemon() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [signing.sign(KEY, doc) for doc in DOCS]
+
+
+def test_readme_body_limits_match_max_segments() -> None:
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `body`"))
+    found = re.search(r"(\d+) plain ASCII characters or (\d+) when any other", row)
+    assert found is not None, row
+    ascii_limit, other_limit = int(found[1]), int(found[2])
+    assert f"by default {DEFAULT_MAX_SEGMENTS}" in row
+
+    def admitted(body: str) -> bool:
+        return intake.admit({"user": "a", "to": "12065550101", "body": body}, NOW).problem is None
+
+    assert admitted("x" * ascii_limit) and not admitted("x" * (ascii_limit + 1))
+    assert admitted("\u00e9" * other_limit) and not admitted("\u00e9" * (other_limit + 1))

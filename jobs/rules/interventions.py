@@ -1,0 +1,91 @@
+"""Operator interventions: what may be cancelled or retried, what each leaves on record, and why
+a queued message is still waiting. Pure functions; the store applies them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from jobs.clock import as_utc
+from jobs.model import Problem, Reason, State
+
+Doc = dict[str, Any]
+
+# Not yet sent and not being sent: a message in a daemon's hands (`sending`) finishes.
+CANCELLABLE: tuple[str | None, ...] = (None, State.QUEUED.value)
+# A broadcast request being fanned out can be stopped: its daemon's next fenced write fails.
+CANCELLABLE_BROADCAST: tuple[str | None, ...] = (*CANCELLABLE, State.SENDING.value)
+RETRYABLE: tuple[str, ...] = (State.FAILED.value, State.UNKNOWN.value)
+
+
+def may_cancel(doc: Mapping[str, Any]) -> bool:
+    """True while a cancel can still stop `doc`: not yet sent, or a broadcast still fanning out."""
+    allowed = CANCELLABLE_BROADCAST if "audience" in doc else CANCELLABLE
+    return doc.get("state") in allowed
+
+
+def cancelled(by: str, at: datetime) -> Doc:
+    """The fields a cancelled document gets: the state, who and when, and the reason."""
+    return {
+        "state": State.CANCELLED.value,
+        "cancelled": {"by": by, "at": at},
+        "error": Problem(Reason.CANCELLED, f"cancelled by {by}").as_error(),
+    }
+
+
+def retry_filter(
+    ids: list[Any] | None = None, campaign: str | None = None, reason: str | None = None
+) -> Doc:
+    """Messages (never broadcast requests) that ended failed or unknown, narrowed by the ids,
+    the campaign and the reason code given."""
+    query: Doc = {"state": {"$in": list(RETRYABLE)}, "audience": {"$exists": False}}
+    if ids:
+        query["_id"] = {"$in": ids}
+    if campaign is not None:
+        query["campaign"] = campaign
+    if reason is not None:
+        query["error.code"] = reason
+    return query
+
+
+def requeued(doc: Mapping[str, Any], by: str, at: datetime) -> Doc:
+    """The fields of a retried message: queued now with its attempts reset, its earlier outcome
+    appended to `history`. The claim checks consent and the signature again."""
+    earlier = {
+        "state": doc.get("state"),
+        "error": doc.get("error"),
+        "attempts": doc.get("attempts"),
+        "at": doc.get("updated_at"),
+        "retried_by": by,
+        "retried_at": at,
+    }
+    history = doc.get("history")
+    past = list(history) if isinstance(history, list) else []
+    return {
+        "state": State.QUEUED.value,
+        "due_at": at,
+        "attempts": 0,
+        "history": [*past, earlier],
+    }
+
+
+def why_waiting(doc: Mapping[str, Any], now: datetime) -> str | None:
+    """Why a message that is not finished has not gone yet, for `status`; None when finished."""
+    state = doc.get("state")
+    if state is None:
+        return "new: a daemon has not admitted it yet (is one running?)"
+    if state == State.SENDING.value:
+        return "claimed by a daemon, being sent"
+    if state != State.QUEUED.value:
+        return None
+    due = doc.get("due_at")
+    error = doc.get("error")
+    code = error.get("code") if isinstance(error, Mapping) else None
+    if not isinstance(due, datetime) or as_utc(due) <= now:
+        return "due now: waiting for a daemon to claim it (is one running?)"
+    if code == Reason.QUIET_HOURS:
+        return f"quiet hours in the recipient's local time; due {as_utc(due).isoformat()}"
+    if code:
+        return f"retrying after {code}; due {as_utc(due).isoformat()}"
+    return f"scheduled (send_at); due {as_utc(due).isoformat()}"
