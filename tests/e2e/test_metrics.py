@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
+from pymongo.database import Database
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
@@ -22,14 +24,14 @@ def _ok(result: object) -> str:
 
 @pytest.mark.slow
 def test_a_running_daemon_serves_metrics_health_and_readiness(
-    cli: Cli, simulator: FlowrouteSimulator
+    cli: Cli, simulator: FlowrouteSimulator, db: Database[dict[str, Any]]
 ) -> None:
     _ok(cli("senders", "grant", "alice", SOURCE))
     _ok(cli("recipients", "add", *NUMBERS, "--verified"))
-    _ok(cli("recipients", "add", "12065550199"))
     for number in NUMBERS:
         _ok(cli("enqueue", "--user", "alice", "--to", number, "--body", "hi"))
-    _ok(cli("enqueue", "--user", "alice", "--to", "12065550199", "--body", "no consent"))
+    # Anyone with write access, without alice's signing key.
+    db["outbox"].insert_one({"user": "alice", "to": NUMBERS[0], "body": "forged"})
     simulator.fail_next(503)
     simulator.fail_next(400, detail="bad request")
     base = f"http://127.0.0.1:{free_port()}"
@@ -49,7 +51,7 @@ def test_a_running_daemon_serves_metrics_health_and_readiness(
         assert metric(text, 'sms_outbox_sends_total{outcome="4xx"}') == 1
         assert metric(text, 'sms_outbox_send_seconds_count{outcome="202"}') == len(NUMBERS) - 1
         assert metric(text, 'sms_outbox_messages{state="failed"}') == 1
-        reason = 'sms_outbox_messages_by_reason{reason="not_verified",state="rejected"}'
+        reason = 'sms_outbox_messages_by_reason{reason="signature",state="rejected"}'
         assert metric(text, reason) == 1
         assert metric(text, "sms_outbox_queue_depth") == 0
         assert metric(text, "sms_outbox_account_held") == 0
