@@ -12,6 +12,7 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from jobs import metrics
 from jobs.clock import Clock, SystemClock
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
@@ -23,6 +24,7 @@ from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.errors import ConfigError, StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
+from jobs.health import Heartbeat
 from jobs.keys import Signatures
 from jobs.mongo.account import AccountHold
 from jobs.mongo.connection import Db
@@ -77,6 +79,8 @@ def build_dispatcher(
         )
     probe = timedelta(seconds=settings.flowroute.hold_probe_seconds)
     probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
+    # Latency is the request's own: measured inside the gate that holds it until its slot.
+    provider = metrics.MeteredProvider(provider, clock)
     pacer = build_pacer(settings, db, clock)
     if isinstance(pacer, FleetPacer):
         provider = GatedProvider(provider, pacer)
@@ -84,7 +88,7 @@ def build_dispatcher(
         OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
-        pacer,
+        metrics.MeteredPacer(pacer, clock),
         clock,
         config,
         signatures,
@@ -212,6 +216,7 @@ class Daemon:
         )
         self._cycle_lock = threading.Lock()
         self._check_lock = threading.Lock()
+        self.heartbeat = Heartbeat(dispatcher.clock.monotonic())
         self._ready = False
         self._db_down = False
 
@@ -274,6 +279,7 @@ class Daemon:
             except StoreUnavailable as exc:
                 if not self._db_down:
                     log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
+                    metrics.database_unavailable("cycle")
                 self._db_down = True
                 if self._give_up():
                     return
@@ -305,6 +311,15 @@ class Daemon:
         return True
 
     def _cycle(self) -> CycleReport:
+        clock = self.dispatcher.clock
+        self.heartbeat.begin(clock.monotonic())
+        try:
+            report = self._run_once()
+        finally:
+            self.heartbeat.end(clock.monotonic())
+        return report
+
+    def _run_once(self) -> CycleReport:
         if not self._ready:
             self.dispatcher.store.ensure_indexes()
             self.dispatcher.directory.ensure_indexes()
@@ -330,9 +345,10 @@ def run_daemon(
     *,
     until_idle: bool,
     followup: Followup | None = None,
+    db: Db | None = None,
 ) -> bool:
-    """Run a daemon with the poll and check intervals from settings; False when, in cron mode,
-    it gave up on a database that stayed unusable."""
+    """Run a daemon with the poll and check intervals from settings, serving metrics if set
+    (with `db`); False when, in cron mode, it gave up on a database that stayed unusable."""
     daemon = Daemon(
         dispatcher,
         settings.dispatch.poll_seconds,
@@ -340,7 +356,23 @@ def run_daemon(
         followup=followup,
         check_seconds=settings.receipts.check_seconds,
     )
-    daemon.run()
+    served = None
+    if settings.metrics.listen and db is not None:
+        from scheduler import exporter
+
+        served = exporter.start(
+            settings.metrics.listen,
+            db,
+            dispatcher.clock,
+            daemon.heartbeat,
+            (settings.dispatch.poll_seconds, settings.dispatch.lease_seconds),
+        )
+    try:
+        daemon.run()
+    finally:
+        if served is not None:
+            served.close()
+            metrics.install(None)
     return not daemon.gave_up
 
 

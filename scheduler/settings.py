@@ -21,6 +21,7 @@ from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.rules.quiet_hours import Window, holds_everywhere
 from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
+from scheduler.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
 # Characters MongoDB refuses in a database name (on any platform).
@@ -147,6 +148,44 @@ class SecuritySettings(BaseModel):
     daemon_key: SecretStr | None = None
 
 
+def _check_listen(value: str | None, name: str) -> None:
+    if value is not None:
+        try:
+            split_listen(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+
+class MetricsSettings(BaseModel):
+    """`[metrics]`: where `run` serves /metrics, /healthz and /readyz; off unless set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = None
+
+    @model_validator(mode="after")
+    def _listen(self) -> MetricsSettings:
+        _check_listen(self.listen, "metrics.listen")
+        return self
+
+
+class DashboardSettings(BaseModel):
+    """`[dashboard]`: the read-only web page; every request must carry `token`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8090"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    refresh_seconds: int = Field(10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> DashboardSettings:
+        _check_listen(self.listen, "dashboard.listen")
+        self.token = _read_secret_file(self.token, self.token_file, "dashboard.token")
+        return self
+
+
 MIN_TOKEN_CHARS = 16
 
 
@@ -162,6 +201,7 @@ class WebhookSettings(BaseModel):
 
     @model_validator(mode="after")
     def _url(self) -> WebhookSettings:
+        _check_listen(self.listen, "webhooks.listen")
         if self.public_url is not None:
             parts = urlsplit(self.public_url.get_secret_value())
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -230,6 +270,8 @@ class Settings(BaseSettings):
     receipts: ReceiptSettings = ReceiptSettings()
     replies: ReplySettings = ReplySettings()
     logging: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -268,6 +310,8 @@ class Settings(BaseSettings):
         values += [key.get_secret_value() for key in self.security.signing_keys.values()]
         if self.security.daemon_key is not None:
             values.append(self.security.daemon_key.get_secret_value())
+        if self.dashboard.token is not None:
+            values.append(self.dashboard.token.get_secret_value())
         password = _uri_password(self.mongodb.uri.get_secret_value())
         for url in (self.webhooks.public_url, self.flowroute.dlr_callback):
             if url is not None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from jobs import metrics
 from jobs.clock import Clock
 from jobs.dispatch import fanout, recovery
 from jobs.dispatch.account_gate import AccountGate
@@ -241,10 +242,12 @@ class Dispatcher:
         }  # what lease recovery may void (jobs/dispatch/recovery)
         if self.store.renew(doc, self.config.lease, in_flight=True, extra=mark) is None:
             log.warning("claim.lost")
+            metrics.claim_lost()
             return None
         token = self.store.guard.take(doc)
         if token is None:
             log.warning("claim.lost", why="another worker holds this claim's send ticket")
+            metrics.claim_lost()
         return token
 
     def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
@@ -283,6 +286,7 @@ class Dispatcher:
             log.warning("message." + outcome.state.value, code=error.code)
         if outcome.opted_out:
             self.directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
+            metrics.opted_out("flowroute_1110")
         return outcome.state.value
 
     def _reject(self, doc: Doc, problem: Problem, state: State = State.REJECTED) -> str:
@@ -319,6 +323,7 @@ class Dispatcher:
                     return None
                 if failures == 0:
                     log.warning("database.unavailable", during="record", error=str(exc))
+                    metrics.database_unavailable("record")
                 failures += 1
                 self.clock.sleep(1.0)
                 continue
