@@ -51,6 +51,8 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     PROVIDER = "provider"
     CANCELLED = "cancelled"
+    CARRIER = "carrier"
+    RECONCILED = "reconciled"
     REPLAY = "replay"
     ACCOUNT_HELD = "account_held"
     NO_PROVIDER_ID = "no_provider_id"
@@ -65,6 +67,7 @@ STATUS_FIELDS = (
     "state", "kind", "to", "from", "user", "campaign", "key", "attempts", "provider_id",
     "error", "recipients", "segments", "encoding", "created_at", "updated_at", "sent_at", "rev",
     "due_at", "cancelled", "history",
+    "delivered_at", "final_at", "receipts", "reconciliation", "reply_to",
 )  # fmt: skip
 
 

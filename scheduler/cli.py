@@ -6,32 +6,44 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
+from rich.console import Console
 
 from jobs import producer
 from jobs.clock import SystemClock
+from jobs.dispatch import optouts
 from jobs.errors import ConfigError, InputError, StoreError, StoreRefused
 from jobs.model import BROADCAST_AUDIENCE
-from jobs.mongo import failures, roles, status
-from jobs.mongo.connection import connect, ping
+from jobs.mongo import failures, reports, roles, status
+from jobs.mongo.connection import Db, connect, ping
+from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
+from jobs.mongo.inbound import InboundLog
+from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, interventions, phone, segments
-from scheduler import logs
-from scheduler.daemon import Daemon, build_dispatcher, describe, run_daemon
+from jobs.rules.optout_rate import Rate
+from scheduler import logs, watch
+from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
+from scheduler.exporter import health_check
 from scheduler.parser import Handler, build_parser
 from scheduler.settings import Settings, keyring, load_settings
+from scheduler.webhooks import WebhookServer, build_receiver
 
 # sysexits.h codes, so scripts and supervisors can tell failures apart.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_FOUND = EXIT_FAILURE
 EXIT_UNAVAILABLE, EXIT_CONFIG = 69, 78
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from scheduler.demo import run_demo
 
         return run_demo()
+    if args.command == "simulator":
+        from scheduler.simulate import run_simulator
+
+        return run_simulator(args)
     secrets: list[str] = []
     try:
         settings = load_settings(args.config, dict(os.environ))
@@ -61,9 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG if failure.config else EXIT_UNAVAILABLE
 
 
+def _json_value(value: Any) -> Any:
+    """Dates as ISO-8601 UTC; ids and anything else as text."""
+    return watch.iso(value) if isinstance(value, datetime) else str(value)
+
+
 def _print(value: Any, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(value, default=str, indent=2, sort_keys=True, ensure_ascii=False))
+        print(json.dumps(value, default=_json_value, indent=2, sort_keys=True, ensure_ascii=False))
     elif isinstance(value, list):
         for item in value:
             print(item)
@@ -76,7 +97,19 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     dispatcher = build_dispatcher(settings, db)
     ping(db)  # wrong credentials stop start-up here; an unreachable server is waited for
     structlog.get_logger("sms_outbox").info("daemon.configured", **describe(settings))
-    if not run_daemon(dispatcher, settings, until_idle=args.until_idle):
+    server = None
+    if settings.webhooks.listen is not None:
+        # Small installs: the receiver in the daemon's process, on its own threads.
+        server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
+    try:
+        followup = build_followup(settings, dispatcher)
+        finished = run_daemon(
+            dispatcher, settings, until_idle=args.until_idle, followup=followup, db=db
+        )
+    finally:
+        if server is not None:
+            server.close()
+    if not finished:
         print(
             "sms-outbox: database unavailable: gave up after"
             f" {Daemon.GIVE_UP_AFTER} cycles (mongodb.uri, mongodb.timeout_seconds)",
@@ -87,7 +120,12 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """A cheap health check (the container's HEALTHCHECK): does the database answer?"""
+    """A cheap health check (the container's HEALTHCHECK): with `metrics.listen`, is the
+    daemon's send cycle alive (/healthz)? Otherwise: does the database answer?"""
+    if settings.metrics.listen:
+        alive, detail = health_check(settings.metrics.listen)
+        print(detail, file=sys.stdout if alive else sys.stderr)
+        return EXIT_OK if alive else EXIT_UNAVAILABLE
     if not ping(connect(settings.mongodb)):
         print(
             "sms-outbox: database unavailable: no server at mongodb.uri answered within"
@@ -99,10 +137,34 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.webhooks.listen is None:
+        raise ConfigError("setting webhooks.listen is missing (HOST:PORT to serve on)")
+    server = WebhookServer(
+        build_receiver(settings, connect(settings.mongodb)), settings.webhooks.listen
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    server.start()
+    while not stop.wait(0.5):
+        pass
+    server.close()
+    return EXIT_OK
+
+
 def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings.mongodb)
-    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
+    store = OutboxStore(db, SystemClock(), settings.mongodb.send_guard)
+    store.ensure_indexes()
     Directory(db).ensure_indexes()
+    DeliveryStore(store).ensure_indexes()
+    Inbox(db).ensure_indexes()
+    InboundLog(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
@@ -279,15 +341,20 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings.mongodb)
     if args.campaign:
-        summary = status.campaign(db, args.campaign)
-        if summary["total"] == 0 and summary["request"] is None:
-            print(f"no campaign {args.campaign}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        _print(summary, True) if args.json else print(_campaign_text(summary))
-        return EXIT_OK
+        return _campaign_status(args, settings, db)
+    if args.watch or args.csv:
+        raise InputError("--watch and --csv need --campaign ID")
     if not args.id:
         held = status.account(db)
-        _print({"account": held}, True) if args.json else print(_account_text(held))
+        rates = optouts.today(InboundLog(db), SystemClock())
+        threshold = settings.replies.optout_warn_rate
+        if args.json:
+            listed = [{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates]
+            _print({"account": held, "opt_outs": listed}, True)
+        else:
+            print(_account_text(held))
+            if any(r.opt_outs for r in rates):  # quiet until someone has opted out today
+                print(_optout_text(rates, threshold))
         return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
@@ -298,6 +365,59 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         doc["waiting"] = waiting
     _print(doc, True) if args.json else print(_status_text(doc))
     return EXIT_OK
+
+
+def _campaign_status(args: argparse.Namespace, settings: Settings, db: Db) -> int:
+    def read() -> dict[str, Any]:
+        now = datetime.now(UTC)
+        counts = reports.campaign(db, args.campaign, now)
+        rate = settings.flowroute.rate_per_second or None
+        view = watch.summary(counts, now, rate, settings.quiet_hours.window())
+        return {**view, "delivery": status.delivery(counts.states), "account": status.account(db)}
+
+    view = read()
+    if view["total"] == 0 and view["request"] is None:
+        print(f"no campaign {args.campaign}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if args.csv:
+        watch.write_csv(reports.recipients(db, args.campaign), sys.stdout)
+    elif args.watch:
+        emit = (
+            (lambda v: print(json.dumps(v, default=_json_value), flush=True)) if args.json else None
+        )
+        console = Console(highlight=False)
+        try:
+            final = watch.watch(read, console, max(args.interval, 0.2), emit)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED  # the campaign goes on; only the watching stopped
+        if emit is None:
+            console.print(f"campaign {args.campaign} is done: {final['total']} messages")
+    elif args.json:
+        _print(view, True)
+    else:
+        print(_campaign_text(view))
+    return EXIT_OK
+
+
+def _json_line(view: dict[str, Any]) -> None:
+    print(json.dumps(view, default=_json_value, sort_keys=True, ensure_ascii=False), flush=True)
+
+
+def _cmd_campaigns(args: argparse.Namespace, settings: Settings) -> int:
+    rows = watch.campaign_rows(reports.recent_campaigns(connect(settings.mongodb), args.limit))
+    if args.json:
+        _print(rows, True)
+    elif not rows:
+        print("no campaigns yet")
+    else:
+        Console(highlight=False, width=max(Console().width, 120)).print(watch.campaign_table(rows))
+    return EXIT_OK
+
+
+def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.dashboard import serve_dashboard
+
+    return serve_dashboard(settings, connect(settings.mongodb), args.listen)
 
 
 def _operator(given: str | None) -> str:
@@ -362,9 +482,25 @@ def _status_text(doc: Doc) -> str:
         code = (earlier.get("error") or {}).get("code")
         who = earlier.get("retried_by")
         lines.append(f"{'earlier':<12}{earlier.get('state')} ({code}), retried by {who}")
-    for key in ("due_at", "created_at", "sent_at", "updated_at"):
+    receipts = doc.get("receipts")
+    if isinstance(receipts, list) and receipts and isinstance(receipts[-1], dict):
+        last = receipts[-1]
+        lines.append(f"{'carrier':<12}{last.get('status')} ({last.get('status_code')})")
+    for key in ("due_at", "created_at", "sent_at", "delivered_at", "final_at", "updated_at"):
         if doc.get(key) is not None:
             lines.append(f"{key:<12}{doc[key]}")
+    return "\n".join(lines)
+
+
+def _optout_text(rates: list[Rate], threshold: float) -> str:
+    day = rates[0].day if rates else "today"
+    lines = [f"opt-outs on {day} (UTC) by sending number; warning over {threshold:.0%}:"]
+    for r in rates:
+        rate = "-" if r.rate is None else f"{r.rate:.1%}"
+        flag = "  OVER THRESHOLD" if r.over(threshold) else ""
+        lines.append(f"  {r.source}  {r.opt_outs} opt-outs / {r.sent} sent  {rate}{flag}")
+    if not rates:
+        lines.append("  nothing sent and no opt-outs yet")
     return "\n".join(lines)
 
 
@@ -387,6 +523,14 @@ def _campaign_text(summary: dict[str, Any]) -> str:
         if request.get("error"):
             lines.append(f"  reason      {request['error'].get('code')}")
     lines += [f"  {state:<12}{count}" for state, count in summary["states"].items()]
+    receipts = summary["delivery"]
+    rate = "-" if receipts["rate"] is None else f"{receipts['rate']:.1%}"
+    lines.append(
+        f"receipts: {receipts['delivered']} delivered, {receipts['undelivered']} undelivered,"
+        f" {receipts['expired']} expired, {receipts['awaiting']} awaiting; delivery rate {rate}"
+    )
+    if summary.get("eta") is not None:
+        lines.append(f"  {'eta':<12}{watch.iso(summary['eta'])}")
     if summary["reasons"]:
         lines.append("by reason:")
         lines += [f"  {code:<20}{count}" for code, count in summary["reasons"].items()]
@@ -394,6 +538,9 @@ def _campaign_text(summary: dict[str, Any]) -> str:
 
 
 HANDLERS: dict[str, Handler] = {
+    "campaigns": _cmd_campaigns,
+    "dashboard": _cmd_dashboard,
+    "simulator": lambda args, settings: EXIT_USAGE,  # runs before settings are read
     "check": _cmd_check,
     "cancel": _cmd_cancel,
     "retry": _cmd_retry,
@@ -403,6 +550,7 @@ HANDLERS: dict[str, Handler] = {
     "run": _cmd_run,
     "senders": _cmd_senders,
     "status": _cmd_status,
+    "webhooks": _cmd_webhooks,
 }
 
 

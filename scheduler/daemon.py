@@ -6,24 +6,38 @@ import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from jobs import metrics
 from jobs.clock import Clock, SystemClock
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, summary
-from jobs.errors import StoreError, StoreUnavailable
+from jobs.dispatch.followup import Check, Followup
+from jobs.dispatch.inbound import InboundHandler, ReplyTexts
+from jobs.dispatch.optouts import OptOutWatch
+from jobs.dispatch.ports import SendGuard
+from jobs.dispatch.receipts import ReceiptConfig
+from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
+from jobs.errors import ConfigError, StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
+from jobs.health import Heartbeat
 from jobs.keys import Signatures
 from jobs.mongo.account import AccountHold
 from jobs.mongo.connection import Db
+from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
 from jobs.mongo.fleet_pacing import FleetPacer
+from jobs.mongo.inbound import InboundLog
+from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import OutboxStore
+from jobs.mongo.tickets import SendTickets
 from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
+from jobs.records import FlowrouteRecords, MessageRecords
+from jobs.rules import signing
 from jobs.rules.slots import SlotPlan, account_id
 from scheduler.settings import Settings, keyring
 
@@ -45,7 +59,7 @@ def build_dispatcher(
         access, secret = settings.require_flowroute()
         fr = settings.flowroute
         provider = FlowrouteClient(
-            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=fr.dlr_callback
+            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=settings.dlr_callback()
         )
     config = DispatchConfig(
         batch_size=settings.dispatch.batch_size,
@@ -65,6 +79,8 @@ def build_dispatcher(
         )
     probe = timedelta(seconds=settings.flowroute.hold_probe_seconds)
     probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
+    # Latency is the request's own: measured inside the gate that holds it until its slot.
+    provider = metrics.MeteredProvider(provider, clock)
     pacer = build_pacer(settings, db, clock)
     if isinstance(pacer, FleetPacer):
         provider = GatedProvider(provider, pacer)
@@ -72,7 +88,7 @@ def build_dispatcher(
         OutboxStore(db, clock, settings.mongodb.send_guard),
         Directory(db),
         provider,
-        pacer,
+        metrics.MeteredPacer(pacer, clock),
         clock,
         config,
         signatures,
@@ -96,29 +112,123 @@ def start_up(dispatcher: Dispatcher) -> None:
     and first reading of the server's clock."""
     dispatcher.store.ensure_indexes()
     dispatcher.directory.ensure_indexes()
-    if isinstance(dispatcher.pacer, FleetPacer):
-        dispatcher.pacer.prepare()
+    pacer = dispatcher.pacer
+    if isinstance(pacer, metrics.MeteredPacer):
+        pacer = pacer.pacer
+    if isinstance(pacer, FleetPacer):
+        pacer.prepare()
+
+
+def build_followup(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    records: MessageRecords | None = None,
+) -> Followup:
+    """Wire the follow-up steps: receipts from the inbox, polling and reconciliation.
+
+    Record lookups have their own pacer: Flowroute counts its 5/s per endpoint, so lookups never
+    take a send's place, and `receipts.lookups_per_second` keeps them a small, separate budget.
+    """
+    clock = dispatcher.clock
+    rc = settings.receipts
+    if records is None and settings.flowroute.access_key is not None:
+        access, secret = settings.require_flowroute()
+        records = FlowrouteRecords(
+            settings.flowroute.base_url,
+            access,
+            secret,
+            settings.flowroute.timeout_seconds,
+            SlidingWindowPacer(rc.lookups_per_second, clock),
+        )
+    config = ReceiptConfig(
+        poll_after=timedelta(seconds=rc.poll_after_seconds),
+        poll_horizon=timedelta(seconds=rc.poll_horizon_seconds),
+        batch_size=rc.batch_size,
+    )
+    store, directory = dispatcher.store, dispatcher.directory
+    if not isinstance(store, OutboxStore) or not isinstance(directory, Directory):
+        raise ConfigError("the follow-up steps run on the MongoDB store only")
+    delivery = DeliveryStore(store, directory)
+    checks: list[Check] = []
+    if records is not None:
+        reconcile = ReconcileConfig(
+            after=timedelta(seconds=rc.reconcile_after_seconds),
+            clock_skew=timedelta(seconds=rc.clock_skew_seconds),
+            request_timeout=timedelta(seconds=settings.flowroute.timeout_seconds),
+            resend_within=timedelta(seconds=rc.resend_within_seconds),
+            batch_size=rc.batch_size,
+        )
+        # With send_guard "auto" the guard is chosen by asking the server, so it is looked up
+        # on first use, not here: the daemon starts while the database is still down.
+        guard = cast(SendGuard, _FirstUseGuard(store))
+
+        def spans(message_id: Any) -> list[tuple[datetime, datetime | None]]:
+            chosen = store.guard
+            return chosen.in_doubt_spans(message_id) if isinstance(chosen, SendTickets) else []
+
+        def release(doc: dict[str, Any]) -> None:
+            store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+
+        checks.append(
+            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile)
+        )
+    inbound = InboundLog(store.db)
+    checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))
+    rs = settings.replies
+    texts = ReplyTexts(
+        rs.program, rs.help_text, rs.stop_text, rs.start_text,
+        timedelta(hours=rs.help_interval_hours),
+    )  # fmt: skip
+    handler = InboundHandler(store, directory, inbound, clock, texts, dispatcher.signatures)
+    return Followup(
+        delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
+        inbound_log=inbound,
+    )  # fmt: skip
+
+
+class _FirstUseGuard:
+    """The store's send guard, looked up when first used. Without send tickets reconciliation
+    falls back to when the message became unknown."""
+
+    def __init__(self, store: OutboxStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store.guard, name)
 
 
 class Daemon:
-    """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time."""
+    """Runs `Dispatcher.run_once` on an APScheduler interval job, one cycle at a time, and the
+    follow-up checks (receipt polling, reconciliation) on an interval job of their own."""
 
     # In cron mode (`until_idle`), cycles in a row that may fail on the database before the
     # daemon gives up; each waits up to mongodb.timeout_seconds for a server.
     GIVE_UP_AFTER = 3
 
-    def __init__(self, dispatcher: Dispatcher, poll_seconds: float, *, until_idle: bool = False):
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        poll_seconds: float,
+        *,
+        until_idle: bool = False,
+        followup: Followup | None = None,
+        check_seconds: float = 30.0,
+    ):
         self.dispatcher = dispatcher
         self.poll_seconds = poll_seconds
         self.until_idle = until_idle
+        self.followup = followup
+        self.check_seconds = check_seconds
         self.failed_cycles = 0
         self.gave_up = False
         self.scheduler = BlockingScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(2)},
             job_defaults={"max_instances": 1, "misfire_grace_time": None},
         )
         self._cycle_lock = threading.Lock()
+        self._check_lock = threading.Lock()
+        self.heartbeat = Heartbeat(dispatcher.clock.monotonic())
         self._ready = False
         self._db_down = False
 
@@ -128,6 +238,12 @@ class Daemon:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         self._schedule(0.0)
+        if self.followup is not None and not self.until_idle:
+            first = datetime.now(UTC) + timedelta(seconds=self.check_seconds)
+            self.scheduler.add_job(
+                self._check, "interval", seconds=self.check_seconds, id="check",
+                next_run_time=first,
+            )  # fmt: skip
         log.info("daemon.started", poll_seconds=self.poll_seconds, until_idle=self.until_idle)
         try:
             self.scheduler.start()
@@ -135,7 +251,7 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             # The scheduler returns at once; the cycle that was running finishes its send first.
-            with self._cycle_lock:
+            with self._cycle_lock, self._check_lock:
                 log.info("daemon.stopped")
 
     def stop(self) -> None:
@@ -155,6 +271,18 @@ class Daemon:
         when = datetime.now(UTC) + timedelta(seconds=delay)
         self.scheduler.add_job(self._tick, "date", run_date=when, id="cycle", replace_existing=True)
 
+    def _check(self) -> None:
+        if self.dispatcher.stopping or self.followup is None:
+            return
+        with self._check_lock:
+            try:
+                self.followup.check()
+            except StoreError as exc:
+                log.error("check.failed", error=type(exc).__name__, detail=str(exc))
+            except Exception:
+                # As for a cycle: a bug is logged and the next check runs as usual.
+                log.exception("check.crashed")
+
     def _tick(self) -> None:
         delay = self.poll_seconds
         with self._cycle_lock:
@@ -163,6 +291,7 @@ class Daemon:
             except StoreUnavailable as exc:
                 if not self._db_down:
                     log.error("database.unavailable", error=str(exc), detail=str(exc.__cause__))
+                    metrics.database_unavailable("cycle")
                 self._db_down = True
                 if self._give_up():
                     return
@@ -194,10 +323,25 @@ class Daemon:
         return True
 
     def _cycle(self) -> CycleReport:
+        clock = self.dispatcher.clock
+        self.heartbeat.begin(clock.monotonic())
+        try:
+            report = self._run_once()
+        finally:
+            self.heartbeat.end(clock.monotonic())
+        return report
+
+    def _run_once(self) -> CycleReport:
         if not self._ready:
             start_up(self.dispatcher)
+            if self.followup is not None:
+                self.followup.ensure_indexes()
             self._ready = True
         report = self.dispatcher.run_once()
+        if self.followup is not None:
+            # Receipts and inbound messages: applied with each cycle, so a reply queued here
+            # goes out in the next one.
+            report.admitted += self.followup.apply_inbox()
         if self._db_down:
             log.info("database.recovered")
             self._db_down = False
@@ -206,11 +350,40 @@ class Daemon:
         return report
 
 
-def run_daemon(dispatcher: Dispatcher, settings: Settings, *, until_idle: bool) -> bool:
-    """Run a daemon with the poll interval from settings; False when, in cron mode, it gave up
-    on a database that stayed unusable."""
-    daemon = Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=until_idle)
-    daemon.run()
+def run_daemon(
+    dispatcher: Dispatcher,
+    settings: Settings,
+    *,
+    until_idle: bool,
+    followup: Followup | None = None,
+    db: Db | None = None,
+) -> bool:
+    """Run a daemon with the poll and check intervals from settings, serving metrics if set
+    (with `db`); False when, in cron mode, it gave up on a database that stayed unusable."""
+    daemon = Daemon(
+        dispatcher,
+        settings.dispatch.poll_seconds,
+        until_idle=until_idle,
+        followup=followup,
+        check_seconds=settings.receipts.check_seconds,
+    )
+    served = None
+    if settings.metrics.listen and db is not None:
+        from scheduler import exporter
+
+        served = exporter.start(
+            settings.metrics.listen,
+            db,
+            dispatcher.clock,
+            daemon.heartbeat,
+            (settings.dispatch.poll_seconds, settings.dispatch.lease_seconds),
+        )
+    try:
+        daemon.run()
+    finally:
+        if served is not None:
+            served.close()
+            metrics.install(None)
     return not daemon.gave_up
 
 

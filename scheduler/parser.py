@@ -23,6 +23,8 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     run.add_argument("--until-idle", action="store_true", help="exit once nothing is due")
     run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     run.set_defaults(handler=handlers["run"])
+    hooks = sub.add_parser("webhooks", help="serve the webhook receiver alone")
+    hooks.set_defaults(handler=handlers["webhooks"])
     sub.add_parser("demo", help="run a self-contained demo: nothing real is sent")
     health = sub.add_parser("check", help="ping the database: exit 0 if it answers, 69 if not")
     health.set_defaults(handler=handlers["check"])
@@ -98,10 +100,51 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     retry.set_defaults(handler=handlers["retry"])
 
     stat = sub.add_parser(
-        "status", help="a message's status, a campaign's counts, or (alone) the account's"
+        "status",
+        help="a message's status, a campaign's counts, or (alone) the account and opt-out rates",
     )
     stat.add_argument("id", nargs="?")
     stat.add_argument("--campaign")
-    stat.add_argument("--json", action="store_true")
+    output = stat.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--csv", action="store_true", help="one row per recipient (--campaign)")
+    stat.add_argument("--watch", action="store_true", help="follow the campaign live until it ends")
+    stat.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes (--watch)"
+    )
     stat.set_defaults(handler=handlers["status"])
+
+    camps = sub.add_parser("campaigns", help="recent campaigns with their progress")
+    camps.add_argument("--limit", type=int, default=20)
+    camps.add_argument("--json", action="store_true")
+    camps.set_defaults(handler=handlers["campaigns"])
+
+    dash = sub.add_parser("dashboard", help="serve the read-only web dashboard")
+    dash.add_argument("--listen", help="HOST:PORT (default: dashboard.listen)")
+    dash.set_defaults(handler=handlers["dashboard"])
+
+    sim = sub.add_parser(
+        "simulator", help="run a local Flowroute stand-in for trying sms-outbox without an account"
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8080)
+    sim.add_argument("--rate", type=int, default=5, help="requests per second (0: no limit)")
+    sim.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
+    sim.add_argument("--fail-rate", type=float, default=0.0, help="share answered 500")
+    sim.add_argument(
+        "--hang-rate", type=float, default=0.0,
+        help="share accepted but answered only after --hang-seconds (the sender times out)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--drop-rate", type=float, default=0.0,
+        help="share not accepted and answered only after --hang-seconds",
+    )  # fmt: skip
+    sim.add_argument("--hang-seconds", type=float, default=30.0)
+    sim.add_argument(
+        "--opted-out", nargs="+", default=[], metavar="NUMBER",
+        help="recipients who texted STOP: sends to them get 400 with error 1110",
+    )  # fmt: skip
+    sim.add_argument("--access-key", default="sim-access-key")
+    sim.add_argument("--secret-key", default="sim-secret-key")
+    sim.set_defaults(handler=handlers["simulator"])
     return parser

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -14,11 +15,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.errors import ConfigError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.rules.quiet_hours import Window, holds_everywhere
 from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
+from scheduler.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
 # Characters MongoDB refuses in a database name (on any platform).
@@ -74,7 +77,8 @@ class FlowrouteSettings(BaseModel):
     base_url: str = "https://api.flowroute.com"
     rate_per_second: int = Field(5, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
-    dlr_callback: str | None = None
+    # Older name of the receipt URL; webhooks.public_url replaces it (its "/dlr" is used).
+    dlr_callback: SecretStr | None = None
     hold_probe_seconds: float = Field(30.0, gt=0)
     hold_probe_max_seconds: float = Field(600.0, gt=0)
 
@@ -144,6 +148,102 @@ class SecuritySettings(BaseModel):
     daemon_key: SecretStr | None = None
 
 
+def _check_listen(value: str | None, name: str) -> None:
+    if value is not None:
+        try:
+            split_listen(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+
+class MetricsSettings(BaseModel):
+    """`[metrics]`: where `run` serves /metrics, /healthz and /readyz; off unless set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = None
+
+    @model_validator(mode="after")
+    def _listen(self) -> MetricsSettings:
+        _check_listen(self.listen, "metrics.listen")
+        return self
+
+
+class DashboardSettings(BaseModel):
+    """`[dashboard]`: the read-only web page; every request must carry `token`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8090"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    refresh_seconds: int = Field(10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> DashboardSettings:
+        _check_listen(self.listen, "dashboard.listen")
+        self.token = _read_secret_file(self.token, self.token_file, "dashboard.token")
+        return self
+
+
+MIN_TOKEN_CHARS = 16
+
+
+class WebhookSettings(BaseModel):
+    """`[webhooks]`: the receiver of Flowroute's receipts and inbound messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = None
+    # The URL Flowroute reaches; its path carries a secret token, so it is a secret itself.
+    public_url: SecretStr | None = None
+    max_body_bytes: int = Field(65536, ge=1024, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _url(self) -> WebhookSettings:
+        _check_listen(self.listen, "webhooks.listen")
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("webhooks.public_url must be an http:// or https:// URL")
+            if len(parts.path.strip("/")) < MIN_TOKEN_CHARS or parts.query or parts.fragment:
+                raise ValueError(
+                    "webhooks.public_url must carry a secret token of at least"
+                    f" {MIN_TOKEN_CHARS} characters in its path, and no query"
+                )
+        if self.listen is not None and self.public_url is None:
+            raise ValueError("webhooks.listen needs webhooks.public_url (the path it serves)")
+        return self
+
+
+class ReceiptSettings(BaseModel):
+    """`[receipts]`: polling for receipts that did not come, and settling in-doubt sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_seconds: float = Field(30.0, gt=0)
+    poll_after_seconds: float = Field(300.0, ge=0)
+    poll_horizon_seconds: float = Field(172800.0, gt=0)
+    reconcile_after_seconds: float = Field(300.0, ge=0)
+    clock_skew_seconds: float = Field(120.0, ge=0)
+    resend_within_seconds: float = Field(86400.0, ge=0)
+    lookups_per_second: float = Field(2.0, gt=0, le=5)
+    batch_size: int = Field(50, ge=1, le=1000)
+
+
+class ReplySettings(BaseModel):
+    """`[replies]`: the answers to STOP, HELP and START; `{program}` is replaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    program: str = Field("sms-outbox", min_length=1, max_length=40)
+    help_text: str = Field(DEFAULT_HELP, min_length=1, max_length=306)
+    stop_text: str = Field(DEFAULT_STOP, min_length=1, max_length=306)
+    start_text: str = Field(DEFAULT_START, min_length=1, max_length=306)
+    help_interval_hours: float = Field(24.0, ge=0)
+    optout_warn_rate: float = Field(0.05, gt=0, le=1)
+
+
 class LogSettings(BaseModel):
     """`[logging]`: `auto` writes JSON unless the output is a terminal."""
 
@@ -166,7 +266,12 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     security: SecuritySettings = SecuritySettings()
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    receipts: ReceiptSettings = ReceiptSettings()
+    replies: ReplySettings = ReplySettings()
     logging: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -205,8 +310,24 @@ class Settings(BaseSettings):
         values += [key.get_secret_value() for key in self.security.signing_keys.values()]
         if self.security.daemon_key is not None:
             values.append(self.security.daemon_key.get_secret_value())
+        if self.dashboard.token is not None:
+            values.append(self.dashboard.token.get_secret_value())
         password = _uri_password(self.mongodb.uri.get_secret_value())
-        return [v for v in [*values, password] if v]
+        for url in (self.webhooks.public_url, self.flowroute.dlr_callback):
+            if url is not None:
+                # The path's token alone is secret too: a log line may hold just a path.
+                path = urlsplit(url.get_secret_value()).path
+                values += [url.get_secret_value(), path if len(path) > MIN_TOKEN_CHARS else ""]
+        return [v for v in [*values, password] if v and v.strip("/")]
+
+    def dlr_callback(self) -> str | None:
+        """Where Flowroute posts this installation's receipts: public_url + "/dlr", or the
+        older flowroute.dlr_callback verbatim, or nowhere (receipts are then polled for)."""
+        if self.webhooks.public_url is not None:
+            return self.webhooks.public_url.get_secret_value().rstrip("/") + "/dlr"
+        if self.flowroute.dlr_callback is not None:
+            return self.flowroute.dlr_callback.get_secret_value() or None
+        return None
 
     def require_flowroute(self) -> tuple[SecretStr, SecretStr]:
         """The account keys, or a ConfigError naming the missing one."""

@@ -116,7 +116,7 @@ def measure(uri: str, db: Db, keys: Path, *, messages: int, batch_size: int) -> 
         dispatcher = build_dispatcher(
             _settings(uri, db.name, simulator.url, keys, batch_size), watched
         )
-        assert isinstance(dispatcher.pacer, FleetPacer)
+        assert isinstance(getattr(dispatcher.pacer, "pacer", None), FleetPacer)
         result = Measurement(sent=0)
         start_up(dispatcher)  # once per daemon, not per message
         counter.take()

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from jobs import metrics
 from jobs.clock import Clock
 from jobs.dispatch import fanout, recovery
 from jobs.dispatch.account_gate import AccountGate
@@ -22,7 +23,7 @@ from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
-from jobs.rules import intake, outcomes, quiet_hours, replay, segments, signing, vetting
+from jobs.rules import intake, outcomes, quiet_hours, replay, replies, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
@@ -173,9 +174,11 @@ class Dispatcher:
             return self._reject(doc, vetted.problem, vetted.state)
         if self._early(doc):
             return State.QUEUED.value
-        waiting = self._defer(doc, vetted.to)
-        if waiting is not None:
-            return waiting
+        # A reply answers a text the recipient just sent: it does not wait for their morning.
+        if not replies.is_reply(doc):
+            waiting = self._defer(doc, vetted.to)
+            if waiting is not None:
+                return waiting
         if self._held(doc):
             return State.QUEUED.value
         self.pacer.acquire()
@@ -254,10 +257,12 @@ class Dispatcher:
         }  # what lease recovery may void (jobs/dispatch/recovery)
         if self.store.renew(doc, self.config.lease, in_flight=True, extra=mark) is None:
             log.warning("claim.lost")
+            metrics.claim_lost()
             return None
         token = self.store.guard.take(doc)
         if token is None:
             log.warning("claim.lost", why="another worker holds this claim's send ticket")
+            metrics.claim_lost()
         return token
 
     def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
@@ -296,6 +301,7 @@ class Dispatcher:
             log.warning("message." + outcome.state.value, code=error.code)
         if outcome.opted_out:
             directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
+            metrics.opted_out("flowroute_1110")
         return outcome.state.value
 
     def _reject(self, doc: Doc, problem: Problem, state: State = State.REJECTED) -> str:
@@ -332,6 +338,7 @@ class Dispatcher:
                     return None
                 if failures == 0:
                     log.warning("database.unavailable", during="record", error=str(exc))
+                    metrics.database_unavailable("record")
                 failures += 1
                 self.clock.sleep(1.0)
                 continue

@@ -68,3 +68,7 @@ class CycleDirectory:
         """Record an opt-out; every later message of this cycle reads consent afresh."""
         self.directory.opt_out(number, now=now, reason=reason)
         self._consent.clear()
+
+    def is_source(self, number: str) -> bool:
+        """Whether any sender was granted `number`, read now."""
+        return self.directory.is_source(number)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import sys
 import threading
 import time
@@ -16,13 +17,16 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from jobs.doubles import simulator_callbacks as callbacks
 from jobs.doubles.simulator_records import (
     DEFAULT_PAGE_LIMIT,
+    DROP,
     JSON_API,
     MESSAGES_PATH,
     OPTED_OUT_CODE,
     TITLES,
     Answer,
+    Faults,
     Refusal,
     SimMessage,
     mdr_record,
@@ -34,7 +38,7 @@ from jobs.doubles.simulator_records import (
 __all__ = ["FlowrouteSimulator", "SimMessage"]
 
 
-class FlowrouteSimulator:
+class FlowrouteSimulator(callbacks.Callbacks):
     """A Flowroute Messaging API double on a local port, with hooks to force failures."""
 
     def __init__(
@@ -46,6 +50,7 @@ class FlowrouteSimulator:
         owned_numbers: Iterable[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        sms_callback: str | None = None,
     ) -> None:
         self._credentials = (access_key, secret_key)
         self._rate = rate_per_second
@@ -59,6 +64,10 @@ class FlowrouteSimulator:
         self._failures: deque[Refusal] = deque()
         self._delays: deque[tuple[float, bool]] = deque()
         self._opt_outs: set[tuple[str, str]] = set()
+        self._receipts: dict[str, list[dict[str, Any]]] = {}
+        self._inbound: list[SimMessage] = []
+        self._faults = Faults()
+        self.sms_callback = sms_callback
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -133,6 +142,28 @@ class FlowrouteSimulator:
         with self._lock:
             self._opt_outs.add((source.lstrip("+"), recipient.lstrip("+")))
 
+    def set_faults(
+        self,
+        *,
+        lose_answers: float = 0.0,
+        drop_before: float = 0.0,
+        drop_after: float = 0.0,
+        lost_answer_seconds: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        """Misbehave at random on authenticated sends, at these rates (0 to 1, exclusive).
+
+        `lose_answers`: accept the message, then answer only after `lost_answer_seconds` (the
+        client has given up by then). `drop_before`: close the connection without accepting.
+        `drop_after`: accept, then close the connection without answering.
+        """
+        if lose_answers + drop_before + drop_after > 1:
+            raise ValueError("the fault rates add up to more than 1")
+        with self._lock:
+            self._faults = Faults(
+                lose_answers, drop_before, drop_after, lost_answer_seconds, random.Random(seed)
+            )
+
     def _handle(self, method: str, target: str, auth: str, content_type: str, raw: bytes) -> Answer:
         """Route one request to its answer: status, JSON document and delay before answering."""
         parts = urlsplit(target)
@@ -147,7 +178,8 @@ class FlowrouteSimulator:
             elif path.startswith(MESSAGES_PATH + "/") and path.count("/") == 3:
                 if method == "GET":
                     self._authorise(auth)
-                    return 200, {"data": mdr_record(self._lookup(path.rsplit("/", 1)[1]))}, 0.0
+                    message = self._lookup(path.rsplit("/", 1)[1])
+                    return 200, {"data": self._record(message)}, 0.0
             else:
                 raise Refusal(404, f"no resource at {parts.path}")
             raise Refusal(405, f"{method} is not allowed on {parts.path}")
@@ -174,6 +206,9 @@ class FlowrouteSimulator:
             over_limit = self._count_in_window()
             forced = self._failures.popleft() if self._failures else None
             delay, accept = self._delays.popleft() if self._delays else (0.0, True)
+            fault = self._faults.draw() if forced is None and not over_limit else None
+        if fault == "drop_before":
+            return DROP, {}, 0.0
         try:
             if forced is not None:
                 raise forced
@@ -184,6 +219,10 @@ class FlowrouteSimulator:
             message = self._accept(content_type, raw)
         except Refusal as refusal:
             return refusal.answer(delay)
+        if fault == "drop_after":
+            return DROP, {}, 0.0
+        if fault == "lose_answer":
+            delay = max(delay, self._faults.lost_answer_seconds)
         link = f"{self.url}{MESSAGES_PATH}/{message.id}"
         return 202, {"data": {"id": message.id, "type": "message", "links": {"self": link}}}, delay
 
@@ -228,6 +267,11 @@ class FlowrouteSimulator:
             raise Refusal(404, f"no message {message_id}")
         return message
 
+    def _record(self, message: SimMessage) -> dict[str, Any]:
+        with self._lock:
+            receipts = list(self._receipts.get(message.id, []))
+        return mdr_record(message, receipts)
+
     def _page(self, query: dict[str, list[str]]) -> dict[str, Any]:
         params = {name: values[-1] for name, values in query.items()}
         if "start_date" not in params:
@@ -239,10 +283,10 @@ class FlowrouteSimulator:
         with self._lock:
             found = [
                 m
-                for m in self._messages
+                for m in sorted([*self._messages, *self._inbound], key=lambda m: m.timestamp)
                 if start <= m.timestamp and (end is None or m.timestamp <= end)
             ]
-        page: dict[str, Any] = {"data": [mdr_record(m) for m in found[offset : offset + limit]]}
+        page: dict[str, Any] = {"data": [self._record(m) for m in found[offset : offset + limit]]}
         page["links"] = {}
         if offset + limit < len(found):
             following = urlencode({**params, "limit": limit, "offset": offset + limit})
@@ -299,6 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get("Content-Type", ""),
             raw,
         )
+        if status == DROP:
+            self.close_connection = True
+            return
         if delay > 0:
             simulator._stopping.wait(delay)
         payload = json.dumps(document).encode()

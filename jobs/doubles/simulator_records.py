@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +33,8 @@ TITLES = {
 }
 
 Answer = tuple[int, dict[str, Any], float]
+# The status of an "answer" that is no answer: the connection is closed instead.
+DROP = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class SimMessage:
     dlr_callback: str | None
     timestamp: datetime
     content_type: str
+    direction: str = "outbound"
 
 
 class Refusal(Exception):
@@ -95,23 +100,24 @@ def parse_send(raw: bytes) -> tuple[str, str, str, str | None]:
     return to, from_, body, dlr_callback
 
 
-def mdr_record(message: SimMessage) -> dict[str, Any]:
-    """The MDR2 resource Flowroute returns for an outbound message, billed per segment."""
+def mdr_record(message: SimMessage, receipts: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The MDR2 resource Flowroute returns for a message, billed per segment; `receipts` are
+    its delivery receipts' attributes, newest first, and the newest gives the record's status."""
     size = measure(message.body)
     nanodollars = size.segments * _NANODOLLARS_PER_SEGMENT
     attributes = {
         "to": message.to,
         "from": message.from_,
         "body": message.body,
-        "direction": "outbound",
-        "status": "delivered",
+        "direction": message.direction,
+        "status": receipts[0]["status"] if receipts else "delivered",
         "timestamp": message.timestamp.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "is_mms": False,
         "message_encoding": 0 if size.encoding == ASCII else 8,
         "message_type": "longcode",
         "amount_nanodollars": nanodollars,
         "amount_display": f"${nanodollars / 1e9:.4f}",
-        "delivery_receipts": [],
+        "delivery_receipts": list(receipts),
     }
     return {"id": message.id, "type": "message", "attributes": attributes}
 
@@ -139,3 +145,29 @@ def page_integer(params: dict[str, str], name: str, default: int, minimum: int) 
     if value < minimum:
         raise Refusal(400, f"'{name}' must be an integer of at least {minimum}")
     return value
+
+
+class Faults:
+    """Random misbehaviour of sends, drawn per request."""
+
+    def __init__(
+        self,
+        lose_answers: float = 0.0,
+        drop_before: float = 0.0,
+        drop_after: float = 0.0,
+        lost_answer_seconds: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rates = (
+            ("lose_answer", lose_answers), ("drop_before", drop_before), ("drop_after", drop_after)
+        )  # fmt: skip
+        self.lost_answer_seconds = lost_answer_seconds
+        self.rng = rng or random.Random()
+
+    def draw(self) -> str | None:
+        roll = self.rng.random()
+        for name, rate in self.rates:
+            if roll < rate:
+                return name
+            roll -= rate
+        return None

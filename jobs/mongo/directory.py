@@ -192,16 +192,32 @@ class Directory:
             fixed += 1
         return fixed
 
-    def opt_out(self, number: str, *, now: datetime, reason: str) -> None:
+    def opt_out(
+        self, number: str, *, now: datetime, reason: str, evidence: Doc | None = None
+    ) -> None:
         """Record that `number` must never be texted again, by any sender from any number."""
+        record = {"at": now, "reason": reason, **(evidence or {})}
         self.users.update_many(
-            {"phone": {"$in": spellings(number)}},
-            {"$set": {"opted_out": {"at": now, "reason": reason}}},
+            {"phone": {"$in": spellings(number)}}, {"$set": {"opted_out": record}}
         )
         if self.users.find_one({"phone": {"$in": spellings(number)}}) is None:
+            self.users.insert_one({"phone": number, "verified": False, "opted_out": record})
+
+    def opt_in(self, number: str, *, now: datetime, evidence: Doc) -> None:
+        """Record consent the recipient gave themselves (START), ending any opt-out."""
+        consent = {"at": now, "source": "inbound", **evidence}
+        result = self.users.update_many(
+            {"phone": {"$in": spellings(number)}},
+            {"$set": {"verified": True, "consent": consent}, "$unset": {"opted_out": ""}},
+        )
+        if result.matched_count == 0:
             self.users.insert_one(
-                {"phone": number, "verified": False, "opted_out": {"at": now, "reason": reason}}
+                {"phone": number, "verified": True, "consent": consent, "created_at": now}
             )
+
+    def is_source(self, number: str) -> bool:
+        """Whether `number` is one any sender was granted: one of the installation's numbers."""
+        return self.authorized.find_one({"source": {"$in": spellings(number)}}) is not None
 
 
 def _truthy(text: str) -> bool:

@@ -10,6 +10,7 @@ from jobs.mongo.account import STATE
 from jobs.mongo.connection import translating
 from jobs.mongo.directory import AUTHORIZED, USERS
 from jobs.mongo.fleet_pacing import PACING
+from jobs.mongo.inbox import INBOX
 from jobs.mongo.spent import SPENT
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS
@@ -17,13 +18,16 @@ from jobs.mongo.tickets import TICKETS
 PRODUCER = "smsOutboxProducer"
 OPERATOR = "smsOutboxOperator"
 DAEMON = "smsOutboxDaemon"
+RECEIVER = "smsOutboxReceiver"
+INBOUND = "inbound"
 
 
 def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
     """Each role's privileges on `database`.
 
     Producers may only add to the outbox and read statuses; operators manage senders and
-    recipients; only the daemon changes message state. None may drop or reconfigure anything.
+    recipients; only the daemon changes message state; the internet-facing webhook receiver may
+    only add to the inbox. None may drop or reconfigure anything.
     """
 
     def on(collection: str, *actions: str) -> dict[str, Any]:
@@ -36,8 +40,10 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(USERS, "find", "insert", "update"),
             on(OUTBOX, "find", "insert", "createIndex"),
             on(STATUS, "find"),
+            on(INBOUND, "find"),
             on(STATE, "find"),
         ],
+        RECEIVER: [on(INBOX, "insert")],
         DAEMON: [
             on(OUTBOX, "find", "update", "insert", "createIndex"),
             on(STATUS, "find", "insert", "update", "createIndex"),
@@ -47,6 +53,8 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(PACING, "find", "insert", "update", "remove", "createIndex"),
             on(AUTHORIZED, "find", "createIndex"),
             on(USERS, "find", "insert", "update", "createIndex"),
+            on(INBOX, "find", "update", "createIndex"),
+            on(INBOUND, "find", "insert", "update", "createIndex"),
         ],
     }
 

@@ -88,6 +88,15 @@ class SpentIds:
             {"_id": spent_id, "token": token}, {"$set": {"outcome": outcome.value}}
         )
 
+    def proven_not_sent(self, spent_id: str, message_id: Any) -> None:
+        """Reconciliation proved that Flowroute never had the message: its in-doubt spend is
+        released, so the message may be sent again (once: the next claim spends it anew)."""
+        self.spent.update_one(
+            {"_id": spent_id, "kind": "message", "message_id": message_id,
+             "outcome": {"$ne": Outcome.SENT.value}},
+            {"$set": {"outcome": Outcome.NOT_SENT.value}},
+        )  # fmt: skip
+
     def open_campaign(self, spent_id: str, message_id: Any) -> bool:
         """Start (or resume) the fan-out of broadcast request `spent_id`; False once it ended."""
         try:

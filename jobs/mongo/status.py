@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -12,6 +13,7 @@ from pymongo.database import Database
 from jobs.mongo import account as account_hold
 from jobs.mongo.connection import translating
 from jobs.mongo.store import STATUS, Doc
+from jobs.rules import progress
 
 
 def parse_id(text: str) -> Any:
@@ -47,6 +49,7 @@ def campaign(db: Database[Doc], campaign_id: str) -> dict[str, Any]:
         "total": sum(states.values()),
         "states": dict(sorted(states.items())),
         "reasons": dict(sorted(reasons.items())),
+        "delivery": delivery(states),
         "account": account(db),
     }
 
@@ -61,3 +64,11 @@ def account(db: Database[Doc]) -> dict[str, Any]:
     """Whether Flowroute is refusing the account, and since when (see jobs.mongo.account)."""
     held = account_hold.read(db)
     return held.as_dict() if held is not None else {"held": False}
+
+
+def delivery(states: Mapping[str, int]) -> dict[str, Any]:
+    """Receipts so far: `awaiting` have none yet; the rate is delivered among messages with a
+    final receipt (the same rate the dashboard and `--watch` show)."""
+    counts = {name: states.get(name, 0) for name in ("delivered", "undelivered", "expired")}
+    counts["awaiting"] = states.get("sent", 0)
+    return {**counts, "rate": progress.delivery_rate(states)}

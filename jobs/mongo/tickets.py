@@ -4,7 +4,7 @@ find-and-modify is not atomic."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -126,6 +126,16 @@ class SendTickets:
                 return Verdict(provider_id=str(ticket.get("provider_id")))
             in_doubt = in_doubt or ticket.get("outcome") in (None, Outcome.IN_DOUBT)
         return Verdict(in_doubt=in_doubt)
+
+    def in_doubt_spans(self, message_id: Any) -> list[tuple[datetime, datetime | None]]:
+        """When each unanswered request of a message was opened and (if it was) settled: the
+        times Flowroute may have accepted it, for reconciliation."""
+        query = {"message_id": message_id, "outcome": {"$in": [None, Outcome.IN_DOUBT.value]}}
+        return [
+            (t["opened_at"], t.get("settled_at"))
+            for t in self.tickets.find(query)
+            if isinstance(t.get("opened_at"), datetime)
+        ]
 
     def _expire(self, every: float = 0.0) -> None:
         """Delete the tickets older than RETENTION (what the TTL index does where there is one),

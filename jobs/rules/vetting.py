@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
-from jobs.rules import intake, policy, replay
+from jobs.rules import intake, policy, replay, replies
 
 
 class Grants(Protocol):
@@ -18,6 +18,8 @@ class Grants(Protocol):
     def sources_for(self, user: str) -> list[str]: ...
 
     def recipient(self, number: str) -> Mapping[str, Any] | None: ...
+
+    def is_source(self, number: str) -> bool: ...
 
 
 class SignatureCheck(Protocol):
@@ -75,6 +77,10 @@ def vet(
     sources = grants.sources_for(user)
     if broadcast:
         decision = policy.choose_source(user, requested, sources)
+    elif replies.is_reply(doc):
+        # The daemon's answer to a STOP, HELP or START (see jobs/rules/replies.py).
+        source_is_ours = isinstance(requested, str) and grants.is_source(requested)
+        decision = replies.decide(doc, grants.recipient(fields["to"]), source_is_ours)
     else:
         to = fields["to"]
         decision = policy.decide(user, to, requested, sources, grants.recipient(to))

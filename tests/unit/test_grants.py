@@ -42,6 +42,9 @@ class CountingDirectory:
     def opt_out(self, number: str, *, now: datetime, reason: str) -> None:
         self.directory.opt_out(number, now=now, reason=reason)
 
+    def is_source(self, number: str) -> bool:
+        return self.directory.is_source(number)
+
 
 def test_grants_are_read_once_per_cycle_and_consent_once_per_claimed_batch(
     store: OutboxStore, directory: Directory, dispatcher: Dispatcher, provider: FakeProvider

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from jobs.model import Reason
 from jobs.rules.intake import admit
+from jobs.rules.segments import normalize_text
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 VALID: dict[str, Any] = {"user": "alice", "to": "(312) 555-0199", "body": "hello"}
@@ -180,7 +181,7 @@ def test_segments_are_counted_after_typographic_quotes_become_ascii() -> None:
         st.characters(blacklist_categories=("Cc", "Cs")) | st.sampled_from("\n\r\t"),
         min_size=1,
         max_size=1600,
-    ).filter(lambda s: s.strip())
+    ).filter(lambda s: normalize_text(s).strip())
 )
 def test_any_non_blank_body_within_the_limit_is_kept_unchanged(body: str) -> None:
     admission = admit({**VALID, "body": body}, NOW, max_segments=100)

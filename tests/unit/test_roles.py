@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, definitions
+from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, RECEIVER, definitions
 
 
 def actions(role: str) -> dict[str, set[str]]:
@@ -45,3 +45,11 @@ def test_nobody_may_drop_or_remove_messages() -> None:
 
 def test_the_daemon_cannot_grant_senders() -> None:
     assert actions(DAEMON)["authorized"] <= {"find", "createIndex"}
+
+
+def test_the_webhook_receiver_may_only_insert_into_the_inbox() -> None:
+    assert actions(RECEIVER) == {"inbox": {"insert"}}
+
+
+def test_the_daemon_applies_the_inbox_but_cannot_remove_from_it() -> None:
+    assert actions(DAEMON)["inbox"] == {"find", "update", "createIndex"}

@@ -245,3 +245,40 @@ def test_a_window_just_longer_than_the_zones_spread_is_accepted(tmp_path: Path) 
     path = config(tmp_path, '[quiet_hours]\nstart = "09:00"\nend = "15:01"\n')
 
     assert load_settings(path, {}).quiet_hours.end.minute == 1
+
+
+TOKEN_URL = "https://sms.example.org/hooks/7f3c0a9b1d2e4f5a6b7c"
+
+
+def test_webhooks_come_from_the_environment_and_receipts_go_to_public_url_dlr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SMS_OUTBOX_WEBHOOKS__LISTEN", "127.0.0.1:8080")
+    monkeypatch.setenv("SMS_OUTBOX_WEBHOOKS__PUBLIC_URL", TOKEN_URL + "/")
+    settings = load_settings(None, {})
+    assert settings.webhooks.listen == "127.0.0.1:8080"
+    assert settings.dlr_callback() == TOKEN_URL + "/dlr"
+    assert TOKEN_URL + "/" in settings.secrets()
+    assert "/hooks/7f3c0a9b1d2e4f5a6b7c/" in settings.secrets()
+
+
+def test_the_older_dlr_callback_setting_is_an_alias(tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, '[flowroute]\ndlr_callback = "https://x/d"\n'), {})
+    assert settings.dlr_callback() == "https://x/d"
+    assert load_settings(None, {}).dlr_callback() is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[webhooks]\npublic_url = "https://sms.example.org/hooks"\n',
+        '[webhooks]\npublic_url = "ftp://sms.example.org/hooks/7f3c0a9b1d2e4f5a6b7c"\n',
+        '[webhooks]\nlisten = "0.0.0.0:8080"\n',
+    ],
+)
+def test_a_public_url_without_a_secret_path_or_a_listener_without_one_is_refused(
+    tmp_path: Path, text: str
+) -> None:
+    message = refusal(config(tmp_path, text))
+    assert "webhooks." in message
+    assert "7f3c0a9b1d2e4f5a6b7c" not in message

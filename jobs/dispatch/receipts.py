@@ -1,0 +1,111 @@
+"""Receipts: apply those the receiver stored, and look up those that never came."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from jobs.clock import Clock
+from jobs.errors import InputError, ProviderError
+from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
+from jobs.mongo.inbox import Inbox
+from jobs.records import MessageRecords
+from jobs.rules import callbacks
+from jobs.rules.outcomes import backoff
+
+log = structlog.get_logger("sms_outbox.receipts")
+
+
+@dataclass(frozen=True)
+class ReceiptConfig:
+    """The `[receipts]` settings the receipt steps need."""
+
+    poll_after: timedelta = timedelta(minutes=5)
+    poll_horizon: timedelta = timedelta(days=2)
+    batch_size: int = 50
+    # A receipt may arrive before its send is recorded; it waits, backing off, this long.
+    unknown_id_retry: timedelta = timedelta(seconds=30)
+    unknown_id_horizon: timedelta = timedelta(days=7)
+
+
+def stored_receipt(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A receipt as the receiver stored it, checked again: anyone with write access could have
+    written the inbox. InputError if it is not one."""
+    provider_id, status = fields.get("provider_id"), fields.get("status")
+    if not isinstance(provider_id, str) or not provider_id.startswith("mdr"):
+        raise InputError("the receipt has no message id")
+    if not isinstance(status, str) or not status:
+        raise InputError("the receipt has no status")
+    keys = ("provider_id", "level", "status", "status_code", "description", "timestamp")
+    return {k: fields.get(k) for k in keys}
+
+
+def apply_receipt(delivery: DeliveryStore, receipt: dict[str, Any], via: str) -> tuple[str, Any]:
+    """Apply one receipt and log what it did."""
+    outcome, state = delivery.apply_receipt({**receipt, "via": via})
+    if outcome == APPLIED:
+        log.info(
+            "message." + str(state), provider_id=receipt["provider_id"], status=receipt["status"]
+        )
+    return outcome, state
+
+
+def apply_dlr(
+    delivery: DeliveryStore,
+    inbox: Inbox,
+    clock: Clock,
+    config: ReceiptConfig,
+    entry: Mapping[str, Any],
+) -> str:
+    """One inbox receipt: applied, or kept aside while its message id is unknown."""
+    fields = entry.get("fields")
+    receipt = stored_receipt(fields if isinstance(fields, Mapping) else {})
+    outcome, _ = apply_receipt(delivery, receipt, "webhook")
+    if outcome == UNKNOWN_ID:
+        tries = entry.get("tries")
+        count = tries if isinstance(tries, int) and not isinstance(tries, bool) else 0
+        delay = backoff(count + 1, config.unknown_id_retry, timedelta(hours=1), rand=lambda: 1.0)
+        state = inbox.wait(dict(entry), clock.now(), delay, config.unknown_id_horizon)
+        log.info("receipt.waiting", provider_id=receipt["provider_id"], state=state)
+        return state
+    inbox.applied(dict(entry), clock.now(), outcome)
+    return outcome
+
+
+def poll(
+    delivery: DeliveryStore, records: MessageRecords, clock: Clock, config: ReceiptConfig
+) -> int:
+    """Look up the record of each sent message still without a final receipt; apply what it
+    shows and schedule the next look, backing off, until the horizon (then it stays `sent`)."""
+    now = clock.now()
+    docs = delivery.awaiting_receipt(now, config.poll_after, config.poll_horizon, config.batch_size)
+    for doc in docs:
+        provider_id = str(doc.get("provider_id"))
+        try:
+            record = records.get(provider_id)
+        except ProviderError as error:
+            log.warning("receipt.lookup_failed", provider_id=provider_id, code=error.code)
+            record = {}
+        final = None
+        found = record.get("delivery_receipts")
+        for item in reversed(found if isinstance(found, list) else []):  # oldest first
+            try:
+                receipt = callbacks.receipt({"id": provider_id, **item})
+            except (InputError, TypeError):
+                continue
+            final = apply_receipt(delivery, receipt, "poll")[1] or final
+        current = delivery.by_provider_id(provider_id)
+        if final is not None or current is None or current.get("state") != "sent":
+            continue
+        polls = current.get("polls")
+        count = polls if isinstance(polls, int) and not isinstance(polls, bool) else 0
+        sent_at = current.get("sent_at") or now
+        next_at = now + backoff(count + 1, config.poll_after, timedelta(hours=6), rand=lambda: 1.0)
+        delivery.polled(current, None if next_at - sent_at > config.poll_horizon else next_at)
+    if docs:
+        log.info("receipt.polled", messages=len(docs))
+    return len(docs)

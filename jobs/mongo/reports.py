@@ -1,0 +1,223 @@
+"""Read-only reports for operators: counts by state and reason, queues, campaigns, recipients.
+
+Counting uses `aggregate` with `$match` and `$group` only; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from jobs.model import State
+from jobs.mongo.connection import Db, translating
+from jobs.mongo.projection import OUTBOX, STATUS
+from jobs.mongo.status import parse_id
+
+Doc = dict[str, Any]
+# States and reason codes become metric labels and table rows; anyone who can write to the
+# database could invent thousands, so only short plain words count, the rest is "other".
+LABEL = re.compile(r"^[a-z0-9_]{1,40}$")
+MAX_LABELS = 40
+OTHER = "other"
+RATE_WINDOW = timedelta(seconds=60)
+WAITING = (State.QUEUED.value, State.SENDING.value)
+# Message states that mean Flowroute was asked to send (the base of an opt-out rate).
+ATTEMPTED = ("sent", "delivered", "undelivered", "expired", "failed", "unknown")
+
+
+def label(value: Any) -> str:
+    """`value` as a bounded label: a short plain word, or "other"; "" for none."""
+    if value is None:
+        return ""
+    text = str(value)
+    return text if LABEL.match(text) else OTHER
+
+
+def _bounded(counts: Counter[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+    """Keep the most common keys, folding the rest into "other" keys."""
+    kept: Counter[tuple[str, ...]] = Counter()
+    for index, (key, count) in enumerate(counts.most_common()):
+        kept[key if index < MAX_LABELS else tuple(OTHER for _ in key)] += count
+    return dict(kept)
+
+
+@translating
+def states_and_reasons(db: Db) -> dict[tuple[str, str], int]:
+    """Every message and broadcast request counted by (state, reason code)."""
+    pipeline: list[Doc] = [
+        {"$group": {"_id": {"state": "$state", "reason": "$error.code"}, "n": {"$sum": 1}}}
+    ]
+    counts: Counter[tuple[str, ...]] = Counter()
+    for row in db[STATUS].aggregate(pipeline):
+        key = row["_id"] if isinstance(row["_id"], dict) else {}
+        counts[(label(key.get("state")) or OTHER, label(key.get("reason")))] += int(row["n"])
+    return {(k[0], k[1]): v for k, v in _bounded(counts).items()}
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Messages due now and waiting for a daemon, and how long the oldest has waited."""
+
+    depth: int
+    oldest_due: datetime | None
+
+
+@translating
+def queue(db: Db, now: datetime) -> Queue:
+    """The outbox's due messages (queued with `due_at` passed)."""
+    query = {"state": State.QUEUED.value, "due_at": {"$lte": now}}
+    depth = db[OUTBOX].count_documents(query)
+    oldest = db[OUTBOX].find_one(query, {"due_at": 1}, sort=[("due_at", ASCENDING)])
+    due = oldest.get("due_at") if oldest else None
+    return Queue(depth, due if isinstance(due, datetime) else None)
+
+
+@dataclass
+class CampaignCounts:
+    """One campaign: its request and its messages counted by state and by reason."""
+
+    campaign: str
+    request: Doc | None = None
+    states: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    waiting_due: list[tuple[datetime, str]] = field(default_factory=list)
+    sent_recently: int = 0
+    rate_since: datetime | None = None  # the first of the recent sends
+
+    def rate(self, now: datetime) -> float:
+        """Messages sent per second over the last minute (or since the first of them)."""
+        if self.rate_since is None or self.sent_recently < 2:
+            return 0.0
+        elapsed = (now - self.rate_since).total_seconds()
+        return self.sent_recently / min(max(elapsed, 1.0), RATE_WINDOW.total_seconds())
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+
+def _count_campaigns(db: Db, ids: list[str]) -> dict[str, CampaignCounts]:
+    found = {cid: CampaignCounts(cid) for cid in ids}
+    pipeline: list[Doc] = [
+        {"$match": {"campaign": ids[0] if len(ids) == 1 else {"$in": ids}}},
+        {
+            "$group": {
+                "_id": {
+                    "campaign": "$campaign",
+                    "state": "$state",
+                    "reason": "$error.code",
+                    "provider_code": "$error.provider_code",
+                },
+                "n": {"$sum": 1},
+            }
+        },
+    ]
+    for row in db[STATUS].aggregate(pipeline):
+        key = row["_id"] if isinstance(row["_id"], dict) else {}
+        counts = found.get(str(key.get("campaign")))
+        if counts is None:
+            continue
+        state, reason, n = label(key.get("state")) or OTHER, label(key.get("reason")), int(row["n"])
+        counts.states[state] = counts.states.get(state, 0) + n
+        if reason and key.get("provider_code") is not None:  # as `status` shows it: provider:401
+            reason = f"{reason}:{label(key['provider_code']) or OTHER}"
+        if reason and state not in ("sent", "delivered"):
+            counts.reasons[reason] = counts.reasons.get(reason, 0) + n
+    for counts in found.values():
+        counts.states = dict(sorted(counts.states.items()))
+        counts.reasons = dict(sorted(counts.reasons.items()))
+    return found
+
+
+@translating
+def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
+    """A campaign's counts, the due times of its waiting messages and its recent sends."""
+    counts = _count_campaigns(db, [campaign_id])[campaign_id]
+    counts.request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
+    if counts.request is None:
+        # Inserted by a producer but not admitted by a daemon yet: no status copy exists.
+        new = db[OUTBOX].find_one(
+            {"_id": parse_id(campaign_id), "audience": {"$exists": True}}, {"user": 1, "state": 1}
+        )
+        if new is not None:
+            counts.request = {**new, "state": new.get("state") or "new"}
+    due: list[tuple[datetime, str]] = []
+    for state in WAITING:  # equalities only: servers that push down nothing else stay quick
+        query = {"state": state, "campaign": campaign_id}
+        for doc in db[OUTBOX].find(query, {"due_at": 1, "to": 1}):
+            when = doc.get("due_at") if state == State.QUEUED.value else None
+            due.append((when if isinstance(when, datetime) else now, str(doc.get("to", ""))))
+    counts.waiting_due = due
+    recent = {"campaign": campaign_id, "sent_at": {"$gte": now - RATE_WINDOW}}
+    counts.sent_recently = db[STATUS].count_documents(recent)
+    first = db[STATUS].find_one(recent, {"sent_at": 1}, sort=[("sent_at", ASCENDING)])
+    if first is not None and isinstance(first.get("sent_at"), datetime):
+        counts.rate_since = first["sent_at"]
+    return counts
+
+
+@translating
+def recent_campaigns(db: Db, limit: int = 20) -> list[CampaignCounts]:
+    """The newest broadcast requests, each with its messages' counts."""
+    requests = list(
+        db[STATUS]
+        .find({"kind": "broadcast"}, {"rev": 0})
+        .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        .limit(limit)
+    )
+    # Broadcasts no daemon has admitted yet have no status copy; they are the newest.
+    waiting = (
+        db[OUTBOX].find({"state": None, "audience": {"$exists": True}}, {"user": 1}).limit(limit)
+    )
+    requests = [{**doc, "state": "new"} for doc in waiting] + requests
+    ids = [str(doc["_id"]) for doc in requests[:limit]]
+    found = _count_campaigns(db, ids) if ids else {}
+    for doc in requests[:limit]:
+        found[str(doc["_id"])].request = doc
+    return [found[cid] for cid in ids]
+
+
+@translating
+def recipients(db: Db, campaign_id: str) -> list[Doc]:
+    """One status document per message of the campaign, by number."""
+    projection = {"to": 1, "state": 1, "error": 1, "created_at": 1, "sent_at": 1, "updated_at": 1}
+    return list(db[STATUS].find({"campaign": campaign_id}, projection).sort("to", ASCENDING))
+
+
+@dataclass(frozen=True)
+class SenderRate:
+    """One sending number: messages Flowroute was asked to send, and how many met an opt-out."""
+
+    source: str
+    attempted: int
+    opted_out: int
+
+    @property
+    def rate(self) -> float:
+        return self.opted_out / self.attempted if self.attempted else 0.0
+
+
+@translating
+def opt_out_rates(db: Db) -> list[SenderRate]:
+    """Per sending number: attempted messages and those refused because the person opted out."""
+    pipeline: list[Doc] = [
+        {"$match": {"kind": "message", "state": {"$in": list(ATTEMPTED)}}},
+        {"$group": {"_id": {"from": "$from", "reason": "$error.code"}, "n": {"$sum": 1}}},
+    ]
+    attempted: Counter[str] = Counter()
+    opted: Counter[str] = Counter()
+    for row in db[STATUS].aggregate(pipeline):
+        key = row["_id"] if isinstance(row["_id"], dict) else {}
+        source = str(key.get("from") or "")
+        if not source.isdigit() or len(source) > 15:
+            source = OTHER
+        attempted[source] += int(row["n"])
+        if key.get("reason") == "opted_out":
+            opted[source] += int(row["n"])
+    top = [source for source, _ in attempted.most_common(MAX_LABELS)]
+    return [SenderRate(s, attempted[s], opted[s]) for s in sorted(top)]

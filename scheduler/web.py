@@ -1,0 +1,94 @@
+"""Serving a WSGI application with waitress: on a thread of the daemon, or in the foreground."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from waitress.server import create_server
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `[v6]:PORT`) as a host and a port; raises ValueError with the reason."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+class Served:
+    """A waitress server bound to its port; `url` says where, `close()` frees the port."""
+
+    def __init__(self, app: WsgiApp, listen: str, *, threads: int = 2, **options: Any) -> None:
+        host, port = split_listen(listen)
+        self._server: Any = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="sms-outbox",
+            clear_untrusted_proxy_headers=True,
+            **options,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.effective_host, self._server.effective_port
+        host = f"[{host}]" if ":" in str(host) else host
+        return f"http://{host}:{port}"
+
+    def start(self, name: str) -> Served:
+        """Serve on a daemon thread."""
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> None:
+        """Serve in the calling thread until a signal handler raises SystemExit there."""
+        self._server.run()  # returns on SystemExit or KeyboardInterrupt
+        self._close_all()
+
+    def close(self) -> None:
+        """Stop listening and drop open connections (from another thread than the server's)."""
+        if self._thread is not None:
+            # Sockets are closed by the serving thread itself, not under its select().
+            self._server.trigger.pull_trigger(self._close_all)
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.task_dispatcher.shutdown(timeout=5)
+
+    def _close_all(self) -> None:
+        for channel in list(self._server._map.values()):
+            channel.close()
+
+
+def respond(
+    start_response: StartResponse,
+    status: str,
+    body: str,
+    content_type: str = "text/plain; charset=utf-8",
+    headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    """Send a complete answer with the headers every response of ours carries."""
+    payload = body.encode("utf-8")
+    start_response(
+        status,
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(payload))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *headers,
+        ],
+    )
+    return [payload]
