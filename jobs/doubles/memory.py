@@ -16,12 +16,11 @@ from jobs.clock import Clock, as_utc
 from jobs.dispatch.ports import Doc, NoGuard, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
-from jobs.model import STATUS_FIELDS, Problem, Reason, State
+from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
 from jobs.rules import interventions
 from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.memory")
-CLAIM_FIELDS = ("claim_token", "lease_until", "in_flight")
 
 
 def _number(value: object) -> bool:
@@ -211,19 +210,10 @@ class MemoryOutbox:
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
         """Record a terminal outcome of a claimed document (fenced)."""
-        fields: Doc = {
-            "state": state.value,
-            "last_claim_token": doc["claim_token"],
-            **(extra or {}),
-        }
-        if problem is not None:
-            fields["error"] = problem.as_error()
-        if provider_id is not None:
-            fields["provider_id"] = provider_id
-        gone = list(CLAIM_FIELDS)
-        if state is State.SENT:
-            fields["sent_at"] = self.clock.now()
-            gone.append("error")
+        fields, gone = outcome_fields(
+            doc["claim_token"], state, self.clock.now(),
+            problem=problem, provider_id=provider_id, extra=extra,
+        )  # fmt: skip
         return self._fenced(doc, lambda d: self._apply(d, fields, gone))
 
     def retry_later(

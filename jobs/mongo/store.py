@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
-from jobs.model import Problem, Reason, State
+from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard
 from jobs.mongo.account import AccountHold
 from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
@@ -202,19 +202,11 @@ class OutboxStore:
         extra: Mapping[str, Any] | None = None,
     ) -> Doc | None:
         """Record a terminal outcome of a claimed document."""
-        fields: Doc = {
-            "state": state.value,
-            "last_claim_token": doc["claim_token"],
-            **(extra or {}),
-        }
-        if problem is not None:
-            fields["error"] = problem.as_error()
-        if provider_id is not None:
-            fields["provider_id"] = provider_id
-        unset = {"claim_token": "", "lease_until": "", "in_flight": ""}
-        if state is State.SENT:
-            fields["sent_at"] = self.clock.now()
-            unset["error"] = ""  # what an earlier, retried attempt ran into
+        fields, gone = outcome_fields(
+            doc["claim_token"], state, self.clock.now(),
+            problem=problem, provider_id=provider_id, extra=extra,
+        )  # fmt: skip
+        unset = dict.fromkeys(gone, "")
         return self._fenced(doc, {"$set": fields, "$unset": unset})
 
     def retry_later(
