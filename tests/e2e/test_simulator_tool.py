@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -267,3 +268,35 @@ def test_the_readme_try_it_section_runs_as_written(cli: Cli, mongo_server: Mongo
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Flowroute simulator listening on http://127.0.0.1:{port}" in result.stdout
     assert re.search(r"^\s+sent\s+3$", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_receipts_and_stop_example_runs_as_written(
+    cli: Cli, mongo_server: MongoServer
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "--inbound-to" in b)
+    api, hooks = str(free_port()), str(free_port())
+    script = block.replace("mongodb://localhost:27017", mongo_server.uri)
+    script = script.replace("8080", api).replace("8081", hooks)
+    env = dict(cli.env)
+    if Path(cli.argv0[0]).name == "sms-outbox":
+        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Each step waits for what it needs; the timeout only stops a broken run.
+    process = subprocess.Popen(
+        ["bash", "-e", "-c", script], env=env, cwd=cli.cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        with contextlib.suppress(ProcessLookupError):  # what a failed step left running
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, out + err
+    assert "1 undelivered" in out and "2 delivered" in out, out
+    assert "inbound text from 12065550101 to 12065550100: posted 200" in out
+    assert re.search(r"12065550101\s+opted out", out), out
+    assert "OVER THRESHOLD" in out, out
