@@ -16,10 +16,13 @@ from urllib.parse import parse_qs
 import structlog
 from pydantic import SecretStr
 
+from jobs.dispatch import optouts
 from jobs.errors import ConfigError
 from jobs.health import AccountStatus
 from jobs.mongo import reports
 from jobs.mongo.connection import Db
+from jobs.mongo.inbound import InboundLog
+from jobs.rules.optout_rate import WARN_RATE
 from scheduler import watch
 from scheduler.exporter import StoredAccount
 from scheduler.settings import Settings
@@ -33,6 +36,7 @@ SECURITY_HEADERS = [
     ("Referrer-Policy", "no-referrer"),
 ]
 PAGE_CACHE_SECONDS = 5.0
+OVER = ' class="over"'
 FIELDS = ("sent", "delivered", "failed", "rejected", "waiting")
 
 STYLE = """
@@ -45,6 +49,7 @@ h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:1.4rem 0 .5rem}
 table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;width:100%;font-size:13px}
 th,td{padding:.35rem .5rem;border-bottom:1px solid #e5e9ef;text-align:right;white-space:nowrap}
 th{background:#eef2f6;font-weight:600}td.l,th.l{text-align:left}code{font-size:12px}
+tr.over td{color:#c62828;font-weight:600}
 .bar{width:70px;height:.6rem;background:#e5e9ef;border-radius:.3rem;overflow:hidden;
 display:inline-block;vertical-align:middle;margin-right:.4rem}
 .bar span{display:block;height:100%;background:#1976d2}
@@ -108,8 +113,10 @@ def render(
     account: AccountStatus,
     refresh_seconds: int,
     rate_limit: float | None,
+    optout_warn_rate: float = WARN_RATE,
 ) -> str:
-    """The whole page; every value from the database is escaped."""
+    """The whole page; every value from the database is escaped. The opt-out rates are today's
+    (UTC) STOPs against messages sent, counted as `sms-outbox status` and the daemon count them."""
 
     def quote(value: Any) -> str:
         return escape(str(value), quote=True)
@@ -126,7 +133,7 @@ def render(
         states[state] = states.get(state, 0) + n
         if reason and state in ("failed", "rejected", "undelivered", "expired", "unknown"):
             failures[f"{state}: {reason}"] = failures.get(f"{state}: {reason}", 0) + n
-    senders = reports.opt_out_rates(db)
+    senders = optouts.on_day(InboundLog(db), now)
     state = account.state()
     head = "".join(
         f'<th class="{f}">{f}</th>' for f in FIELDS
@@ -147,8 +154,10 @@ def render(
         for k, n in sorted(failures.items(), key=lambda item: -item[1])
     )
     sender_rows = "".join(
-        f'<tr><td class="l">{quote(mask(r.source))}</td><td>{r.attempted}</td>'
-        f"<td>{r.opted_out}</td><td>{_percent(r.rate)}</td></tr>"
+        f'<tr data-sender="{quote(mask(r.source))}"{OVER if r.over(optout_warn_rate) else ""}>'
+        f'<td class="l">{quote(mask(r.source))}</td><td data-field="sent">{r.sent}</td>'
+        f'<td data-field="opt_outs">{r.opt_outs}</td>'
+        f'<td data-field="rate">{_percent(r.rate)}</td></tr>'
         for r in senders
     )
     return f"""<!doctype html>
@@ -164,10 +173,11 @@ refreshes every {refresh_seconds} s · read-only</div>
 <div class="grid"><section><h2>Failures by reason</h2>
 <table id="failures"><tr><th class="l">state: reason</th><th>messages</th></tr>
 {failure_rows or '<tr><td class="l" colspan="2">none</td></tr>'}</table></section>
-<section><h2>Opt-out rate per sender number</h2>
-<table id="senders"><tr><th class="l">number</th><th>sent or tried</th>
-<th>opted out</th><th>rate</th></tr>
-{sender_rows or '<tr><td class="l" colspan="4">no messages yet</td></tr>'}</table></section>
+<section><h2>Opt-out rate per sender number today (UTC)</h2>
+<table id="senders"><tr><th class="l">number</th><th>sent</th>
+<th>STOP replies</th><th>rate</th></tr>
+{sender_rows or '<tr><td class="l" colspan="4">nothing sent today</td></tr>'}</table>
+<div class="meta">warned about over {_percent(optout_warn_rate)}</div></section>
 <section><h2>All messages by state</h2>
 <table id="states"><tr><th class="l">state</th><th>messages</th></tr>{state_rows}</table>
 </section></div>
@@ -235,7 +245,12 @@ def serve_dashboard(settings: Settings, db: Db, listen: str | None) -> int:
     cache = PageCache(min(conf.refresh_seconds, PAGE_CACHE_SECONDS))
 
     def page() -> str:
-        return cache.get(lambda: render(db, datetime.now(UTC), account, conf.refresh_seconds, rate))
+        return cache.get(
+            lambda: render(
+                db, datetime.now(UTC), account, conf.refresh_seconds, rate,
+                settings.replies.optout_warn_rate,
+            )
+        )  # fmt: skip
 
     try:
         served = Served(dashboard_app(conf.token, page), listen or conf.listen, threads=4)

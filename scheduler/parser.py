@@ -144,6 +144,22 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         "--opted-out", nargs="+", default=[], metavar="NUMBER",
         help="recipients who texted STOP: sends to them get 400 with error 1110",
     )  # fmt: skip
+    sim.add_argument(
+        "--receipts-to", metavar="URL",
+        help="post each accepted message's receipts here (default: the message's dlr_callback)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--receipt-delay", type=float, default=0.5, metavar="SECONDS",
+        help="how long after accepting a message its receipts are posted",
+    )  # fmt: skip
+    sim.add_argument(
+        "--undelivered", nargs="+", default=[], metavar="NUMBER",
+        help="recipients whose messages are accepted but get a final 'delivery failure' receipt",
+    )  # fmt: skip
+    sim.add_argument(
+        "--inbound-to", metavar="URL",
+        help="the SMS callback: POST /simulator/inbound forwards texts here as Flowroute would",
+    )  # fmt: skip
     sim.add_argument("--access-key", default="sim-access-key")
     sim.add_argument("--secret-key", default="sim-secret-key")
     sim.set_defaults(handler=handlers["simulator"])

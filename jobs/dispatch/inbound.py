@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from jobs import metrics
 from jobs.clock import Clock
 from jobs.errors import InputError
 from jobs.keys import Signatures
@@ -122,6 +123,7 @@ class InboundHandler:
             self.directory.opt_out(
                 fields["from"], now=now, reason="texted STOP", evidence=self._evidence(fields, now)
             )
+            metrics.opted_out("stop")
         return self._reply(Keyword.STOP, fields, now, "opted_out")
 
     def _help(self, fields: Mapping[str, Any], now: datetime) -> str:

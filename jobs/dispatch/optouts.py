@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import structlog
 
 from jobs.clock import Clock
@@ -14,7 +16,12 @@ log = structlog.get_logger("sms_outbox.optouts")
 
 def today(inbound: InboundLog, clock: Clock) -> list[Rate]:
     """Each sending number's opt-out rate so far today (UTC)."""
-    start, end = optout_rate.day_bounds(clock.now())
+    return on_day(inbound, clock.now())
+
+
+def on_day(inbound: InboundLog, now: datetime) -> list[Rate]:
+    """Each sending number's opt-out rate on the UTC day `now` falls in."""
+    start, end = optout_rate.day_bounds(now)
     opt_outs, sent = inbound.opt_out_counts(start, end)
     return optout_rate.rates(start.date().isoformat(), opt_outs, sent)
 

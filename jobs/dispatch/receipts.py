@@ -9,8 +9,10 @@ from typing import Any
 
 import structlog
 
+from jobs import metrics
 from jobs.clock import Clock
 from jobs.errors import InputError, ProviderError
+from jobs.model import State
 from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
 from jobs.mongo.inbox import Inbox
 from jobs.records import MessageRecords
@@ -18,6 +20,7 @@ from jobs.rules import callbacks
 from jobs.rules.outcomes import backoff
 
 log = structlog.get_logger("sms_outbox.receipts")
+FINAL_STATES = frozenset({State.DELIVERED, State.UNDELIVERED, State.EXPIRED})
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ def apply_receipt(delivery: DeliveryStore, receipt: dict[str, Any], via: str) ->
     """Apply one receipt and log what it did."""
     outcome, state = delivery.apply_receipt({**receipt, "via": via})
     if outcome == APPLIED:
+        if state in FINAL_STATES:
+            metrics.receipt(str(state))
         log.info(
             "message." + str(state), provider_id=receipt["provider_id"], status=receipt["status"]
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 
+from jobs import metrics
 from jobs.model import Problem, State
 from jobs.mongo.connection import adapter
 from jobs.mongo.directory import Directory
@@ -80,6 +81,7 @@ class DeliveryStore:
         to = doc.get("to")
         if self.directory is not None and isinstance(to, str):
             self.directory.opt_out(to, now=self.clock.now(), reason="flowroute 1110 receipt")
+            metrics.opted_out("receipt_1110")
 
     # Polling
 

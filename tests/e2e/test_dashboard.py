@@ -90,6 +90,13 @@ def test_the_dashboard_shows_in_chromium_what_status_reports(
         assert "&lt;b&gt;alice&lt;/b&gt;" in dom and "<b>alice</b>" not in dom
         assert not any(number in dom for number in [*NUMBERS, SOURCE])
         assert "•••••••0100" in dom
+        # The opt-out table counts what `status` and the daemon's warning count: today's STOPs.
+        (rate,) = json.loads(_ok(cli("status", "--json")))["opt_outs"]
+        row = re.search(r'<tr data-sender="•••••••0100">(.*?)</tr>', dom, re.S)
+        assert row, dom[-3000:]
+        sender = dict(re.findall(r'data-field="(\w+)">([^<]*)<', row.group(1)))
+        assert (int(sender["sent"]), int(sender["opt_outs"])) == (rate["sent"], rate["opt_outs"])
+        assert rate["opt_outs"] == 0 and rate["sent"] > 0  # a refused 1110 is not a STOP
         assert 'id="account">active<' in dom
 
         screenshot = tmp_path / "dashboard.png"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
 from pymongo.database import Database
 
 from jobs import health
+from jobs.dispatch import optouts
+from jobs.doubles.clock import ManualClock
+from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc
 from scheduler.dashboard import dashboard_app, mask, render
 
@@ -75,6 +79,10 @@ def test_the_page_escapes_everything_from_the_database(db: Database[Doc]) -> Non
              "error": {"code": "<b>bold</b>", "detail": "x"}},
         ]
     )  # fmt: skip
+    db["outbox"].insert_one(
+        {"_id": "c1:12065550101", "state": "sent", "from": "12065550100", "to": "12065550101",
+         "campaign": "c1", "sent_at": NOW}
+    )  # fmt: skip
     page = render(db, NOW, health.AlwaysActive(), 10, 5)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>" not in page
@@ -83,5 +91,53 @@ def test_the_page_escapes_everything_from_the_database(db: Database[Doc]) -> Non
     assert 'data-campaign="c1"' in page
     assert '<td class="sent" data-field="sent">1</td>' in page
     assert '<td class="failed" data-field="failed">1</td>' in page
-    assert "50.0%" in page  # one opt-out among two messages from 0100
     assert 'http-equiv="refresh" content="10"' in page
+
+
+def test_opt_out_rates_are_todays_stops_as_status_and_the_daemon_count_them(
+    db: Database[Doc],
+) -> None:
+    yesterday = NOW - timedelta(days=1)
+    sent = [
+        {"_id": f"m{n}", "kind": "message", "state": state, "from": source, "to": f"1206555{n:04d}",
+         "campaign": campaign, "sent_at": when}
+        for n, (state, source, campaign, when) in enumerate([
+            ("sent", "12065550100", "c1", NOW),
+            ("delivered", "12065550100", "c1", NOW),
+            ("undelivered", "12065550100", "c1", NOW),
+            ("delivered", "12065550100", "reply:stop:x", NOW),  # replies are not counted
+            ("sent", "12065550100", "c1", yesterday),  # nor yesterday's sends
+            ("sent", "12065550199", "c2", NOW),
+        ])
+    ]  # fmt: skip
+    db["outbox"].insert_many(sent)
+    # A message refused with 1110 is not a STOP received today: only the STOP records count.
+    db["message_status"].insert_one(
+        {"_id": "r", "kind": "message", "state": "failed", "from": "12065550199",
+         "error": {"code": "opted_out"}}
+    )  # fmt: skip
+    db["inbound"].insert_many(
+        [
+            {"_id": "i1", "keyword": "stop", "outcome": "opted_out", "to": "12065550100",
+             "received_at": NOW},
+            {"_id": "i2", "keyword": "stop", "outcome": "opted_out", "to": "12065550100",
+             "received_at": yesterday},
+            {"_id": "i3", "keyword": "help", "outcome": "replied", "to": "12065550199",
+             "received_at": NOW},
+        ]
+    )  # fmt: skip
+    expected = optouts.today(InboundLog(db), ManualClock(NOW))
+    assert [(r.source, r.opt_outs, r.sent) for r in expected] == [
+        ("12065550100", 1, 3), ("12065550199", 0, 1),
+    ]  # fmt: skip
+    page = render(db, NOW, health.AlwaysActive(), 10, 5, 0.05)
+    rows = dict(re.findall(r'<tr data-sender="([^"]+)"[^>]*>(.*?)</tr>', page, re.S))
+    cells = {k: dict(re.findall(r'data-field="(\w+)">([^<]*)<', v)) for k, v in rows.items()}
+    assert cells == {
+        "•••••••0100": {"sent": "3", "opt_outs": "1", "rate": "33.3%"},
+        "•••••••0199": {"sent": "1", "opt_outs": "0", "rate": "0.0%"},
+    }
+    assert '<tr data-sender="•••••••0100" class="over">' in page
+    assert '<tr data-sender="•••••••0199">' in page
+    calm = render(db, NOW, health.AlwaysActive(), 10, 5, 0.5)
+    assert 'class="over"' not in calm
