@@ -26,8 +26,6 @@ MAX_LABELS = 40
 OTHER = "other"
 RATE_WINDOW = timedelta(seconds=60)
 WAITING = (State.QUEUED.value, State.SENDING.value)
-# Message states that mean Flowroute was asked to send (the base of an opt-out rate).
-ATTEMPTED = ("sent", "delivered", "undelivered", "expired", "failed", "unknown")
 
 
 def label(value: Any) -> str:
@@ -187,37 +185,3 @@ def recipients(db: Db, campaign_id: str) -> list[Doc]:
     """One status document per message of the campaign, by number."""
     projection = {"to": 1, "state": 1, "error": 1, "created_at": 1, "sent_at": 1, "updated_at": 1}
     return list(db[STATUS].find({"campaign": campaign_id}, projection).sort("to", ASCENDING))
-
-
-@dataclass(frozen=True)
-class SenderRate:
-    """One sending number: messages Flowroute was asked to send, and how many met an opt-out."""
-
-    source: str
-    attempted: int
-    opted_out: int
-
-    @property
-    def rate(self) -> float:
-        return self.opted_out / self.attempted if self.attempted else 0.0
-
-
-@translating
-def opt_out_rates(db: Db) -> list[SenderRate]:
-    """Per sending number: attempted messages and those refused because the person opted out."""
-    pipeline: list[Doc] = [
-        {"$match": {"kind": "message", "state": {"$in": list(ATTEMPTED)}}},
-        {"$group": {"_id": {"from": "$from", "reason": "$error.code"}, "n": {"$sum": 1}}},
-    ]
-    attempted: Counter[str] = Counter()
-    opted: Counter[str] = Counter()
-    for row in db[STATUS].aggregate(pipeline):
-        key = row["_id"] if isinstance(row["_id"], dict) else {}
-        source = str(key.get("from") or "")
-        if not source.isdigit() or len(source) > 15:
-            source = OTHER
-        attempted[source] += int(row["n"])
-        if key.get("reason") == "opted_out":
-            opted[source] += int(row["n"])
-    top = [source for source, _ in attempted.most_common(MAX_LABELS)]
-    return [SenderRate(s, attempted[s], opted[s]) for s in sorted(top)]
