@@ -18,7 +18,15 @@ from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, claim_ticket
-from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
+from jobs.errors import (
+    ProviderError,
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+    UnknownOutcomeError,
+    document_fault,
+    refusal,
+)
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
@@ -129,6 +137,14 @@ class Dispatcher:
                     # returns, rather than leaving it to wait out its lease.
                     self._orphans = batch[index:]
                     raise
+                except StoreRefused as exc:
+                    if not document_fault(exc):
+                        raise
+                    # The server cannot write this document (too large, a counter at its
+                    # limit): it is rejected with the server's reason and the batch goes on.
+                    claimed = {"state": State.SENDING.value, "claim_token": doc["claim_token"]}
+                    self.store.set_aside(doc["_id"], claimed, refusal(exc))
+                    state = State.REJECTED.value
                 except Exception:
                     # A bug met by one message must not hold up the others. This one keeps its
                     # claim and is settled by lease recovery: unknown if its request may have
@@ -145,13 +161,25 @@ class Dispatcher:
         """Validate new producer documents: each is queued or rejected with a reason."""
         docs = self.store.new_documents(limit=self.config.batch_size * 10)
         for doc in docs:
-            admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
-            admission = replay.guard(doc, admission)
-            if self.store.admit(doc["_id"], admission) is not None and admission.problem:
-                log.info(
-                    "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
-                )
+            try:
+                self._admit_one(doc)
+            except StoreRefused as exc:
+                if not document_fault(exc):
+                    raise
+                self.store.set_aside(doc["_id"], {"state": None}, refusal(exc))
+            except StoreError:
+                raise
+            except Exception as exc:
+                # A document intake cannot even read costs that document, not the queue.
+                log.exception("message.unreadable", message_id=str(doc["_id"]))
+                self.store.set_aside(doc["_id"], {"state": None}, f"unreadable: {exc!r}"[:300])
         return len(docs)
+
+    def _admit_one(self, doc: Doc) -> None:
+        admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
+        admission = replay.guard(doc, admission)
+        if self.store.admit(doc["_id"], admission) is not None and admission.problem:
+            log.info("message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code)
 
     def _handle(self, doc: Doc, directory: Directory) -> str:
         # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
-from jobs.errors import ProviderError
+from jobs.errors import ProviderError, StoreRefused, document_fault, refusal
 from jobs.model import Problem, Reason
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
@@ -66,7 +67,14 @@ class Reconciler:
         now = self.clock.now()
         docs = self.delivery.in_doubt(now, self.config.after, self.config.batch_size)
         for doc in docs:
-            self._one(doc, now)
+            with bound_contextvars(message_id=str(doc["_id"])):
+                try:
+                    self._one(doc, now)
+                except StoreRefused as exc:
+                    if not document_fault(exc):
+                        raise
+                    # Its spent id stays as it is: setting it aside never sends it again.
+                    self.delivery.store.set_aside(doc["_id"], {"state": "unknown"}, refusal(exc))
         return len(docs)
 
     def _window(self, doc: Doc) -> rules.Window:
