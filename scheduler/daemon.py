@@ -166,11 +166,16 @@ def build_followup(
             chosen = store.guard
             return chosen.in_doubt_spans(message_id) if isinstance(chosen, SendTickets) else []
 
-        def release(doc: dict[str, Any]) -> None:
-            store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+        def release(doc: dict[str, Any]) -> bool:
+            return store.spent.proven_not_sent(
+                signing.signed_id(doc) or str(doc["_id"]), doc["_id"]
+            )
+
+        def spent(doc: dict[str, Any]) -> dict[str, Any] | None:
+            return store.spent.record_of(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
 
         checks.append(
-            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile)
+            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile, spent)
         )
     inbound = InboundLog(store.db)
     checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))

@@ -100,7 +100,9 @@ class Dispatcher:
         if self.stopping:
             return report
         self._cycle(report, CycleDirectory(self.directory))
-        # The status copies of the whole cycle are marked synced in one write.
+        # The 202s of the whole cycle go to their spent ids, and the status copies are marked
+        # synced, in one write each.
+        self.store.spent.flush()
         self.store.mark_synced()
         return report
 
@@ -233,6 +235,8 @@ class Dispatcher:
             if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
                 self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
             return self._after_error(doc, error, directory)
+        # The spent id keeps the 202 whatever later happens to the outbox document.
+        self.store.spent.sent(spent_id, claim, provider_id)
         with bound_contextvars(provider_id=provider_id):
             self._record_sent(doc, token, provider_id, vetted.source)
         return State.SENT.value
