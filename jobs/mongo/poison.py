@@ -50,6 +50,12 @@ def caused_by_document(exc: BaseException) -> bool:
     return isinstance(exc.code, int) and exc.code not in NOT_THE_DOCUMENT
 
 
+def refused_for_itself(write_error: Mapping[str, Any]) -> bool:
+    """Whether one write error of a bulk write is a refusal of that document's content."""
+    code = write_error.get("code")
+    return isinstance(code, int) and code not in NOT_THE_DOCUMENT
+
+
 def server_reason(exc: OperationFailure) -> str:
     """The server's explanation of a refusal, short enough to store."""
     return refusal(StoreRefused(str(exc), exc.code, exc.details))

@@ -294,7 +294,8 @@ class OutboxStore:
     # Fan-out
 
     def add_children(self, children: Iterable[Doc]) -> list[Doc]:
-        """Insert a broadcast's messages; those already there (a resumed fan-out) are skipped."""
+        """Insert a broadcast's messages; those already there (a resumed fan-out) are skipped,
+        and so is one the server refuses for its content, which costs that message only."""
         docs = list(children)
         if not docs:
             return []
@@ -303,12 +304,35 @@ class OutboxStore:
             inserted = docs
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            if any(err.get("code") != 11000 for err in errors):
+            refused = [err for err in errors if err.get("code") != 11000]
+            if any(not poison.refused_for_itself(err) for err in refused):
                 raise
+            for err in refused:
+                self._child_refused(docs[err["index"]], str(err.get("errmsg")))
             skipped = {err["index"] for err in errors}
             inserted = [doc for i, doc in enumerate(docs) if i not in skipped]
+        except OperationFailure as exc:
+            # The server refused the whole insert (a message past the size limit): one by one.
+            if not caused_by_document(exc):
+                raise
+            inserted = [doc for doc in docs if self._add_child(doc)]
         self.project_many(inserted)
         return inserted
+
+    def _add_child(self, doc: Doc) -> bool:
+        try:
+            self.outbox.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        except OperationFailure as exc:
+            if not caused_by_document(exc):
+                raise
+            self._child_refused(doc, poison.server_reason(exc))
+            return False
+        return True
+
+    def _child_refused(self, doc: Doc, why: str) -> None:
+        log.warning("child.refused", message_id=str(doc["_id"])[:80], detail=why[:300])
 
     # Operator interventions (decided in jobs.rules.interventions)
 

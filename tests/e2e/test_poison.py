@@ -144,3 +144,27 @@ def test_a_rejected_poison_carries_the_server_s_reason(cli: Cli, db: Db) -> None
     assert held["state"] == "rejected"
     assert held["error"]["code"] == "invalid_document"
     assert re.search(r"overflow|integer|range|\$inc", held["error"]["detail"], re.I), held["error"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"phone": "9" * (9 * 1024 * 1024), "verified": True},  # a child too large to insert
+        {"phone": [OTHER], "verified": True},
+        {"phone": {"n": OTHER}, "verified": True},
+    ],
+    ids=["huge_phone", "array_phone", "dict_phone"],
+)
+def test_a_poison_recipient_does_not_stop_a_broadcast(
+    cli: Cli, db: Db, simulator: FlowrouteSimulator, record: dict[str, Any]
+) -> None:
+    seed(db, [LEGIT], keys_dir(cli.env), messages=False)
+    db["users"].insert_one(record)
+    made = cli("broadcast", "--user", SENDER, "--body", "to everyone")
+    assert made.returncode == 0, made.stderr
+
+    _ran_clean(cli)
+
+    assert [m.to for m in simulator.messages()].count(LEGIT) == 1
+    request = db["outbox"].find_one({"audience": {"$exists": True}}) or {}
+    assert request.get("state") == "expanded", request.get("error")
