@@ -16,7 +16,8 @@ from pymongo.database import Database
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.integration.helpers import SENDER, keys_dir, seed
+from tests.integration.helpers import SENDER, keys_dir, seed, wait_for
+from tests.processes import stop
 
 Db = Database[dict[str, Any]]
 LEGIT, OTHER = "12065550101", "12065550199"
@@ -168,3 +169,65 @@ def test_a_poison_recipient_does_not_stop_a_broadcast(
     assert [m.to for m in simulator.messages()].count(LEGIT) == 1
     request = db["outbox"].find_one({"audience": {"$exists": True}}) or {}
     assert request.get("state") == "expanded", request.get("error")
+
+
+def test_an_oversized_producer_document_is_refused_with_its_size(
+    cli: Cli, db: Db, simulator: FlowrouteSimulator
+) -> None:
+    seed(db, [LEGIT, OTHER], keys_dir(cli.env), messages=False)
+    seed_message(db, cli)
+    bad = _new(pad="x" * 200_000)
+    db["outbox"].insert_one(bad)
+
+    _ran_clean(cli)
+
+    assert [m.to for m in simulator.messages()] == [LEGIT]
+    held = db["outbox"].find_one({"_id": bad["_id"]}) or {}
+    assert (held["state"], held["error"]["code"]) == ("rejected", "invalid_document")
+    assert "too large" in held["error"]["detail"] and "bytes" in held["error"]["detail"]
+    status = db["message_status"].find_one({"_id": bad["_id"]}) or {}
+    assert status.get("state") == "rejected"
+
+
+def test_a_poison_inbox_entry_is_set_aside_and_the_cycle_goes_on(
+    cli: Cli, db: Db, simulator: FlowrouteSimulator
+) -> None:
+    seed(db, [LEGIT], keys_dir(cli.env), messages=False)
+    seed_message(db, cli)
+    fields = {"inbound_id": "mdr2-x", "from": OTHER, "to": "12065550100", "body": "STOP"}
+    entry = _filled({"kind": "inbound", "fields": fields, "received_at": datetime.now(UTC)})
+    entry["fields"]["body"], entry["pad"] = entry.pop("pad"), ""
+    db["inbox"].insert_one(entry)
+
+    _ran_clean(cli)
+
+    assert [m.to for m in simulator.messages()] == [LEGIT]
+    kept = db["inbox"].find_one({"_id": entry["_id"]}, {"state": 1, "outcome": 1}) or {}
+    assert kept.get("state") == "applied", kept
+
+
+def test_a_poison_unknown_message_does_not_stop_reconciliation(
+    cli: Cli, db: Db, simulator: FlowrouteSimulator
+) -> None:
+    seed(db, [LEGIT], keys_dir(cli.env), messages=False)
+    now = datetime.now(UTC)
+    bad = _filled({"state": "unknown", "to": OTHER, "body": "x", "user": SENDER,
+                   "updated_at": now - timedelta(days=2), "rev": 1})  # fmt: skip
+    db["outbox"].insert_one(bad)
+    cli.env.update(
+        SMS_OUTBOX_RECEIPTS__CHECK_SECONDS="0.5", SMS_OUTBOX_RECEIPTS__RECONCILE_AFTER_SECONDS="0"
+    )
+    daemon = cli.popen("run")
+    try:
+        seed_message(db, cli)
+
+        def settled() -> bool:
+            held = db["outbox"].find_one({"_id": bad["_id"]}, {"state": 1}) or {}
+            return held.get("state") != "unknown" and len(simulator.messages()) == 1
+
+        wait_for(settled, 60, "the poison set aside and the legitimate message sent")
+    finally:
+        _, stderr = stop(daemon, timeout=30)
+    assert daemon.returncode == 0, stderr
+    assert "check.failed" not in stderr and "check.crashed" not in stderr
+    assert [m.to for m in simulator.messages()] == [LEGIT]
