@@ -34,8 +34,9 @@ log = structlog.get_logger("sms_outbox.poison")
 # A producer's document is a few hundred bytes; a broadcast request a few KiB. Anything past
 # this is refused unread (see `sized`), whatever it holds.
 MAX_PRODUCER_BYTES = 64 * 1024
-# When even a rejection does not fit, fields at least this large are removed to make room.
-DROP_FIELDS_FROM = 1024
+# When even a rejection does not fit, the largest fields are removed until this much is freed
+# (the rejection itself needs well under 1 KiB).
+ROOM_BYTES = 8 * 1024
 # What a set-aside write returns: what its status copy needs, not the whole document.
 STATUS_ONLY = dict.fromkeys(STATUS_FIELDS, 1)
 
@@ -112,14 +113,29 @@ def set_aside(
     except OperationFailure as exc:
         if not caused_by_document(exc):
             raise
-        big = {k: n for k, n in field_sizes(outbox, doc_id).items() if n >= DROP_FIELDS_FROM}
-        big.pop("_id", None)
+        big = _largest(field_sizes(outbox, doc_id))
         if not big:
             raise
-        dropped = ", ".join(f"{k} ({n} bytes)" for k, n in sorted(big.items()))
-        unset.update(dict.fromkeys(big, ""))
-        detail = f"{detail}; fields removed to make room: {dropped}"[:REFUSAL_CHARS]
+        dropped = ", ".join(f"{k} ({n} bytes)" for k, n in big[:5])
+        more = f" and {len(big) - 5} more" if len(big) > 5 else ""
+        unset.update(dict.fromkeys((k for k, _ in big), ""))
+        detail = f"{detail}; fields removed to make room: {dropped}{more}"[:REFUSAL_CHARS]
         return _write(outbox, doc_id, expected, fields, unset, detail)
+
+
+def _largest(sizes: Mapping[str, int]) -> list[tuple[str, int]]:
+    """The fields to remove, largest first, until `ROOM_BYTES` are freed (never `_id`, and
+    never a name the server would read as a path or an operator)."""
+    chosen: list[tuple[str, int]] = []
+    freed = 0
+    for name, size in sorted(sizes.items(), key=lambda item: -item[1]):
+        if name == "_id" or "." in name or name.startswith("$") or not name:
+            continue
+        chosen.append((name, size))
+        freed += size
+        if freed >= ROOM_BYTES:
+            break
+    return chosen
 
 
 def _write(

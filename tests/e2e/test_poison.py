@@ -56,11 +56,26 @@ def _filled(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _filled_small(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` filled to the same limit with thousands of fields under 1 KiB each."""
+    doc = {"_id": ObjectId(), **doc}
+    size = len(bson.encode(doc))
+    n = 0
+    while MAX_BSON - size > 2100:
+        doc[f"f{n:05d}"] = "x" * 1000
+        size += 1000 + 13
+        n += 1
+    doc["rest"] = ""
+    doc["rest"] = "x" * (MAX_BSON - len(bson.encode(doc)) - 8)
+    return doc
+
+
 POISONS: dict[str, Callable[[datetime], dict[str, Any]]] = {
     "int64_max_attempts": lambda now: _queued(now, attempts=Int64(2**63 - 1)),
     "int64_max_rev": lambda now: _queued(now, attempts=0, rev=Int64(2**63 - 1)),
     "near_16_mib_new": lambda now: _filled(_new()),
     "near_16_mib_queued": lambda now: _filled(_queued(now, attempts=0)),
+    "near_16_mib_small_fields": lambda now: _filled_small(_queued(now, attempts=0)),
     "expired_sending_huge": lambda now: _filled(_sending(now, in_flight=True, to=OTHER)),
     "nested_90_new": lambda now: _new(body=_nested(90)),
     "nested_90_queued": lambda now: _queued(now, attempts=0, extra=_nested(90)),
