@@ -44,6 +44,30 @@ class StoreRefused(StoreError):
     """The server answered but refused the operation (a permission, a limit, a constraint)."""
 
 
+# Refusals that say nothing about the document written: permissions, elections, timeouts, write
+# conflicts, duplicates. Any other refusal may be the document's own doing (a counter at its
+# maximum, a field of the wrong type, a size past the limit).
+REFUSAL_CHARS = 300
+NOT_THE_DOCUMENT = frozenset(
+    {6, 7, 13, 18, 50, 89, 91, 112, 189, 251, 262, 9001, 10107, 11000, 11600, 11602, 13435, 13436}
+)
+
+
+def document_fault(exc: BaseException) -> bool:
+    """Whether `exc` is a refusal the written document itself may have caused: such a document
+    is set aside and the step goes on; any other error stops the step."""
+    if not isinstance(exc, StoreRefused) or isinstance(exc, DuplicateKey):
+        return False
+    return isinstance(exc.code, int) and exc.code not in NOT_THE_DOCUMENT
+
+
+def refusal(exc: StoreError) -> str:
+    """The server's own words for a refusal, short enough to keep as a rejection's reason."""
+    words = exc.details.get("errmsg") if isinstance(exc.details, dict) else None
+    text = " ".join(str(words or exc).split())
+    return f"the server refused it (code {exc.code}): {text}"[:REFUSAL_CHARS]
+
+
 class DuplicateKey(StoreRefused):
     """A unique index refused the document: its idempotency key is already in the outbox."""
 

@@ -103,16 +103,15 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
     try:
         followup = build_followup(settings, dispatcher)
-        finished = run_daemon(
+        gave_up = run_daemon(
             dispatcher, settings, until_idle=args.until_idle, followup=followup, db=db
         )
     finally:
         if server is not None:
             server.close()
-    if not finished:
+    if gave_up is not None:
         print(
-            "sms-outbox: database unavailable: gave up after"
-            f" {Daemon.GIVE_UP_AFTER} cycles (mongodb.uri, mongodb.timeout_seconds)",
+            f"sms-outbox: gave up after {Daemon.GIVE_UP_AFTER} failed cycles in a row: {gave_up}",
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE

@@ -24,8 +24,9 @@ from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.errors import ConfigError, StoreError, StoreUnavailable
 from jobs.flowroute import FlowrouteClient, SmsProvider
-from jobs.health import Heartbeat
+from jobs.health import Heartbeat, Limits
 from jobs.keys import Signatures
+from jobs.mongo import failures
 from jobs.mongo.account import AccountHold
 from jobs.mongo.connection import Db
 from jobs.mongo.delivery import DeliveryStore
@@ -166,11 +167,16 @@ def build_followup(
             chosen = store.guard
             return chosen.in_doubt_spans(message_id) if isinstance(chosen, SendTickets) else []
 
-        def release(doc: dict[str, Any]) -> None:
-            store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+        def release(doc: dict[str, Any]) -> bool:
+            return store.spent.proven_not_sent(
+                signing.signed_id(doc) or str(doc["_id"]), doc["_id"]
+            )
+
+        def spent(doc: dict[str, Any]) -> dict[str, Any] | None:
+            return store.spent.record_of(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
 
         checks.append(
-            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile)
+            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile, spent)
         )
     inbound = InboundLog(store.db)
     checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))
@@ -221,6 +227,7 @@ class Daemon:
         self.check_seconds = check_seconds
         self.failed_cycles = 0
         self.gave_up = False
+        self.failure: str | None = None  # why the last failed cycle failed
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(2)},
@@ -301,7 +308,10 @@ class Daemon:
                     return
             except Exception:
                 # A bug must not stop the daemon: the messages it held are recovered by lease.
+                # It still counts as a failed cycle: one that keeps crashing is not healthy.
                 log.exception("cycle.crashed")
+                if self._give_up():
+                    return
             else:
                 self.failed_cycles = 0
                 if report.idle and self.until_idle:
@@ -317,7 +327,7 @@ class Daemon:
         self.failed_cycles += 1
         if not self.until_idle or self.failed_cycles < self.GIVE_UP_AFTER:
             return False
-        log.error("daemon.gave_up", failed_cycles=self.failed_cycles)
+        log.error("daemon.gave_up", failed_cycles=self.failed_cycles, cause=self.failure)
         self.gave_up = True
         self.stop()
         return True
@@ -327,8 +337,12 @@ class Daemon:
         self.heartbeat.begin(clock.monotonic())
         try:
             report = self._run_once()
-        finally:
-            self.heartbeat.end(clock.monotonic())
+        except Exception as exc:
+            self.failure = cause(exc)
+            outage = isinstance(exc, StoreUnavailable)
+            self.heartbeat.end(clock.monotonic(), failure=self.failure, outage=outage)
+            raise
+        self.heartbeat.end(clock.monotonic())
         return report
 
     def _run_once(self) -> CycleReport:
@@ -350,6 +364,15 @@ class Daemon:
         return report
 
 
+def cause(exc: BaseException) -> str:
+    """Why a cycle failed, in one line: the setting or server at fault for a database error
+    (secrets removed), the error itself for anything else."""
+    failure = failures.explain(exc)
+    if failure is not None:
+        return failure.line
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
 def run_daemon(
     dispatcher: Dispatcher,
     settings: Settings,
@@ -357,9 +380,9 @@ def run_daemon(
     until_idle: bool,
     followup: Followup | None = None,
     db: Db | None = None,
-) -> bool:
+) -> str | None:
     """Run a daemon with the poll and check intervals from settings, serving metrics if set
-    (with `db`); False when, in cron mode, it gave up on a database that stayed unusable."""
+    (with `db`); in cron mode, why it gave up when its cycles kept failing, else None."""
     daemon = Daemon(
         dispatcher,
         settings.dispatch.poll_seconds,
@@ -377,6 +400,10 @@ def run_daemon(
             dispatcher.clock,
             daemon.heartbeat,
             (settings.dispatch.poll_seconds, settings.dispatch.lease_seconds),
+            limits=Limits(
+                settings.metrics.unhealthy_after_failed_cycles,
+                settings.metrics.unhealthy_after_seconds,
+            ),
         )
     try:
         daemon.run()
@@ -384,7 +411,11 @@ def run_daemon(
         if served is not None:
             served.close()
             metrics.install(None)
-    return not daemon.gave_up
+    if not daemon.gave_up:
+        return None
+    why = daemon.failure or "no cause recorded"
+    uri = settings.mongodb.uri.get_secret_value()
+    return why.replace(uri, "mongodb.uri") if uri else why
 
 
 def describe(settings: Settings) -> dict[str, Any]:

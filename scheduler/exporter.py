@@ -203,9 +203,10 @@ def start(
     heartbeat: Heartbeat,
     timing: tuple[float, float],
     account: AccountStatus | None = None,
+    limits: health.Limits | None = None,
 ) -> Served:
     """Install the Prometheus sink and serve the endpoints on a thread; `timing` is
-    (poll seconds, lease seconds)."""
+    (poll seconds, lease seconds), `limits` when failing cycles make /healthz fail."""
     account = account or StoredAccount(db)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -214,7 +215,7 @@ def start(
     poll, lease = timing
 
     def alive() -> health.Verdict:
-        return health.liveness(heartbeat, clock.monotonic(), poll, lease)
+        return health.liveness(heartbeat, clock.monotonic(), poll, lease, limits)
 
     def ready() -> health.Verdict:
         return health.readiness(lambda: db.command("ping"), account)

@@ -162,6 +162,10 @@ class MetricsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     listen: str | None = None
+    # /healthz answers 503 after this many failed cycles in a row, or when no cycle has
+    # completed for this long (a failed cycle ends but completes nothing).
+    unhealthy_after_failed_cycles: int = Field(3, ge=1)
+    unhealthy_after_seconds: float = Field(300.0, gt=0)
 
     @model_validator(mode="after")
     def _listen(self) -> MetricsSettings:

@@ -18,7 +18,15 @@ from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, claim_ticket
-from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
+from jobs.errors import (
+    ProviderError,
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+    UnknownOutcomeError,
+    document_fault,
+    refusal,
+)
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
@@ -92,7 +100,9 @@ class Dispatcher:
         if self.stopping:
             return report
         self._cycle(report, CycleDirectory(self.directory))
-        # The status copies of the whole cycle are marked synced in one write.
+        # The 202s of the whole cycle go to their spent ids, and the status copies are marked
+        # synced, in one write each.
+        self.store.spent.flush()
         self.store.mark_synced()
         return report
 
@@ -129,6 +139,14 @@ class Dispatcher:
                     # returns, rather than leaving it to wait out its lease.
                     self._orphans = batch[index:]
                     raise
+                except StoreRefused as exc:
+                    if not document_fault(exc):
+                        raise
+                    # The server cannot write this document (too large, a counter at its
+                    # limit): it is rejected with the server's reason and the batch goes on.
+                    claimed = {"state": State.SENDING.value, "claim_token": doc["claim_token"]}
+                    self.store.set_aside(doc["_id"], claimed, refusal(exc))
+                    state = State.REJECTED.value
                 except Exception:
                     # A bug met by one message must not hold up the others. This one keeps its
                     # claim and is settled by lease recovery: unknown if its request may have
@@ -145,13 +163,25 @@ class Dispatcher:
         """Validate new producer documents: each is queued or rejected with a reason."""
         docs = self.store.new_documents(limit=self.config.batch_size * 10)
         for doc in docs:
-            admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
-            admission = replay.guard(doc, admission)
-            if self.store.admit(doc["_id"], admission) is not None and admission.problem:
-                log.info(
-                    "message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code
-                )
+            try:
+                self._admit_one(doc)
+            except StoreRefused as exc:
+                if not document_fault(exc):
+                    raise
+                self.store.set_aside(doc["_id"], {"state": None}, refusal(exc))
+            except StoreError:
+                raise
+            except Exception as exc:
+                # A document intake cannot even read costs that document, not the queue.
+                log.exception("message.unreadable", message_id=str(doc["_id"]))
+                self.store.set_aside(doc["_id"], {"state": None}, f"unreadable: {exc!r}"[:300])
         return len(docs)
+
+    def _admit_one(self, doc: Doc) -> None:
+        admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
+        admission = replay.guard(doc, admission)
+        if self.store.admit(doc["_id"], admission) is not None and admission.problem:
+            log.info("message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code)
 
     def _handle(self, doc: Doc, directory: Directory) -> str:
         # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
@@ -205,6 +235,8 @@ class Dispatcher:
             if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
                 self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
             return self._after_error(doc, error, directory)
+        # The spent id keeps the 202 whatever later happens to the outbox document.
+        self.store.spent.sent(spent_id, claim, provider_id)
         with bound_contextvars(provider_id=provider_id):
             self._record_sent(doc, token, provider_id, vetted.source)
         return State.SENT.value

@@ -18,6 +18,7 @@ from jobs.rules import phone, replay, segments, signing, vetting
 log = structlog.get_logger("sms_outbox.fanout")
 
 CHUNK = 500
+MAX_STORED_PHONE = 64
 
 
 def child_id(campaign: str, number: str) -> str:
@@ -33,6 +34,16 @@ def _recipient(stored: str) -> str:
         return phone.normalize(stored)
     except InputError:
         return stored
+
+
+def _usable(recipient: str) -> bool:
+    """A stored phone that does not parse becomes a message the claim rejects with its reason,
+    unless it is too long to be anything but garbage: that one is skipped here, or it would
+    carry its megabytes into the message's id and text."""
+    if len(recipient) <= MAX_STORED_PHONE:
+        return True
+    log.warning("recipient.invalid_phone", phone_length=len(recipient))
+    return False
 
 
 def _child(
@@ -114,7 +125,7 @@ def expand(
         # One person stored under several spellings is one recipient: the children are keyed on
         # the normalised number, so a spelling met again (here or in a later chunk, or after a
         # restart) collides with the message already made for that person.
-        people = list(dict.fromkeys(_recipient(n) for n in numbers))
+        people = [p for p in dict.fromkeys(_recipient(n) for n in numbers) if _usable(p)]
         children = [_child(doc, campaign, to, source, now, size) for to in people]
         if signatures is not None:
             for child in children:

@@ -9,7 +9,7 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch import receipts
-from jobs.errors import InputError, StoreError
+from jobs.errors import InputError, StoreError, StoreRefused, document_fault, refusal
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
@@ -67,6 +67,12 @@ class Followup:
             except InputError as exc:
                 log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
                 self.inbox.applied(entry, self.clock.now(), "invalid")
+            except StoreRefused as exc:
+                if not document_fault(exc):
+                    raise
+                # The server cannot take what this entry leads to: it is set aside, once.
+                log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=refusal(exc))
+                self.inbox.applied(entry, self.clock.now(), "invalid_document", refusal(exc))
             except StoreError:
                 raise  # the cycle's outage handling applies; the entry is tried again
             except Exception:

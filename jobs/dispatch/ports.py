@@ -99,6 +99,14 @@ class SpentIds(Protocol):
 
     def settle(self, spent_id: str, token: str, outcome: Outcome) -> None: ...
 
+    def sent(self, spent_id: str, token: str, provider_id: str) -> None:
+        """Flowroute accepted the request of `token`; written by the next `flush`."""
+        ...
+
+    def flush(self) -> int:
+        """Write the accepted requests `sent` kept (the send cycle calls it once per cycle)."""
+        ...
+
     def open_campaign(self, spent_id: str, message_id: Any) -> bool: ...
 
     def close_campaign(self, spent_id: str) -> None: ...
@@ -129,8 +137,9 @@ class Outbox(Protocol):
       admission of the same document returns None. A key already admitted makes it a duplicate.
     - `claim` is atomic: a due queued document is handed to one caller only, as `sending`, with
       a fresh `claim_token`, `lease_until = now + lease`, `in_flight` false, `attempts` and
-      `rev` one higher; highest `priority` first, then the earliest `due_at`. A document whose
-      counters are not numbers is rejected instead of blocking the queue.
+      `rev` one higher; highest `priority` first, then the earliest `due_at`. A document that
+      makes the claim fail (counters that are not numbers or at their limit, a size at the
+      limit) is rejected with the server's reason instead of blocking the queue.
     - Every write after a claim (`renew`, `finish`, `retry_later`, `release`) is fenced: it
       applies only while the document is still `sending` under the same `claim_token`, and
       returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
@@ -172,6 +181,12 @@ class Outbox(Protocol):
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
         """Claim up to `limit` due documents, atomically, in priority then due order."""
+        ...
+
+    def set_aside(self, doc_id: Any, expected: Mapping[str, Any], detail: str) -> Doc | None:
+        """Reject, as `invalid_document` with `detail`, a document the server cannot update as
+        a step needs, if it still matches `expected`; the write sets counters rather than
+        incrementing them and makes room when the document is too large for it."""
         ...
 
     def renew(

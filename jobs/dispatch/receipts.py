@@ -11,7 +11,7 @@ import structlog
 
 from jobs import metrics
 from jobs.clock import Clock
-from jobs.errors import InputError, ProviderError
+from jobs.errors import InputError, ProviderError, StoreRefused, document_fault, refusal
 from jobs.model import State
 from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
 from jobs.mongo.inbox import Inbox
@@ -89,28 +89,46 @@ def poll(
     now = clock.now()
     docs = delivery.awaiting_receipt(now, config.poll_after, config.poll_horizon, config.batch_size)
     for doc in docs:
-        provider_id = str(doc.get("provider_id"))
         try:
-            record = records.get(provider_id)
-        except ProviderError as error:
-            log.warning("receipt.lookup_failed", provider_id=provider_id, code=error.code)
-            record = {}
-        final = None
-        found = record.get("delivery_receipts")
-        for item in reversed(found if isinstance(found, list) else []):  # oldest first
-            try:
-                receipt = callbacks.receipt({"id": provider_id, **item})
-            except (InputError, TypeError):
-                continue
-            final = apply_receipt(delivery, receipt, "poll")[1] or final
-        current = delivery.by_provider_id(provider_id)
-        if final is not None or current is None or current.get("state") != "sent":
-            continue
-        polls = current.get("polls")
-        count = polls if isinstance(polls, int) and not isinstance(polls, bool) else 0
-        sent_at = current.get("sent_at") or now
-        next_at = now + backoff(count + 1, config.poll_after, timedelta(hours=6), rand=lambda: 1.0)
-        delivery.polled(current, None if next_at - sent_at > config.poll_horizon else next_at)
+            _poll_one(delivery, records, clock, config, doc)
+        except StoreRefused as exc:
+            if not document_fault(exc):
+                raise
+            # A message the server cannot update must not stop polling for every other one.
+            delivery.store.set_aside(doc["_id"], {"state": "sent"}, refusal(exc))
     if docs:
         log.info("receipt.polled", messages=len(docs))
     return len(docs)
+
+
+def _poll_one(
+    delivery: DeliveryStore,
+    records: MessageRecords,
+    clock: Clock,
+    config: ReceiptConfig,
+    doc: Mapping[str, Any],
+) -> None:
+    """One sent message: its record looked up, its receipts applied, its next look set."""
+    now = clock.now()
+    provider_id = str(doc.get("provider_id"))
+    try:
+        record = records.get(provider_id)
+    except ProviderError as error:
+        log.warning("receipt.lookup_failed", provider_id=provider_id, code=error.code)
+        record = {}
+    final = None
+    found = record.get("delivery_receipts")
+    for item in reversed(found if isinstance(found, list) else []):  # oldest first
+        try:
+            receipt = callbacks.receipt({"id": provider_id, **item})
+        except (InputError, TypeError):
+            continue
+        final = apply_receipt(delivery, receipt, "poll")[1] or final
+    current = delivery.by_provider_id(provider_id)
+    if final is not None or current is None or current.get("state") != "sent":
+        return
+    polls = current.get("polls")
+    count = polls if isinstance(polls, int) and not isinstance(polls, bool) else 0
+    sent_at = current.get("sent_at") or now
+    next_at = now + backoff(count + 1, config.poll_after, timedelta(hours=6), rand=lambda: 1.0)
+    delivery.polled(current, None if next_at - sent_at > config.poll_horizon else next_at)

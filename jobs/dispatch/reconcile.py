@@ -3,16 +3,17 @@ again, anything else stays `unknown` and is looked at again later."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
-from jobs.errors import ProviderError
+from jobs.errors import ProviderError, StoreRefused, document_fault, refusal
 from jobs.model import Problem, Reason
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
@@ -40,18 +41,26 @@ class ReconcileConfig:
 
 
 class Reconciler:
-    """Settles `unknown` messages by listing Flowroute's records for their time window."""
+    """Settles `unknown` messages by listing Flowroute's records for their time window.
+
+    What the outbox says (`state`, `updated_at`, `provider_id`) is anyone's to write, so the
+    verdict rests on what only the daemon writes: a spent id that holds Flowroute's 202 is
+    `found` without a lookup and never released, and the window to search is made of the
+    times the requests were spent (and their tickets). With no spent record, no request of the
+    message ever left (one is recorded before every request), so it is absent without a lookup.
+    """
 
     def __init__(
         self,
         delivery: DeliveryStore,
         guard: SendGuard,
         spans: Callable[[Any], list[tuple[datetime, datetime | None]]],
-        release: Callable[[Doc], None],
+        release: Callable[[Doc], bool],
         directory: Directory,
         records: MessageRecords,
         clock: Clock,
         config: ReconcileConfig,
+        spent: Callable[[Doc], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.delivery = delivery
         self.guard = guard
@@ -61,47 +70,55 @@ class Reconciler:
         self.records = records
         self.clock = clock
         self.config = config
+        self.spent = spent
 
     def __call__(self) -> int:
         now = self.clock.now()
         docs = self.delivery.in_doubt(now, self.config.after, self.config.batch_size)
         for doc in docs:
-            self._one(doc, now)
+            with bound_contextvars(message_id=str(doc["_id"])):
+                try:
+                    self._one(doc, now)
+                except StoreRefused as exc:
+                    if not document_fault(exc):
+                        raise
+                    # Its spent id stays as it is: setting it aside never sends it again.
+                    self.delivery.store.set_aside(doc["_id"], {"state": "unknown"}, refusal(exc))
         return len(docs)
-
-    def _window(self, doc: Doc) -> rules.Window:
-        saved = doc.get("reconciliation")
-        # The window of this same doubt, saved when it could not be settled yet; one saved with
-        # a verdict belongs to an earlier attempt, and this doubt gets a window of its own.
-        pending = isinstance(saved, dict) and saved.get("verdict") in (rules.WAIT, "lookup_failed")
-        span = saved.get("window") if isinstance(saved, dict) and pending else None
-        if isinstance(span, list) and len(span) == 2 and all(isinstance(t, datetime) for t in span):
-            return rules.Window(span[0], span[1])
-        attempts = self.spans(doc["_id"])
-        updated = doc.get("updated_at")
-        fallback = updated if isinstance(updated, datetime) else self.clock.now()
-        return rules.window(attempts, fallback, self.config.clock_skew, self.config.request_timeout)
 
     def _one(self, doc: Doc, now: datetime) -> None:
         bound = log.bind(message_id=str(doc["_id"]))
-        span = self._window(doc)
-        evidence: dict[str, Any] = {"at": now, "window": [span.start, span.end]}
+        record = self.spent(doc) if self.spent is not None else None
+        attempts = self.spans(doc["_id"]) + rules.ledger_spans(record)
         verdict = self.guard.verdict(doc)
-        if verdict.provider_id is not None:
-            # A request was accepted and its ticket says so: no lookup needed.
-            evidence.update(verdict=rules.FOUND, source="send ticket")
-            self.delivery.found(doc, verdict.provider_id, evidence)
-            bound.info("message.reconciled", verdict=rules.FOUND, provider_id=verdict.provider_id)
+        accepted = verdict.provider_id or rules.ledger_provider_id(record)
+        if accepted is not None:
+            # A request was accepted and the daemon's own record says so: no lookup needed.
+            source = "send ticket" if verdict.provider_id else "spent id"
+            evidence: dict[str, Any] = {"at": now, "verdict": rules.FOUND, "source": source}
+            self.delivery.found(doc, accepted, evidence)
+            bound.info("message.reconciled", verdict=rules.FOUND, provider_id=accepted)
             return
+        if not attempts and self.spent is not None:
+            # No request of it ever left: absent, without a lookup. Its age can only be judged
+            # from the outbox, which at worst makes a message that was never sent fail.
+            updated = doc.get("updated_at")
+            end = updated if isinstance(updated, datetime) else now
+            span = rules.Window(end, end)
+            self._absent(doc, now, span, {"at": now, "verdict": rules.ABSENT, "records_seen": 0})
+            bound.info("message.reconciled", verdict=rules.ABSENT, source="no spent id")
+            return
+        span = self._window(doc, attempts)
+        evidence = {"at": now, "window": [span.start, span.end]}
         to, body = str(doc.get("to")), segments.normalize_text(str(doc.get("body", "")))
-        source = doc.get("from")
+        sender = doc.get("from")
         sources = (
-            {source}
-            if isinstance(source, str)
+            {sender}
+            if isinstance(sender, str)
             else set(self.directory.sources_for(str(doc.get("user"))))
         )
         try:
-            seen, found = self._search(to, sources, body, span)
+            seen, found = self._search(doc["_id"], to, sources, body, span)
         except ProviderError as error:
             evidence.update(verdict="lookup_failed", detail=f"{error.code}: {error.detail}")
             self.delivery.undecided(doc, now + self.config.retry, evidence)
@@ -115,19 +132,33 @@ class Reconciler:
             record_id, record_time = found[0]
             evidence.update(record_id=record_id, record_time=record_time, matches=len(found))
             self.delivery.found(doc, record_id, evidence)
-        elif decision == rules.ABSENT and now - span.end > self.config.resend_within:
-            detail = "Flowroute has no record of it, and it is too old to send now"
-            self.delivery.too_old(doc, evidence, Problem(Reason.RECONCILED, detail))
         elif decision == rules.ABSENT:
-            detail = "Flowroute has no record of it in its time window; queued again"
-            self.release(doc)  # its in-doubt request no longer counts as a send
-            self.delivery.absent(doc, evidence, Problem(Reason.RECONCILED, detail))
+            self._absent(doc, now, span, evidence)
         else:
             self.delivery.undecided(doc, now + self.config.retry, evidence)
         bound.info("message.reconciled", verdict=decision, records_seen=seen)
 
+    def _window(self, doc: Doc, attempts: list[tuple[datetime, datetime | None]]) -> rules.Window:
+        """The daemon-written span of the message's requests; only when no spent ids are wired
+        in (`spent` None) does the outbox's `updated_at` stand in for them."""
+        updated = doc.get("updated_at")
+        fallback = updated if isinstance(updated, datetime) else self.clock.now()
+        return rules.window(attempts, fallback, self.config.clock_skew, self.config.request_timeout)
+
+    def _absent(self, doc: Doc, now: datetime, span: rules.Window, evidence: Doc) -> None:
+        if now - span.end > self.config.resend_within:
+            detail = "Flowroute has no record of it, and it is too old to send now"
+            self.delivery.too_old(doc, evidence, Problem(Reason.RECONCILED, detail))
+        elif self.release(doc):  # its in-doubt request no longer counts as a send
+            detail = "Flowroute has no record of it in its time window; queued again"
+            self.delivery.absent(doc, evidence, Problem(Reason.RECONCILED, detail))
+        else:
+            # Its spent id holds a 202 after all: it was sent and is never queued again.
+            log.warning("message.kept_spent", message_id=str(doc["_id"]))
+            self.delivery.undecided(doc, now + self.config.retry, evidence)
+
     def _search(
-        self, to: str, sources: set[str], body: str, span: rules.Window
+        self, doc_id: Any, to: str, sources: set[str], body: str, span: rules.Window
     ) -> tuple[int, list[tuple[str, datetime | None]]]:
         seen, found = 0, []
         for record in self.records.between(span.start, span.end):
@@ -135,6 +166,9 @@ class Reconciler:
             record_id = record.get("id")
             if not isinstance(record_id, str) or not rules.matches(record, to, sources, body, span):
                 continue
-            if self.delivery.by_provider_id(record_id) is None:
+            # A record another message holds is that message's; one this message still holds
+            # is its own (a writer may have set it back to `unknown`).
+            holder = self.delivery.by_provider_id(record_id)
+            if holder is None or holder.get("_id") == doc_id:
                 found.append((record_id, timestamp(record.get("timestamp"))))
         return seen, found

@@ -9,6 +9,7 @@ import structlog
 from jobs.clock import Clock
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.ports import Doc, Outbox
+from jobs.errors import StoreRefused, document_fault, refusal
 from jobs.model import State
 from jobs.rules import outcomes
 
@@ -19,7 +20,15 @@ def recover(store: Outbox, clock: Clock, config: DispatchConfig) -> int:
     """Settle up to ten batches of expired leases; returns how many were found."""
     docs = store.expired_leases(limit=config.batch_size * 10)
     for doc in docs:
-        settle(store, doc, config.max_attempts, clock.now())
+        try:
+            settle(store, doc, config.max_attempts, clock.now())
+        except StoreRefused as exc:
+            if not document_fault(exc):
+                raise
+            # A document the server cannot update must not fail recovery every cycle. Its
+            # spent id, if it has one, stays spent: setting it aside never sends it again.
+            expected = {"state": State.SENDING.value, "claim_token": doc.get("claim_token")}
+            store.set_aside(doc["_id"], expected, refusal(exc))
     return len(docs)
 
 

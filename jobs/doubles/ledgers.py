@@ -38,6 +38,17 @@ class MemorySpentIds:
             if held is not None and held.get("token") == token:
                 held["outcome"] = outcome
 
+    def sent(self, spent_id: str, token: str, provider_id: str) -> None:
+        """Flowroute accepted the request of `token`: its record holds the 202 for good."""
+        with self._lock:
+            held = self._records.get(spent_id)
+            if held is not None and held.get("token") == token:
+                held.update(outcome=Outcome.SENT, provider_id=provider_id)
+
+    def flush(self) -> int:
+        """Nothing kept: `sent` writes at once here."""
+        return 0
+
     def open_campaign(self, spent_id: str, message_id: Any) -> bool:
         """Start (or resume) a fan-out; False once it ended."""
         with self._lock:

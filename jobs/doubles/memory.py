@@ -23,8 +23,16 @@ from jobs.rules.intake import Admission
 log = structlog.get_logger("sms_outbox.memory")
 
 
+INT64_MAX = 2**63 - 1
+
+
 def _number(value: object) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _counter(value: object) -> bool:
+    """A counter the server could increment: a number, and not at the Int64 limit."""
+    return _number(value) and (value is None or value < INT64_MAX)  # type: ignore[operator]
 
 
 def _due(doc: Mapping[str, Any], now: datetime) -> bool:
@@ -166,7 +174,7 @@ class MemoryOutbox:
                 if not due:
                     break
                 doc = min(due, key=_claim_order)
-                if not (_number(doc.get("attempts")) and _number(doc.get("rev"))):
+                if not (_counter(doc.get("attempts")) and _counter(doc.get("rev"))):
                     self._quarantine(doc, now)
                     continue
                 doc.update(
@@ -176,6 +184,21 @@ class MemoryOutbox:
                 )  # fmt: skip
                 claimed.append(self._project(doc))
         return claimed
+
+    def set_aside(self, doc_id: Any, expected: Mapping[str, Any], detail: str) -> Doc | None:
+        """Reject a document a step could not write, if it still matches `expected`."""
+        with self._lock:
+            doc = self._docs.get(doc_id)
+            if doc is None or any(doc.get(k) != v for k, v in expected.items()):
+                return None
+            last = self._status.get(doc_id, {}).get("rev")
+            doc.update(state=State.REJECTED.value, updated_at=self.clock.now())
+            doc.update(rev=(last if isinstance(last, int) else 0) + 1)
+            doc["error"] = Problem(Reason.INVALID_DOCUMENT, detail).as_error()
+            for name in ("claim_token", "lease_until", "in_flight", "due_at"):
+                doc.pop(name, None)
+            log.warning("message.set_aside", message_id=str(doc_id), detail=detail)
+            return self._project(doc)
 
     def _quarantine(self, doc: Doc, now: datetime) -> None:
         last = self._status.get(doc["_id"], {}).get("rev")

@@ -1,5 +1,5 @@
 """Claiming: the find-and-modify that hands one due message to one worker, and the quarantine
-of a document whose counters someone overwrote."""
+of a document that makes it fail."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 import structlog
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
 
-from jobs.model import Problem, Reason, State
+from jobs.model import State
+from jobs.mongo.poison import caused_by_document, server_reason, set_aside
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
-
-TYPE_MISMATCH = 14  # $inc on a field that is not a number
 
 
 def claim_filter(now: datetime) -> Doc:
@@ -30,44 +30,54 @@ def claim_sort() -> list[tuple[str, int]]:
     return [("priority", DESCENDING), ("due_at", ASCENDING)]
 
 
+def claim_update(now: datetime, lease: timedelta) -> Doc:
+    """What a claim writes: `sending` under a fresh token, a lease, one more attempt."""
+    return {
+        "$set": {
+            "state": State.SENDING.value,
+            "claim_token": uuid.uuid4().hex,
+            "lease_until": now + lease,
+            "in_flight": False,
+            "updated_at": now,
+            "synced": False,
+        },
+        "$inc": {"attempts": 1, "rev": 1},
+    }
+
+
 def claim_one(outbox: Collection[Doc], now: datetime, lease: timedelta) -> Doc | None:
     """Claim the next due document under a fresh token; None when nothing is due."""
     return outbox.find_one_and_update(
         claim_filter(now),
-        {
-            "$set": {
-                "state": State.SENDING.value,
-                "claim_token": uuid.uuid4().hex,
-                "lease_until": now + lease,
-                "in_flight": False,
-                "updated_at": now,
-                "synced": False,
-            },
-            "$inc": {"attempts": 1, "rev": 1},
-        },
+        claim_update(now, lease),
         sort=claim_sort(),
         return_document=ReturnDocument.AFTER,
     )
 
 
-def quarantine(outbox: Collection[Doc], status: Collection[Doc], now: datetime) -> Doc | None:
-    """The next due document has counters someone overwrote with something that is not a
-    number, so claiming it fails: reject it, or it would block the queue for good. Returns the
-    rejected document, to be projected."""
-    bad = outbox.find_one(claim_filter(now), sort=claim_sort())
-    if bad is None:
-        return None
-    copy = status.find_one({"_id": bad["_id"]}, {"rev": 1}) or {}
-    last = copy.get("rev")
-    rev = last if isinstance(last, int) else 0
-    detail = "the daemon's counters in this document were overwritten"
-    fields = {"state": State.REJECTED.value, "attempts": 0, "rev": rev + 1, "updated_at": now}
-    fields["error"] = Problem(Reason.INVALID_DOCUMENT, detail).as_error()
-    new = outbox.find_one_and_update(
-        {"_id": bad["_id"], "state": State.QUEUED.value},
-        {"$set": {**fields, "synced": False}},
-        return_document=ReturnDocument.AFTER,
-    )
-    if new is not None:
-        log.warning("claim.quarantined", message_id=str(bad["_id"]))
-    return new
+def quarantine(
+    outbox: Collection[Doc], status: Collection[Doc], now: datetime, lease: timedelta
+) -> tuple[Doc | None, Doc | None]:
+    """Claiming the next due document failed on something it holds (a counter overwritten
+    with text or at its Int64 maximum, a size at the limit): it would block the queue for good.
+    The first due document is claimed alone to make sure it is the one at fault (another daemon
+    may have set the culprit aside meanwhile); if that fails too, it is rejected with the
+    server's reason. Returns (claimed, rejected), either to be projected."""
+    top = outbox.find_one(claim_filter(now), {"_id": 1}, sort=claim_sort())
+    if top is None:
+        return None, None
+    try:
+        claimed = outbox.find_one_and_update(
+            {**claim_filter(now), "_id": top["_id"]},
+            claim_update(now, lease),
+            return_document=ReturnDocument.AFTER,
+        )
+        return claimed, None
+    except OperationFailure as exc:
+        if not caused_by_document(exc):
+            raise
+        detail = server_reason(exc)
+    rejected = set_aside(outbox, status, top["_id"], {"state": State.QUEUED.value}, detail, now)
+    if rejected is not None:
+        log.warning("claim.quarantined", message_id=str(top["_id"]), detail=detail)
+    return None, rejected

@@ -153,8 +153,13 @@ class Directory:
         owner = {spelling: number for number in numbers for spelling in spellings(number)}
         found: dict[str, list[Doc]] = {number: [] for number in numbers}
         for doc in self.users.find({"phone": {"$in": list(owner)}}):
-            number = owner.get(doc.get("phone"))  # type: ignore[arg-type]
-            if number is not None:
+            # `$in` also matches a record whose phone is a list holding one of the spellings:
+            # such a record counts for each number it holds, as `recipient` counts it.
+            stored = doc.get("phone")
+            held = stored if isinstance(stored, list) else [stored]
+            for number in dict.fromkeys(
+                owner[p] for p in held if isinstance(p, str) and p in owner
+            ):
                 found[number].append(doc)
         return {number: identity.view(number, docs) for number, docs in found.items()}
 

@@ -8,8 +8,10 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from jobs.mongo.connection import adapter
+from jobs.mongo.poison import caused_by_document
 
 Doc = dict[str, Any]
 INBOX = "inbox"
@@ -39,12 +41,24 @@ class Inbox:
             fresh += list(self.entries.find(query).limit(limit - len(fresh)))
         return fresh
 
-    def applied(self, entry: Doc, now: datetime, outcome: str) -> None:
-        self.entries.update_one(
-            {"_id": entry["_id"]},
-            {"$set": {"state": APPLIED, "applied_at": now, "outcome": outcome},
-             "$unset": {"retry_at": ""}},
-        )  # fmt: skip
+    def applied(self, entry: Doc, now: datetime, outcome: str, reason: str | None = None) -> None:
+        """Mark an entry done with `outcome`. An entry too large (or too odd) for the server to
+        take even this mark loses its stored payload, so it is never read again."""
+        mark: Doc = {"state": APPLIED, "applied_at": now, "outcome": outcome}
+        if reason is not None:
+            mark["reason"] = reason
+        try:
+            self.entries.update_one(
+                {"_id": entry["_id"]}, {"$set": mark, "$unset": {"retry_at": ""}}
+            )
+        except OperationFailure as exc:
+            if not caused_by_document(exc):
+                raise
+            self.entries.update_one(
+                {"_id": entry["_id"]},
+                {"$set": {**mark, "outcome": "invalid_document"},
+                 "$unset": {"retry_at": "", "fields": ""}},
+            )  # fmt: skip
 
     def wait(self, entry: Doc, now: datetime, delay: timedelta, horizon: timedelta) -> str:
         """Keep an entry aside to try again later; after `horizon` it is kept but orphaned."""

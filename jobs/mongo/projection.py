@@ -8,14 +8,17 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from jobs.clock import Clock
 from jobs.model import STATUS_FIELDS
 from jobs.mongo.connection import adapter
+from jobs.mongo.poison import caused_by_document, minimal_copy
 
 Doc = dict[str, Any]
+log = structlog.get_logger("sms_outbox.store")
 
 OUTBOX = "outbox"
 STATUS = "message_status"
@@ -53,12 +56,23 @@ class StatusProjection:
             # A duplicate key means the status already holds a newer revision. An equal one is
             # overwritten: normally it is the same copy, but where a server lets a stale write
             # land (see jobs/mongo/tickets.py) two states can share a revision, and the later wins.
-            with contextlib.suppress(DuplicateKeyError):
-                self.status.update_one(
-                    {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}, _copy(doc), upsert=True
-                )
+            self._copy_one(doc)
             with self._lock:
                 self._copied.append({"_id": doc["_id"], "rev": doc["rev"]})
+
+    def _copy_one(self, doc: Mapping[str, Any]) -> None:
+        guard = {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}
+        try:
+            with contextlib.suppress(DuplicateKeyError):
+                self.status.update_one(guard, _copy(doc), upsert=True)
+        except OperationFailure as exc:
+            # A copy the server cannot take (a field too large or too deep) must not fail every
+            # resync: the status keeps the state, the reason and the revision.
+            if not caused_by_document(exc):
+                raise
+            log.warning("status.minimal_copy", message_id=str(doc["_id"]), code=exc.code)
+            with contextlib.suppress(DuplicateKeyError):
+                self.status.update_one(guard, minimal_copy(doc), upsert=True)
 
     def mark_synced(self) -> int:
         """Mark synced, in one command, the outbox revisions copied since the last call."""

@@ -3,17 +3,20 @@ signed document re-inserted after the original is refused, whatever the outbox h
 
 The collection is the daemon's alone by role (`jobs.mongo.roles`): producers and operators
 cannot write it, so deleting a sent message and inserting it again does not clear its record.
-Records are kept for good: a replay is refused however late it comes.
+Records are kept for good: a replay is refused however late it comes. A record that holds
+Flowroute's 202 (its provider id) is never released, whatever the outbox says.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import Outcome
@@ -40,6 +43,8 @@ class SpentIds:
     def __init__(self, db: Database[dict[str, Any]], clock: Clock) -> None:
         self.spent: Collection[dict[str, Any]] = db[SPENT]
         self.clock = clock
+        self._accepted: list[tuple[str, str, dict[str, Any]]] = []  # 202s not yet written
+        self._lock = threading.Lock()
 
     def take(self, spent_id: str, message_id: Any, token: str) -> bool:
         """Spend `spent_id` on the request of `token`; False when it is already spent."""
@@ -60,7 +65,7 @@ class SpentIds:
             return False
         taken = self.spent.update_one(
             {"_id": spent_id, "token": held.get("token"), "outcome": held.get("outcome")},
-            {"$set": record},
+            {"$set": record, "$unset": {"provider_id": "", "settled_at": ""}},
         )
         return taken.modified_count == 1
 
@@ -76,8 +81,15 @@ class SpentIds:
             "by": by, "at": at, "token": held.get("token"), "outcome": held.get("outcome"),
             "spent_at": held.get("at"),
         }  # fmt: skip
+        # A record that holds Flowroute's 202 stays spent: the message was sent, and a retry
+        # of it is refused as a replay rather than texting the person twice.
         released = self.spent.update_one(
-            {"_id": spent_id, "message_id": message_id, "token": held.get("token")},
+            {
+                "_id": spent_id,
+                "message_id": message_id,
+                "token": held.get("token"),
+                "provider_id": {"$exists": False},
+            },
             {"$set": {"outcome": RELEASED}, "$push": {"releases": evidence}},
         )
         return released.modified_count == 1
@@ -88,14 +100,60 @@ class SpentIds:
             {"_id": spent_id, "token": token}, {"$set": {"outcome": outcome.value}}
         )
 
-    def proven_not_sent(self, spent_id: str, message_id: Any) -> None:
+    def sent(self, spent_id: str, token: str, provider_id: str) -> None:
+        """Flowroute accepted the request of `token` with `provider_id` (a 202). Kept with the
+        cycle's other 202s and written by `flush`, in one command per cycle, so the record
+        costs no command per message; until then (or if the daemon dies first) the record says
+        the request may have left, and reconciliation finds it in Flowroute's records."""
+        change: dict[str, Any] = {"outcome": Outcome.SENT.value, "provider_id": provider_id}
+        change["settled_at"] = self.clock.now()
+        with self._lock:
+            self._accepted.append((spent_id, token, change))
+
+    def flush(self) -> int:
+        """Write the 202s kept by `sent`; returns how many. Kept for the next call if the
+        database fails."""
+        with self._lock:
+            pending, self._accepted = self._accepted, []
+        if not pending:
+            return 0
+        try:
+            self._write(pending)
+        except PyMongoError:
+            with self._lock:
+                self._accepted[:0] = pending
+            raise
+        return len(pending)
+
+    def _write(self, pending: list[tuple[str, str, dict[str, Any]]]) -> None:
+        updates = [UpdateOne({"_id": i, "token": t}, {"$set": c}) for i, t, c in pending]
+        try:
+            self.spent.bulk_write(updates, ordered=False)
+        except (TypeError, NotImplementedError):
+            # An in-process database without pymongo 4.9's bulk operations (mongomock).
+            for spent_id, token, change in pending:
+                self.spent.update_one({"_id": spent_id, "token": token}, {"$set": change})
+
+    def record_of(self, spent_id: str, message_id: Any) -> dict[str, Any] | None:
+        """The record of the requests that spent `spent_id` for message `message_id`."""
+        return self.spent.find_one({"_id": spent_id, "kind": "message", "message_id": message_id})
+
+    def proven_not_sent(self, spent_id: str, message_id: Any) -> bool:
         """Reconciliation proved that Flowroute never had the message: its in-doubt spend is
-        released, so the message may be sent again (once: the next claim spends it anew)."""
-        self.spent.update_one(
+        released, so the message may be sent again (once: the next claim spends it anew).
+        A record that holds a 202 (`outcome: sent` or a provider id) is never released:
+        False, and the message must not be queued again."""
+        released = self.spent.update_one(
             {"_id": spent_id, "kind": "message", "message_id": message_id,
-             "outcome": {"$ne": Outcome.SENT.value}},
+             "outcome": {"$ne": Outcome.SENT.value}, "provider_id": {"$exists": False}},
             {"$set": {"outcome": Outcome.NOT_SENT.value}},
         )  # fmt: skip
+        if released.matched_count:
+            return True
+        held = self.spent.find_one({"_id": spent_id})
+        return held is None or not (
+            held.get("outcome") == Outcome.SENT.value or held.get("provider_id")
+        )
 
     def open_campaign(self, spent_id: str, message_id: Any) -> bool:
         """Start (or resume) the fan-out of broadcast request `spent_id`; False once it ended."""

@@ -15,12 +15,14 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
+from jobs.errors import StoreRefused, document_fault
 from jobs.model import Problem, Reason, State, outcome_fields
-from jobs.mongo import guard
+from jobs.mongo import guard, poison
 from jobs.mongo.account import AccountHold
-from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
+from jobs.mongo.claim import claim_one, quarantine
 from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
+from jobs.mongo.poison import caused_by_document
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
 from jobs.rules import interventions, signing
@@ -95,8 +97,34 @@ class OutboxStore:
     # Intake
 
     def new_documents(self, limit: int) -> list[Doc]:
-        """Documents producers inserted that the daemon has not looked at yet."""
-        return list(self.outbox.find({"state": None}).limit(limit))
+        """Documents producers inserted that the daemon has not looked at yet. One larger than
+        `poison.MAX_PRODUCER_BYTES` is measured on the server and rejected unread."""
+        query = {"state": None}
+        try:
+            docs = poison.sized(self.outbox, query, limit)
+        except (NotImplementedError, OperationFailure):  # a server without $bsonSize
+            return list(self.outbox.find(query).limit(limit))
+        fresh = []
+        for doc in docs:
+            if "_bytes" not in doc:
+                fresh.append(doc)
+                continue
+            detail = f"{doc['_bytes']} bytes; a document may hold {poison.MAX_PRODUCER_BYTES}"
+            try:
+                self.set_aside(doc["_id"], {"state": None}, "too large: " + detail)
+            except StoreRefused as exc:
+                if not document_fault(exc):
+                    raise
+                log.error("message.stuck", message_id=str(doc["_id"]), error=str(exc))
+        return fresh
+
+    def set_aside(self, doc_id: Any, expected: Mapping[str, Any], detail: str) -> Doc | None:
+        """Reject a document the server cannot update as the step needs (see jobs/mongo/poison),
+        if it still matches `expected`; None when it no longer does."""
+        new = poison.set_aside(self.outbox, self.status, doc_id, expected, detail, self.clock.now())
+        if new is not None:
+            self.project(new)
+        return new
 
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
         """Give a new document its first state; None if another daemon admitted it first."""
@@ -143,12 +171,13 @@ class OutboxStore:
             try:
                 doc = claim_one(self.outbox, now, lease)
             except OperationFailure as exc:
-                if exc.code != TYPE_MISMATCH:
+                if not caused_by_document(exc):
                     raise
-                rejected = quarantine(self.outbox, self.status, now)
+                doc, rejected = quarantine(self.outbox, self.status, now, lease)
                 if rejected is not None:
                     self.project(rejected)
-                continue
+                if doc is None:
+                    continue
             except ConnectionFailure:
                 if not claimed:
                     raise
@@ -265,7 +294,8 @@ class OutboxStore:
     # Fan-out
 
     def add_children(self, children: Iterable[Doc]) -> list[Doc]:
-        """Insert a broadcast's messages; those already there (a resumed fan-out) are skipped."""
+        """Insert a broadcast's messages; those already there (a resumed fan-out) are skipped,
+        and so is one the server refuses for its content, which costs that message only."""
         docs = list(children)
         if not docs:
             return []
@@ -274,12 +304,35 @@ class OutboxStore:
             inserted = docs
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
-            if any(err.get("code") != 11000 for err in errors):
+            refused = [err for err in errors if err.get("code") != 11000]
+            if any(not poison.refused_for_itself(err) for err in refused):
                 raise
+            for err in refused:
+                self._child_refused(docs[err["index"]], str(err.get("errmsg")))
             skipped = {err["index"] for err in errors}
             inserted = [doc for i, doc in enumerate(docs) if i not in skipped]
+        except OperationFailure as exc:
+            # The server refused the whole insert (a message past the size limit): one by one.
+            if not caused_by_document(exc):
+                raise
+            inserted = [doc for doc in docs if self._add_child(doc)]
         self.project_many(inserted)
         return inserted
+
+    def _add_child(self, doc: Doc) -> bool:
+        try:
+            self.outbox.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        except OperationFailure as exc:
+            if not caused_by_document(exc):
+                raise
+            self._child_refused(doc, poison.server_reason(exc))
+            return False
+        return True
+
+    def _child_refused(self, doc: Doc, why: str) -> None:
+        log.warning("child.refused", message_id=str(doc["_id"])[:80], detail=why[:300])
 
     # Operator interventions (decided in jobs.rules.interventions)
 

@@ -37,6 +37,22 @@ def window(
     return Window(min(s for s, _ in spans) - skew, max(e for _, e in spans) + skew)
 
 
+def ledger_spans(record: Mapping[str, Any] | None) -> list[tuple[datetime, datetime | None]]:
+    """The request a spent-id record stands for, from when it was spent to when its outcome
+    was recorded (open if never): the daemon writes both, no outbox writer can move them."""
+    at = record.get("at") if record is not None else None
+    if not isinstance(at, datetime):
+        return []
+    settled = record.get("settled_at") if record is not None else None
+    return [(at, settled if isinstance(settled, datetime) else None)]
+
+
+def ledger_provider_id(record: Mapping[str, Any] | None) -> str | None:
+    """The provider id of the 202 a spent-id record holds, if it holds one."""
+    found = record.get("provider_id") if record is not None else None
+    return found if isinstance(found, str) and found else None
+
+
 def matches(
     record: Mapping[str, Any], to: str, sources: Collection[str], body: str, span: Window
 ) -> bool:

@@ -116,8 +116,11 @@ def stack(
         visibility=timedelta(0),
     )
 
-    def release(doc: dict[str, Any]) -> None:
-        store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+    def release(doc: dict[str, Any]) -> bool:
+        return store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+
+    def spent(doc: dict[str, Any]) -> dict[str, Any] | None:
+        return store.spent.record_of(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
 
     tickets = store.guard
     assert isinstance(tickets, SendTickets)
@@ -131,6 +134,7 @@ def stack(
             records,
             clock,
             reconcile,
+            spent,
         )
     ]
     inbound = InboundLog(db)

@@ -29,9 +29,10 @@ def test_a_sent_message_costs_at_most_seven_database_commands(measured: Measurem
     assert measured.sending["find users"] == measured.batches
     assert measured.sending["find authorized"] == MESSAGES // BATCH
     assert measured.sending["update message_status"] == 2 * MESSAGES
-    # The replay defence: one spent-id insert per message, nothing more once it is sent.
+    # The replay defence: one spent-id insert per message; the 202s of a cycle are written to
+    # their spent ids in one command.
     assert measured.sending["insert sent_ids"] == MESSAGES
-    assert measured.sending["update sent_ids"] == 0
+    assert measured.sending["update sent_ids"] <= measured.batches
     assert measured.sending["find daemon_state"] <= 2
 
 

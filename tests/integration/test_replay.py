@@ -416,7 +416,8 @@ def test_an_operator_retry_of_an_unknown_message_sends_that_message_again_and_no
     assert (late["state"], late["error"]["code"]) == ("rejected", "replay")
     assert [m.to for m in flowroute.messages()] == [RECIPIENT, RECIPIENT]
     record = store.spent.spent.find_one({"_id": signing.signed_id(doc)})
-    assert record is not None and record["outcome"] is None  # spent again by the retry
+    assert record is not None  # spent again by the retry, and holding its 202
+    assert (record["outcome"], record["provider_id"]) == ("sent", flowroute.messages()[1].id)
     assert [(r["by"], r["outcome"]) for r in record["releases"]] == [("ops:carol", None)]
 
     # Once sent again, deleting and inserting it again is a replay as before.
