@@ -104,6 +104,15 @@ class SpentIds(Protocol):
     def close_campaign(self, spent_id: str) -> None: ...
 
 
+class Sealer(Protocol):
+    """The daemon's seal on the documents it admits or makes (`jobs.keys.Signatures` is one; the
+    rules are in jobs/rules/seal.py)."""
+
+    def seal(self, doc: Mapping[str, Any], origin: str) -> str: ...
+
+    def sealed(self, doc: Mapping[str, Any], origin: str | None = None) -> bool: ...
+
+
 class AccountHolds(Protocol):
     """The account hold every daemon of one outbox shares (`jobs.mongo.account`)."""
 
@@ -139,7 +148,24 @@ class Outbox(Protocol):
     - `insert` raises `jobs.errors.DuplicateKey` for a key already in the outbox;
       `add_children` inserts what is not there yet and returns what it inserted.
     - The store raises `jobs.errors.StoreUnavailable` when it cannot reach its database.
+    - With a `sealer`, only sealed documents are trusted (`trusts`): only they get a status
+      copy, and `add_children` replaces a document squatting a made message's id unless the
+      daemon made it. `reintake` turns an untrusted document back into a new producer document
+      (no `state`, no daemon-owned field), fenced on its state and claim token.
     """
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals and checks the daemon's documents; None when signatures are off."""
+        ...
+
+    def trusts(self, doc: Mapping[str, Any]) -> bool:
+        """Whether the daemon may act on `doc`: it carries the seal, or there is no sealer."""
+        ...
+
+    def reintake(self, doc: Mapping[str, Any]) -> bool:
+        """Send an untrusted document through intake again; False if it changed meanwhile."""
+        ...
 
     @property
     def guard(self) -> SendGuard:
@@ -258,6 +284,8 @@ class Directory(Protocol):
     def ensure_indexes(self) -> None: ...
 
     def sources_for(self, user: str) -> list[str]: ...
+
+    def max_priority(self, user: str) -> int: ...
 
     def recipient(self, number: str) -> Doc | None: ...
 

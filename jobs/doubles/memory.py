@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 
 from jobs.clock import Clock, as_utc
-from jobs.dispatch.ports import Doc, NoGuard, SendGuard
+from jobs.dispatch.ports import Doc, NoGuard, Sealer, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
-from jobs.rules import interventions
+from jobs.rules import interventions, replay, seal
 from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.memory")
@@ -48,9 +48,12 @@ class MemoryOutbox:
     is never held twice.
     """
 
-    def __init__(self, clock: Clock, guard: SendGuard | None = None) -> None:
+    def __init__(
+        self, clock: Clock, guard: SendGuard | None = None, sealer: Sealer | None = None
+    ) -> None:
         self.clock = clock
         self._guard = guard or NoGuard()
+        self._sealer = sealer
         self._spent = MemorySpentIds()
         self._holds = MemoryHolds(clock)
         self._docs: dict[Any, Doc] = {}
@@ -71,6 +74,27 @@ class MemoryOutbox:
     def holds(self) -> MemoryHolds:
         """The account hold of the daemons sharing this outbox."""
         return self._holds
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals the daemon's documents; None: nothing is sealed."""
+        return self._sealer
+
+    def trusts(self, doc: Mapping[str, Any]) -> bool:
+        """Whether `doc` carries the daemon's seal (always, without a sealer)."""
+        return self._sealer is None or self._sealer.sealed(doc)
+
+    def reintake(self, doc: Mapping[str, Any]) -> bool:
+        """Make an unsealed document a new producer document again (fenced)."""
+        with self._lock:
+            current = self._docs.get(doc["_id"])
+            if current is None or current.get("state") != doc.get("state"):
+                return False
+            if current.get("claim_token") != doc.get("claim_token"):
+                return False
+            for name in {"state", *replay.DAEMON_FIELDS} & current.keys():
+                del current[name]
+            return True
 
     def new_id(self) -> Any:
         """A fresh id for a producer's document."""
@@ -144,6 +168,8 @@ class MemoryOutbox:
             now = self.clock.now()
             doc.update(created_at=now, updated_at=now, rev=1)
             doc["kind"] = "broadcast" if admission.broadcast else "message"
+            if admission.seal is not None:
+                doc["seal"] = admission.seal
             if admission.problem is None:
                 doc.update(admission.fields, state=State.QUEUED.value)
             else:
@@ -271,7 +297,9 @@ class MemoryOutbox:
         inserted: list[Doc] = []
         with self._lock:
             for child in children:
-                if child["_id"] in self._docs:
+                there = self._docs.get(child["_id"])
+                made = self._sealer is None or self._sealer.sealed(there or {}, seal.MADE)
+                if there is not None and made:
                     continue
                 self._docs[child["_id"]] = copy.deepcopy(child)
                 self._project(self._docs[child["_id"]])
@@ -335,7 +363,8 @@ class MemoryOutbox:
     def _project(self, doc: Doc) -> Doc:
         """Copy the public fields to the status unless a newer revision is there; mark synced."""
         last = self._status.get(doc["_id"], {}).get("rev")
-        if not isinstance(last, int) or last <= doc["rev"]:
+        # No public copy of what the daemon did not seal.
+        if self.trusts(doc) and (not isinstance(last, int) or last <= doc["rev"]):
             status = {k: copy.deepcopy(doc[k]) for k in STATUS_FIELDS if k in doc}
             self._status[doc["_id"]] = {"_id": doc["_id"], **status}
         doc["synced"] = True

@@ -14,7 +14,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import SendGuard
+from jobs.dispatch.ports import Sealer, SendGuard
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard
 from jobs.mongo.account import AccountHold
@@ -23,7 +23,7 @@ from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
-from jobs.rules import interventions, signing
+from jobs.rules import interventions, replay, seal, signing
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -43,12 +43,19 @@ class OutboxStore:
     lease expired cannot overwrite what another worker recorded.
     """
 
-    def __init__(self, db: Database[Doc], clock: Clock, send_guard: GuardSetting = "tickets"):
+    def __init__(
+        self,
+        db: Database[Doc],
+        clock: Clock,
+        send_guard: GuardSetting = "tickets",
+        sealer: Sealer | None = None,
+    ):
         self.db = db
         self.clock = clock
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
-        self.projection = StatusProjection(self.outbox, self.status, clock)
+        self._sealer = sealer
+        self.projection = StatusProjection(self.outbox, self.status, clock, self.trusts)
         self.send_guard = send_guard
         self._guard: SendGuard | None = None
         self._spent = SpentIds(db, clock)
@@ -65,6 +72,28 @@ class OutboxStore:
     def spent(self) -> SpentIds:
         """The record of signed ids already spent (see jobs/mongo/spent.py)."""
         return self._spent
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals the daemon's documents (see jobs/rules/seal.py); None: signatures off."""
+        return self._sealer
+
+    def trusts(self, doc: Mapping[str, Any]) -> bool:
+        """Whether the daemon may act on `doc`: it carries the daemon's seal (or nothing is
+        sealed, with signatures off)."""
+        return self._sealer is None or self._sealer.sealed(doc)
+
+    def reintake(self, doc: Mapping[str, Any]) -> bool:
+        """Make a document without the daemon's seal a new producer document again: its state
+        and every daemon-owned field removed, so intake checks and normalises it. Fenced on the
+        state and claim token it was read with."""
+        gone = dict.fromkeys(sorted({"state", *replay.DAEMON_FIELDS} & doc.keys()), "")
+        fence = {"_id": doc["_id"], "state": doc.get("state")}
+        fence["claim_token"] = doc.get("claim_token")
+        done = self.outbox.update_one(fence, {"$unset": gone}).modified_count == 1
+        if done:
+            log.warning("message.unsealed", message_id=str(doc["_id"]), state=doc.get("state"))
+        return done
 
     @property
     def holds(self) -> AccountHold:
@@ -106,6 +135,8 @@ class OutboxStore:
             admission = self._unique_key(doc_id, key, admission)
         fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
         fields["kind"] = "broadcast" if admission.broadcast else "message"
+        if admission.seal is not None:
+            fields["seal"] = admission.seal
         if admission.problem is None:
             fields.update(admission.fields, state=State.QUEUED.value)
         else:
@@ -278,8 +309,27 @@ class OutboxStore:
                 raise
             skipped = {err["index"] for err in errors}
             inserted = [doc for i, doc in enumerate(docs) if i not in skipped]
+            inserted += self._replace_squatters([docs[i] for i in sorted(skipped)])
         self.project_many(inserted)
         return inserted
+
+    def _replace_squatters(self, made: list[Doc]) -> list[Doc]:
+        """The daemon's messages whose ids someone else's documents took first (a producer can
+        insert `<campaign>:<number>` before the fan-out does): a document the daemon did not
+        make there is replaced, so it suppresses nobody. Returns the messages put in place."""
+        if self._sealer is None or not made:
+            return []
+        there = {d["_id"]: d for d in self.outbox.find({"_id": {"$in": [m["_id"] for m in made]}})}
+        replaced = []
+        for doc in made:
+            squatter = there.get(doc["_id"])
+            if squatter is None or self._sealer.sealed(squatter, seal.MADE):
+                continue
+            fence = {"_id": doc["_id"], "seal": squatter.get("seal")}
+            if self.outbox.replace_one(fence, doc).modified_count == 1:
+                log.warning("message.squatter_replaced", message_id=str(doc["_id"]))
+                replaced.append(doc)
+        return replaced
 
     # Operator interventions (decided in jobs.rules.interventions)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,40 @@ class Admission:
     problem: Problem | None = None
     broadcast: bool = False
     strip: tuple[str, ...] = ()  # daemon-owned fields the producer's document carries
+    seal: str | None = None  # the daemon's seal of the admitted document (jobs/rules/seal.py)
+
+
+def stored(doc: Mapping[str, Any], admission: Admission) -> dict[str, Any]:
+    """The document as admission leaves it: the daemon-owned fields removed, the checked fields
+    (normalised numbers, the priority granted) set; what the seal covers."""
+    kept = {k: v for k, v in doc.items() if k not in admission.strip}
+    return {**kept, **admission.fields}
+
+
+def check_max_priority(value: object) -> int:
+    """A grant's highest priority: a whole number from 0 to 100."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise InputError("max_priority must be a whole number from 0 to 100")
+    return value
+
+
+def grant_priority(grant: Mapping[str, Any]) -> int:
+    """The highest priority one grant in `authorized` allows; one that is missing or not a
+    whole number from 0 to 100 allows 0."""
+    try:
+        return check_max_priority(grant.get("max_priority", 0))
+    except InputError:
+        return 0
+
+
+def clamp_priority(admission: Admission, max_priority: int) -> Admission:
+    """At most the priority the user's grant allows; the requested one is kept beside it,
+    since the producer's signature covers it."""
+    requested = admission.fields.get("priority")
+    if admission.problem is not None or not isinstance(requested, int) or requested <= max_priority:
+        return admission
+    fields = {**admission.fields, "priority": max_priority, "priority_requested": requested}
+    return replace(admission, fields=fields)
 
 
 def check_name(value: object, what: str) -> str:
