@@ -1,11 +1,11 @@
 """Seals: the daemon's own mark (an HMAC under its key) on every outbox document it admitted or
 made, so a document anyone inserted with a `state` of their choosing is never taken for one.
 
-A seal covers what a message is (its `_id`, user, numbers as stored after intake normalised them,
-body and the other signed fields) and how it entered the outbox: `admitted` from a producer's
-document, or `made` by the daemon (a broadcast's messages, replies). It does not cover `state`
-or any other field the daemon changes later: only the daemon's role may update the outbox, and
-a producer, who may only insert, cannot copy a seal to a new `_id`.
+A seal covers what a message is (its `_id`, user, the number it goes to as intake normalised
+it, body, and the other signed fields but `from`) and how it entered the outbox: `admitted`
+from a producer's document, or `made` by the daemon (a broadcast's messages, replies). It does
+not cover `state` or any other field the daemon changes later: only the daemon's role may
+update the outbox, and a producer, who may only insert, cannot copy a seal to a new `_id`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ VERSION = "sms-outbox-seal-v1"
 ADMITTED = "admitted"
 MADE = "made"
 ORIGINS = (ADMITTED, MADE)
-SEALED_FIELDS = (*signing.SIGNED_FIELDS, "reply_to", "priority_requested")
+# `from` is left out: the daemon records there the number a message went out from, and the
+# signature already binds the number the producer asked for.
+SEALED_FIELDS = (
+    *(name for name in signing.SIGNED_FIELDS if name != "from"),
+    "reply_to",
+    "priority_requested",
+)
 
 
 def _id_text(doc: Mapping[str, Any]) -> str:
@@ -59,7 +65,7 @@ def canonical(doc: Mapping[str, Any], origin: str) -> bytes:
         value = doc.get(name)
         if name == "_id":
             value = _id_text(doc)
-        elif name in ("to", "from") and value is not None:
+        elif name == "to" and value is not None:
             value = _number(value)
         elif name == "priority" and value is None:
             value = 0
