@@ -145,7 +145,8 @@ class Outbox(Protocol):
       returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
     - `record_late_success` upgrades to `sent` only a document left `unknown` by the caller's
       own expired claim.
-    - `insert` raises `jobs.errors.DuplicateKey` for a key already in the outbox;
+    - `insert` raises `jobs.errors.DuplicateKey` for a key its user already has in the outbox
+      (keys are scoped per user: one user cannot take another's);
       `add_children` inserts what is not there yet and returns what it inserted.
     - The store raises `jobs.errors.StoreUnavailable` when it cannot reach its database.
     - With a `sealer`, only sealed documents are trusted (`trusts`): only they get a status
@@ -273,8 +274,8 @@ class Outbox(Protocol):
         """Insert a producer's document; raises DuplicateKey when its key is taken."""
         ...
 
-    def find_by_key(self, key: str) -> Doc | None:
-        """The outbox document that holds this idempotency key."""
+    def find_by_key(self, key: str, user: str) -> Doc | None:
+        """The outbox document that holds this user's idempotency key."""
         ...
 
 

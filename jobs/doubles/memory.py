@@ -112,7 +112,7 @@ class MemoryOutbox:
             new.setdefault("_id", uuid.uuid4().hex)
             if new["_id"] in self._docs:
                 raise DuplicateKey(f"_id {new['_id']!r} is taken")
-            if "key" in new and self.find_by_key(new["key"]) is not None:
+            if "key" in new and self.find_by_key(new["key"], new.get("user")) is not None:
                 raise DuplicateKey(f"key {new['key']!r} is taken")
             self._docs[new["_id"]] = new
             return new["_id"]
@@ -123,10 +123,14 @@ class MemoryOutbox:
             found = self._docs.get(doc_id)
             return copy.deepcopy(found) if found is not None else None
 
-    def find_by_key(self, key: str) -> Doc | None:
-        """The outbox document that holds this idempotency key."""
+    def find_by_key(self, key: str, user: Any) -> Doc | None:
+        """The outbox document that holds this user's idempotency key."""
         with self._lock:
-            found = next((d for d in self._docs.values() if "key" in d and d["key"] == key), None)
+            found = next(
+                (d for d in self._docs.values()
+                 if "key" in d and d["key"] == key and d.get("user") == user),
+                None,
+            )  # fmt: skip
             return copy.deepcopy(found) if found is not None else None
 
     def projected(self, doc_id: Any) -> Doc | None:
@@ -154,7 +158,8 @@ class MemoryOutbox:
                 other = next(
                     (
                         d for d in self._docs.values()
-                        if d.get("key") == key and d["_id"] != doc_id and d.get("state") is not None
+                        if d.get("key") == key and d.get("user") == admission.fields["user"]
+                        and d["_id"] != doc_id and d.get("state") is not None
                     ),
                     None,
                 )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,15 +112,34 @@ class OutboxStore:
         )
         self.outbox.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="lease")
         self.outbox.create_index([("synced", ASCENDING), ("updated_at", ASCENDING)], name="sync")
-        # Sparse rather than partial: MongoDB-compatible servers without partial indexes have it.
-        # Keys duplicated before the index existed keep it from being built; intake still
-        # rejects the later duplicates, so the daemon runs on and says so.
-        try:
-            self.outbox.create_index("key", name="key", unique=True, sparse=True)
-        except DuplicateKeyError:
-            log.warning("index.key_duplicates", collection=OUTBOX)
+        self._key_index()
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
         self.guard.ensure_indexes()
+
+    def _key_index(self) -> None:
+        """Idempotency keys are unique per user, so nobody can take another user's key: a
+        partial index on (user, key). A server without partial indexes (FerretDB 1.x) gets the
+        older index, unique across users. Keys duplicated before the index existed keep it from
+        being built; intake still rejects the later duplicates, so the daemon runs on and says so.
+        """
+        try:
+            self.outbox.create_index(
+                [("user", ASCENDING), ("key", ASCENDING)], name="user_key", unique=True,
+                partialFilterExpression={"key": {"$exists": True}},
+            )  # fmt: skip
+        except DuplicateKeyError:
+            log.warning("index.key_duplicates", collection=OUTBOX)
+        except OperationFailure as exc:
+            log.warning("index.partial_unsupported", collection=OUTBOX, error=str(exc))
+            with contextlib.suppress(DuplicateKeyError):
+                self.outbox.create_index("key", name="key", unique=True, sparse=True)
+            return
+        if "key" in self.outbox.index_information():
+            # The index of earlier versions, global across users.
+            try:
+                self.outbox.drop_index("key")
+            except OperationFailure as exc:
+                log.warning("index.not_dropped", index="key", error=str(exc))
 
     # Intake
 
@@ -132,7 +152,7 @@ class OutboxStore:
         now = self.clock.now()
         key = admission.fields.get("key")
         if key is not None and admission.problem is None:
-            admission = self._unique_key(doc_id, key, admission)
+            admission = self._unique_key(doc_id, admission.fields["user"], key, admission)
         fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
         fields["kind"] = "broadcast" if admission.broadcast else "message"
         if admission.seal is not None:
@@ -152,9 +172,11 @@ class OutboxStore:
             self.project(doc)
         return doc
 
-    def _unique_key(self, doc_id: Any, key: str, admission: Admission) -> Admission:
-        """Backs up the unique index: a key already admitted makes this document a duplicate."""
-        other = self.outbox.find_one({"key": key, "_id": {"$ne": doc_id}, "state": {"$ne": None}})
+    def _unique_key(self, doc_id: Any, user: str, key: str, admission: Admission) -> Admission:
+        """Backs up the unique index: a key the same user already had admitted makes this
+        document a duplicate."""
+        query = {"user": user, "key": key, "_id": {"$ne": doc_id}, "state": {"$ne": None}}
+        other = self.outbox.find_one(query)
         if other is None:
             return admission
         problem = Problem(Reason.DUPLICATE_KEY, f"key {key!r} is message {other['_id']}")
@@ -440,9 +462,9 @@ class OutboxStore:
         """Insert a producer's document; raises DuplicateKey when its key is taken."""
         return self.outbox.insert_one(doc).inserted_id
 
-    def find_by_key(self, key: str) -> Doc | None:
-        """The outbox document that holds this idempotency key."""
-        return self.outbox.find_one({"key": key})
+    def find_by_key(self, key: str, user: str) -> Doc | None:
+        """The outbox document that holds this user's idempotency key."""
+        return self.outbox.find_one({"user": user, "key": key})
 
 
 __all__ = ["OUTBOX", "STATUS", "OutboxStore"]
