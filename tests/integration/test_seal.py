@@ -20,7 +20,14 @@ from jobs.mongo import status as status_queries
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import signing
-from tests.unit.fakes import LEASE, MAX_ATTEMPTS, RECIPIENT, RECIPIENT_2, CountingPacer, FakeProvider
+from tests.unit.fakes import (
+    LEASE,
+    MAX_ATTEMPTS,
+    RECIPIENT,
+    RECIPIENT_2,
+    CountingPacer,
+    FakeProvider,
+)
 
 pytestmark = pytest.mark.server
 
@@ -104,7 +111,11 @@ def test_a_document_inserted_already_queued_is_normalised_and_a_1110_lands_on_th
 
 
 def test_a_badly_sealed_document_and_an_expired_forged_claim_go_through_intake(
-    daemon: Dispatcher, store: OutboxStore, provider: FakeProvider, keys: KeyRing, clock: ManualClock
+    daemon: Dispatcher,
+    store: OutboxStore,
+    provider: FakeProvider,
+    keys: KeyRing,
+    clock: ManualClock,
 ) -> None:
     forged_seal = as_admitted(signed(keys), clock, seal="0" * 64)
     expired = as_admitted(
