@@ -179,8 +179,10 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
     directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
-        source = directory.grant(args.user, args.number)
+        source = directory.grant(args.user, args.number, max_priority=args.max_priority)
         print(f"{args.user} may send from {source}")
+        if args.max_priority is not None:
+            print(f"{args.user} may ask for priorities up to {args.max_priority}")
         if settings.security.require_signatures:
             path = keyring(settings).create_user_key(args.user)
             print(f"{args.user}'s signing key is in {path}; producers sign with it")

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, RECEIVER, definitions
+from jobs.mongo.roles import (
+    DAEMON,
+    OPERATOR,
+    PRODUCER,
+    RECEIVER,
+    definitions,
+    producer_role,
+    status_view,
+    user_definitions,
+    view_pipeline,
+)
 
 
 def actions(role: str) -> dict[str, set[str]]:
@@ -14,9 +24,38 @@ def test_every_privilege_is_scoped_to_the_installation_database() -> None:
         assert {p["resource"]["db"] for p in privileges} == {"smsdb"}
 
 
-def test_producers_may_only_insert_messages_and_read_statuses() -> None:
-    expected = {"outbox": {"insert"}, "message_status": {"find"}, "daemon_state": {"find"}}
+def test_producers_may_only_insert_messages_and_read_the_account_hold() -> None:
+    expected = {"outbox": {"insert"}, "daemon_state": {"find"}}
     assert actions(PRODUCER) == expected
+
+
+def test_producers_read_nothing_of_statuses_inbound_texts_or_replies() -> None:
+    granted = actions(PRODUCER)
+    for collection in ("message_status", "outbox", "inbox", "inbound", "users", "sent_ids"):
+        assert "find" not in granted.get(collection, set())
+
+
+def test_a_producer_s_own_role_reads_only_its_own_status_view() -> None:
+    roles = user_definitions("smsdb", ["alice", "bob/../x"])
+    privileges, inherited = roles[producer_role("alice")]
+    assert privileges == [
+        {"resource": {"db": "smsdb", "collection": "message_status.alice"}, "actions": ["find"]}
+    ]
+    assert inherited == [{"role": PRODUCER, "db": "smsdb"}]
+    other, _ = roles[producer_role("bob/../x")]
+    assert (
+        other[0]["resource"]["collection"]
+        == status_view("bob/../x")
+        == "message_status.bob%2F..%2Fx"
+    )
+
+
+def test_a_status_view_holds_its_user_s_rows_without_provider_ids_or_receipts() -> None:
+    match, project = view_pipeline("alice")
+    assert match == {"$match": {"user": "alice"}}
+    shown = set(project["$project"])
+    assert {"_id", "state", "error", "to", "campaign", "key", "delivered_at"} <= shown
+    assert not {"provider_id", "receipts", "reconciliation", "history", "reply_to"} & shown
 
 
 def test_only_the_daemon_may_write_spent_ids_and_the_account_hold() -> None:
