@@ -61,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, dict(os.environ))
         secrets = settings.secrets()
-        logs.configure(settings.logging.level, settings.logging.format, settings.secrets())
+        logs.configure(
+            settings.logging.level, settings.logging.format, settings.secrets(),
+            mask=settings.logging.mask_numbers,
+        )  # fmt: skip
         handler: Handler = args.handler
         return handler(args, settings)
     except ConfigError as exc:
