@@ -6,7 +6,13 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,44 @@ def chromium(tmp_path: Path, *args: str) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+@contextmanager
+def token_proxy(token: str) -> Iterator[list[str]]:
+    """An HTTP proxy that adds the dashboard token as a header, as a reverse proxy in front of
+    the dashboard would; yields the Chromium flags that send every request through it, so no
+    URL carries the token."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            request = urllib.request.Request(
+                self.path, headers={"Authorization": f"Bearer {token}"}
+            )
+            try:
+                with opener.open(request, timeout=30) as answer:
+                    status, body, kind = answer.status, answer.read(), answer.headers
+            except urllib.error.HTTPError as refused:
+                status, body, kind = refused.code, refused.read(), refused.headers
+            self.send_response(status)
+            self.send_header("Content-Type", kind.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        yield [f"--proxy-server=http://127.0.0.1:{port}", "--proxy-bypass-list=<-loopback>"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def _campaign_in_progress(cli: Cli, simulator: FlowrouteSimulator) -> str:
@@ -79,9 +123,11 @@ def test_the_dashboard_shows_in_chromium_what_status_reports(
         wait_for(lambda: get(base + "/", auth)[0] == 200, "the dashboard to answer")
         assert get(base + "/")[0] == 401
         assert get(base + "/?token=wrong")[0] == 401
+        assert get(base + f"/?token={TOKEN}")[0] == 401  # never in a URL
         assert get(base + "/", auth, method="POST")[0] == 405
 
-        dom = chromium(tmp_path, "--dump-dom", f"{base}/?token={TOKEN}")
+        with token_proxy(TOKEN) as through_proxy:
+            dom = chromium(tmp_path, *through_proxy, "--dump-dom", f"{base}/")
         cells = _cells(dom, campaign)
         for field in ("sent", "delivered", "failed", "rejected", "waiting"):
             assert int(cells[field]) == summary["progress"][field], field
@@ -100,8 +146,9 @@ def test_the_dashboard_shows_in_chromium_what_status_reports(
         assert 'id="account">active<' in dom
 
         screenshot = tmp_path / "dashboard.png"
-        chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1280,800",
-                 "--hide-scrollbars", f"{base}/?token={TOKEN}")  # fmt: skip
+        with token_proxy(TOKEN) as through_proxy:
+            chromium(tmp_path, *through_proxy, f"--screenshot={screenshot}",
+                     "--window-size=1280,800", "--hide-scrollbars", f"{base}/")  # fmt: skip
         assert screenshot.stat().st_size > 10_000
         print(f"dashboard screenshot: {screenshot}")
     finally:
