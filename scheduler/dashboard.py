@@ -106,8 +106,8 @@ def _form_token(environ: dict[str, Any]) -> str:
     except ValueError:
         return ""
     body = environ["wsgi.input"].read(length) if length > 0 else b""
-    fields = parse_qs(body.decode("utf-8", errors="replace"))
-    return (fields.get("token") or [""])[-1].strip()
+    fields = parse_qs(bytes(body).decode("utf-8", errors="replace"))
+    return str((fields.get("token") or [""])[-1]).strip()
 
 
 def _sign_in(start_response: StartResponse, token: str, given: str) -> list[bytes]:

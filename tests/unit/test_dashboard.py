@@ -22,7 +22,7 @@ TOKEN = "s3cret-token"
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 
 
-def _call(app: Any, method: str = "GET", path: str = "/", query: str = "", **headers: str) -> Any:
+def _call(app: Any, method: str = "GET", path: str = "/", query: str = "", **headers: Any) -> Any:
     seen: dict[str, Any] = {}
 
     def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
