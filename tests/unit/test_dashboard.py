@@ -61,10 +61,8 @@ def test_the_token_opens_the_page_as_a_header() -> None:
 
 def _sign_in(token: str) -> Any:
     form = f"token={token}".encode()
-    return _call(
-        _app(), "POST", "/sign-in", CONTENT_LENGTH=str(len(form)),
-        CONTENT_TYPE="application/x-www-form-urlencoded", **{"wsgi.input": io.BytesIO(form)},
-    )  # fmt: skip
+    body: dict[str, Any] = {"wsgi.input": io.BytesIO(form), "CONTENT_LENGTH": str(len(form))}
+    return _call(_app(), "POST", "/sign-in", "", **body)
 
 
 def test_the_token_form_sets_a_cookie_that_opens_the_page_and_is_not_the_token() -> None:
