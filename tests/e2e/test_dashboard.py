@@ -6,13 +6,7 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +14,7 @@ import pytest
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.e2e.observe import free_port, get, wait_for
+from tests.e2e.observe import free_port, get, token_proxy, wait_for
 from tests.processes import stop
 
 SOURCE = "12065550100"
@@ -45,44 +39,6 @@ def chromium(tmp_path: Path, *args: str) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
-
-
-@contextmanager
-def token_proxy(token: str) -> Iterator[list[str]]:
-    """An HTTP proxy that adds the dashboard token as a header, as a reverse proxy in front of
-    the dashboard would; yields the Chromium flags that send every request through it, so no
-    URL carries the token."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    class Forward(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            request = urllib.request.Request(
-                self.path, headers={"Authorization": f"Bearer {token}"}
-            )
-            try:
-                with opener.open(request, timeout=30) as answer:
-                    status, body, kind = answer.status, answer.read(), answer.headers
-            except urllib.error.HTTPError as refused:
-                status, body, kind = refused.code, refused.read(), refused.headers
-            self.send_response(status)
-            self.send_header("Content-Type", kind.get("Content-Type", "text/plain"))
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        yield [f"--proxy-server=http://127.0.0.1:{port}", "--proxy-bypass-list=<-loopback>"]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _campaign_in_progress(cli: Cli, simulator: FlowrouteSimulator) -> str:
