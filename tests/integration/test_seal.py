@@ -4,7 +4,7 @@ and they go through intake like any other, count in no campaign, and suppress no
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,15 @@ from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
+from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo import status as status_queries
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import signing
+from tests.integration.helpers import numbers
+from tests.integration.stack import stack
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,
@@ -241,3 +244,27 @@ def test_a_priority_above_the_grant_is_lowered_at_admission_and_still_verifies(
         assert found["priority"] == granted
     assert store.find(mine["_id"])["priority_requested"] == 100  # type: ignore[index]
     assert "priority_requested" not in store.find(modest["_id"])  # type: ignore[operator]
+
+
+def test_a_message_posing_as_unknown_is_not_reconciled_but_goes_through_intake(
+    db: Database[Doc], simulator: FlowrouteSimulator, tmp_path: Path
+) -> None:
+    keys = KeyRing(tmp_path / "stack-keys")
+    keys.create_user_key("ops")
+    (to,) = numbers(1)
+    with stack(db, simulator, [to], signatures=Signatures(keys)) as s:
+        doc: Doc = {"_id": ObjectId(), "user": "ops", "to": f"+1 {to[1:4]} {to[4:7]} {to[7:]}"}
+        doc["body"] = "posing"
+        doc["signature"] = signing.sign(keys.user_key("ops") or "", doc)
+        old = datetime.now(UTC) - timedelta(hours=2)
+        db["outbox"].insert_one(
+            {**doc, "state": "unknown", "attempts": 1, "rev": 2, "updated_at": old, "synced": True}
+        )
+
+        assert s.followup.check() >= 1  # reconciliation meets it and sends it to intake
+        assert (db["outbox"].find_one({"_id": doc["_id"]}) or {}).get("state") is None
+        s.dispatcher.admit()
+        s.drain()
+
+        assert s.state(doc["_id"]) == "sent"
+    assert [(m.to, m.body) for m in simulator.messages()] == [(to, "posing")]
