@@ -54,7 +54,11 @@ def _number(value: Any) -> Any:
 def _iso(value: Any) -> Any:
     if not isinstance(value, datetime):
         return value
-    utc = as_utc(value)  # BSON keeps milliseconds, so the seal does too
+    try:
+        utc = as_utc(value)
+    except OverflowError:  # year 1 east of UTC or year 9999 west of it: sealed as written
+        return value.isoformat(timespec="milliseconds")
+    # BSON keeps milliseconds, so the seal does too.
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def test_ids_of_different_types_seal_apart_and_odd_values_are_simply_unsealed() 
     for given in (None, 42, ["x"], "é" * 64, {"$ne": ""}):
         assert not seal.sealed(KEY, {**DOC, "seal": given})
     assert not seal.sealed(KEY, {**DOC, "body": {"a": [1, {"b": 2}]}, "seal": "0" * 64})
+
+
+def test_any_document_admission_meets_can_be_sealed() -> None:
+    east = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    odd = {**DOC, "send_at": east, "body": "\ud800" + "x", "to": ["1"], "key": {"$gt": ""}}
+    assert seal.sealed(KEY, {**odd, "seal": seal.seal(KEY, odd, seal.ADMITTED)})
 
 
 @pytest.fixture
