@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
@@ -15,6 +16,8 @@ from jobs.doubles.memory import MemoryOutbox
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo.directory import Directory
 from jobs.rules import seal, signing
+from scheduler.daemon import build_dispatcher
+from scheduler.settings import Settings
 from tests.unit.fakes import RECIPIENT, CountingPacer, FakeProvider
 
 KEY = "daemon-key-for-tests"
@@ -111,3 +114,18 @@ def test_in_memory_a_squatter_at_a_broadcast_message_id_is_replaced(
 
     assert RECIPIENT in provider.recipients()
     assert outbox.projected(f"{request['_id']}:{RECIPIENT}")["state"] == "sent"  # type: ignore[index]
+
+
+def test_the_daemon_seals_with_its_key_and_not_with_signatures_off(
+    tmp_path: Path, db: Database[dict[str, Any]]
+) -> None:
+    def wired(require: bool) -> Dispatcher:
+        settings = Settings.model_validate(
+            {"security": {"keys_dir": str(tmp_path / "keys"), "require_signatures": require}}
+        )
+        return build_dispatcher(settings, db, provider=FakeProvider())
+
+    sealing = wired(True)
+    assert isinstance(sealing.store.sealer, Signatures) and sealing.signatures is not None
+    assert not sealing.store.trusts({**DOC, "state": "queued"})
+    assert wired(False).store.sealer is None
