@@ -18,6 +18,7 @@ from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo import status as status_queries
+from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import signing
@@ -268,3 +269,33 @@ def test_a_message_posing_as_unknown_is_not_reconciled_but_goes_through_intake(
 
         assert s.state(doc["_id"]) == "sent"
     assert [(m.to, m.body) for m in simulator.messages()] == [(to, "posing")]
+
+
+def test_a_receipt_never_reaches_a_document_posing_with_a_real_provider_id(
+    daemon: Dispatcher,
+    store: OutboxStore,
+    directory: Directory,
+    keys: KeyRing,
+    clock: ManualClock,
+) -> None:
+    first_id = f"mdr2-{1:032x}"  # what the fake provider answers the first send with
+    forged = as_admitted(
+        {"_id": ObjectId(), "user": "alice", "to": PERSON, "body": "x"}, clock,
+        state="sent", provider_id=first_id, sent_at=clock.now(),
+    )  # fmt: skip
+    store.outbox.insert_one(forged)  # before the real message, so first in natural order
+    real = signed(keys)
+    store.outbox.insert_one(real)
+    settle(daemon)
+    assert store.find(real["_id"])["provider_id"] == first_id  # type: ignore[index]
+
+    receipt = {
+        "provider_id": first_id, "level": 2, "status": "undelivered", "status_code": "1110",
+        "description": "opted out", "timestamp": clock.now(),
+    }  # fmt: skip
+    DeliveryStore(store, directory).apply_receipt(receipt)
+
+    assert store.projected(real["_id"])["state"] == "undelivered"  # type: ignore[index]
+    assert (directory.recipient(RECIPIENT) or {}).get("opted_out")
+    assert not (directory.recipient(PERSON) or {}).get("opted_out")
+    assert store.find(forged["_id"])["state"] == "sent"  # type: ignore[index]
