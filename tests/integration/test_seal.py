@@ -4,6 +4,7 @@ and they go through intake like any other, count in no campaign, and suppress no
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
+from jobs.dispatch import receipts
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
+from jobs.dispatch.receipts import ReceiptConfig
 from jobs.doubles.clock import ManualClock
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError
@@ -299,3 +302,29 @@ def test_a_receipt_never_reaches_a_document_posing_with_a_real_provider_id(
     assert (directory.recipient(RECIPIENT) or {}).get("opted_out")
     assert not (directory.recipient(PERSON) or {}).get("opted_out")
     assert store.find(forged["_id"])["state"] == "sent"  # type: ignore[index]
+
+
+class NoLookups:
+    """Message records that must not be asked."""
+
+    def get(self, provider_id: str) -> dict[str, Any]:
+        raise AssertionError(f"looked up {provider_id}")
+
+    def between(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        raise AssertionError("listed records")
+
+
+def test_polling_spends_no_lookup_on_a_document_posing_as_sent(
+    store: OutboxStore, directory: Directory, keys: KeyRing, clock: ManualClock
+) -> None:
+    forged = as_admitted(
+        signed(keys), clock, state="sent", provider_id="mdr2-x", sent_at=clock.now()
+    )
+    store.outbox.insert_one(forged)
+
+    polled = receipts.poll(
+        DeliveryStore(store, directory), NoLookups(), clock, ReceiptConfig(poll_after=timedelta(0))
+    )
+
+    assert polled == 1
+    assert "state" not in store.find(forged["_id"])  # type: ignore[operator]
