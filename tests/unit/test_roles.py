@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jobs.mongo.roles import (
     DAEMON,
     OPERATOR,
     PRODUCER,
     RECEIVER,
+    apply,
     definitions,
     producer_role,
     status_view,
@@ -92,3 +95,46 @@ def test_the_webhook_receiver_may_only_insert_into_the_inbox() -> None:
 
 def test_the_daemon_applies_the_inbox_but_cannot_remove_from_it() -> None:
     assert actions(DAEMON)["inbox"] == {"find", "update", "createIndex"}
+
+
+class RecordingDb:
+    """Just enough of a database for `apply`: it records the commands it is sent."""
+
+    name = "smsdb"
+
+    def __init__(self, users: list[object], views: list[str]) -> None:
+        self.users, self.views = users, views
+        self.commands: list[tuple[str, str, dict[str, Any]]] = []
+
+    def command(self, name: str, target: str, **fields: Any) -> dict[str, Any]:
+        self.commands.append((name, target, fields))
+        return {"roles": []} if name == "rolesInfo" else {"ok": 1}
+
+    def __getitem__(self, collection: str) -> Any:
+        assert collection == "authorized"
+        return self
+
+    def distinct(self, field: str) -> list[object]:
+        return self.users
+
+    def list_collection_names(self, filter: dict[str, str]) -> list[str]:
+        return [v for v in self.views if v == filter["name"]]
+
+
+def test_applying_the_roles_makes_each_granted_user_a_view_and_a_role() -> None:
+    db = RecordingDb(["bob", "alice", 7], views=["message_status.bob"])
+
+    done = apply(db)  # type: ignore[arg-type]
+
+    views = {(name, target): fields for name, target, fields in db.commands if "viewOn" in fields}
+    assert views == {
+        ("create", "message_status.alice"): {
+            "viewOn": "message_status", "pipeline": view_pipeline("alice"),
+        },
+        ("collMod", "message_status.bob"): {
+            "viewOn": "message_status", "pipeline": view_pipeline("bob"),
+        },
+    }  # fmt: skip
+    created = {target: f for name, target, f in db.commands if name == "createRole"}
+    assert created[producer_role("alice")]["roles"] == [{"role": PRODUCER, "db": "smsdb"}]
+    assert f"created {producer_role('bob')}" in done and len(done) == 6
