@@ -24,7 +24,7 @@ from jobs.mongo import reports
 from jobs.rules.quiet_hours import Window
 from scheduler import watch
 from tests.conftest import Cli, cli_env
-from tests.e2e.observe import free_port, get, wait_for
+from tests.e2e.observe import free_port, get, token_proxy, wait_for
 from tests.processes import stop
 from tests.servers.mongo_server import launch
 
@@ -73,9 +73,12 @@ def main() -> None:
         port = free_port()
         cli.env["SMS_OUTBOX_DASHBOARD__TOKEN"] = TOKEN
         dashboard = cli.popen("dashboard", "--listen", f"127.0.0.1:{port}")
-        url = f"http://127.0.0.1:{port}/?token={TOKEN}"
-        wait_for(lambda: get(url)[0] == 200, "the dashboard")
-        chromium(f"--screenshot={DOCS / 'dashboard.png'}", "--window-size=1360,480", url)
+        url = f"http://127.0.0.1:{port}/"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        wait_for(lambda: get(url, auth)[0] == 200, "the dashboard")
+        with token_proxy(TOKEN) as through_proxy:
+            shot = f"--screenshot={DOCS / 'dashboard.png'}"
+            chromium(*through_proxy, shot, "--window-size=1360,480", url)
         stop(dashboard)
 
         db = MongoClient(server.uri, tz_aware=True)["clinic"]

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from jobs.errors import ConfigError
 from jobs.model import Problem
-from jobs.rules import replay, signing
+from jobs.rules import replay, seal, signing
 
 DAEMON_KEY_FILE = "daemon.key"
 USERS_DIR = "users"
@@ -88,10 +88,21 @@ class Signatures:
             return signing.check(self.keys.daemon_key(), doc, "the daemon", retired_ok=True)
         user = doc.get("user")
         key = self.keys.user_key(user) if isinstance(user, str) else None
+        if "priority_requested" in doc:
+            # Intake lowered the priority to the user's grant; the producer signed what it asked.
+            doc = {**doc, "priority": doc["priority_requested"]}
         return signing.check(key, doc, f"user {user!r}")
 
     def sign_child(self, doc: Mapping[str, Any]) -> str:
         return signing.sign(self.keys.daemon_key(), doc)
+
+    def seal(self, doc: Mapping[str, Any], origin: str) -> str:
+        """The daemon's seal of a document it admits (`origin` admitted) or makes (`made`)."""
+        return seal.seal(self.keys.daemon_key(), doc, origin)
+
+    def sealed(self, doc: Mapping[str, Any], origin: str | None = None) -> bool:
+        """Whether `doc` carries the daemon's seal (see jobs/rules/seal.py)."""
+        return seal.sealed(self.keys.daemon_key(), doc, origin)
 
     def seal_progress(self, campaign: str, after: str, total: int) -> str:
         return replay.seal(self.keys.daemon_key(), campaign, after, total)

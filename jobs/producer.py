@@ -78,7 +78,7 @@ def _insert(
     try:
         return Enqueued(store.insert(fields), True)
     except DuplicateKey:
-        existing = store.find_by_key(str(doc["key"]))
+        existing = store.find_by_key(str(doc["key"]), str(doc["user"]))
         if existing is None:
             raise
         differs = _same_content(existing, fields)

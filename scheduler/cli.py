@@ -61,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, dict(os.environ))
         secrets = settings.secrets()
-        logs.configure(settings.logging.level, settings.logging.format, settings.secrets())
+        logs.configure(
+            settings.logging.level, settings.logging.format, settings.secrets(),
+            mask=settings.logging.mask_numbers,
+        )  # fmt: skip
         handler: Handler = args.handler
         return handler(args, settings)
     except ConfigError as exc:
@@ -178,8 +181,10 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
     directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
-        source = directory.grant(args.user, args.number)
+        source = directory.grant(args.user, args.number, max_priority=args.max_priority)
         print(f"{args.user} may send from {source}")
+        if args.max_priority is not None:
+            print(f"{args.user} may ask for priorities up to {args.max_priority}")
         if settings.security.require_signatures:
             path = keyring(settings).create_user_key(args.user)
             print(f"{args.user}'s signing key is in {path}; producers sign with it")

@@ -86,7 +86,7 @@ def build_dispatcher(
     if isinstance(pacer, FleetPacer):
         provider = GatedProvider(provider, pacer)
     return Dispatcher(
-        OutboxStore(db, clock, settings.mongodb.send_guard),
+        OutboxStore(db, clock, settings.mongodb.send_guard, sealer=signatures),
         Directory(db),
         provider,
         metrics.MeteredPacer(pacer, clock),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import signal
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from html import escape
+from http.cookies import CookieError, SimpleCookie
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
@@ -38,6 +40,15 @@ SECURITY_HEADERS = [
 PAGE_CACHE_SECONDS = 5.0
 OVER = ' class="over"'
 FIELDS = ("sent", "delivered", "failed", "rejected", "waiting")
+COOKIE = "sms_outbox_dashboard"
+SIGN_IN = "/sign-in"
+MAX_FORM_BYTES = 4096
+TOKEN_FORM = (
+    '<!doctype html><meta charset="utf-8"><title>sms-outbox</title>'
+    '<form method="post" action="sign-in"><label>Dashboard token '
+    '<input type="password" name="token" autocomplete="current-password" autofocus></label> '
+    "<button>Open</button></form>\n"
+)
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2733;background:#f6f8fa}
@@ -67,13 +78,52 @@ def mask(number: Any) -> str:
     return "•" * (len(digits) - 4) + digits[-4:]
 
 
+def session(token: str) -> str:
+    """The cookie the token form sets: derived from the token, so the cookie is not the token."""
+    return hmac.new(token.encode(), COOKIE.encode(), hashlib.sha256).hexdigest()
+
+
 def authorized(environ: dict[str, Any], token: str) -> bool:
-    """The request carries the token as a Bearer header or a `token` query parameter."""
+    """The request carries the token as a Bearer header, or the cookie the token form set. A
+    token in the URL is never accepted: URLs end up in histories, logs and Referer headers."""
     header = str(environ.get("HTTP_AUTHORIZATION", ""))
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        given = (parse_qs(str(environ.get("QUERY_STRING", ""))).get("token") or [""])[-1]
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    if scheme.lower() == "bearer" and given:
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+    cookies = SimpleCookie()
+    try:
+        cookies.load(str(environ.get("HTTP_COOKIE", "")))
+    except CookieError:
+        return False
+    kept = cookies.get(COOKIE)
+    return kept is not None and hmac.compare_digest(kept.value.encode(), session(token).encode())
+
+
+def _form_token(environ: dict[str, Any]) -> str:
+    """The token typed into the form (a small urlencoded POST body)."""
+    try:
+        length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_FORM_BYTES)
+    except ValueError:
+        return ""
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    fields = parse_qs(bytes(body).decode("utf-8", errors="replace"))
+    return str((fields.get("token") or [""])[-1]).strip()
+
+
+def _sign_in(start_response: StartResponse, token: str, given: str) -> list[bytes]:
+    """The token form's answer: a cookie and back to the page, or the form again."""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return _ask_for_token(start_response)
+    cookie = f"{COOKIE}={session(token)}; Path=/; HttpOnly; SameSite=Strict"
+    headers = [("Location", "./"), ("Set-Cookie", cookie), *SECURITY_HEADERS]
+    return respond(start_response, "303 See Other", "signed in\n", headers=headers)
+
+
+def _ask_for_token(start_response: StartResponse) -> list[bytes]:
+    return respond(
+        start_response, "401 Unauthorized", TOKEN_FORM, HTML,
+        headers=[("WWW-Authenticate", 'Bearer realm="sms-outbox"'), *SECURITY_HEADERS],
+    )  # fmt: skip
 
 
 def _percent(value: float | None) -> str:
@@ -204,15 +254,16 @@ class PageCache:
 def dashboard_app(
     token: SecretStr, page: Callable[[], str], reachable: Callable[[], bool] | None = None
 ) -> WsgiApp:
-    """Answer GET/HEAD / with the page for requests carrying the token; nothing can be changed."""
+    """Answer GET/HEAD / with the page for requests carrying the token (or the cookie the token
+    form at POST /sign-in sets); nothing can be changed."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
-        if not authorized(environ, token.get_secret_value()):
-            return respond(
-                start_response, "401 Unauthorized", "a token is required\n",
-                headers=[("WWW-Authenticate", 'Bearer realm="sms-outbox"'), *SECURITY_HEADERS],
-            )  # fmt: skip
+        secret = token.get_secret_value()
+        if method == "POST" and environ.get("PATH_INFO") == SIGN_IN:
+            return _sign_in(start_response, secret, _form_token(environ))
+        if not authorized(environ, secret):
+            return _ask_for_token(start_response)
         if method not in ("GET", "HEAD"):
             return respond(
                 start_response, "405 Method Not Allowed", "the dashboard is read-only\n",

@@ -37,6 +37,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     grant = sender_actions.add_parser("grant", help="allow USER to send from NUMBER")
     grant.add_argument("user")
     grant.add_argument("number")
+    grant.add_argument(
+        "--max-priority", type=int, metavar="N",
+        help="the highest priority USER may ask for, 0 to 100 (default 0; higher is lowered)",
+    )  # fmt: skip
     sender_list = sender_actions.add_parser("list", help="list grants")
     sender_list.add_argument("--json", action="store_true")
     senders.set_defaults(handler=handlers["senders"])

@@ -255,6 +255,8 @@ class LogSettings(BaseModel):
 
     level: str = Field("info", pattern="^(debug|info|warning|error)$")
     format: str = Field("auto", pattern="^(auto|json|console)$")
+    # Phone numbers in log events show only their last four digits; false logs them whole.
+    mask_numbers: bool = True
 
 
 class Settings(BaseSettings):

@@ -65,8 +65,19 @@ class OutboxContract:
         with pytest.raises(DuplicateKey):
             outbox.insert({"user": "alice", "to": RECIPIENT, "body": "again", "key": "order-1"})
 
-        found = outbox.find_by_key("order-1")
+        found = outbox.find_by_key("order-1", "alice")
         assert found is not None and found["_id"] == first
+
+    def test_keys_are_scoped_per_user_so_nobody_squats_another_s(
+        self, outbox: Outbox, clock: ManualClock
+    ) -> None:
+        squat = outbox.insert({"user": "mallory", "to": RECIPIENT, "body": "x", "key": "order-1"})
+
+        mine = self.queue(outbox, clock, key="order-1")
+
+        assert mine != squat
+        assert outbox.find_by_key("order-1", "alice")["_id"] == mine  # type: ignore[index]
+        assert outbox.find_by_key("order-1", "mallory")["_id"] == squat  # type: ignore[index]
 
     def test_claim_takes_the_highest_priority_then_the_earliest_due(
         self, outbox: Outbox, clock: ManualClock

@@ -320,7 +320,7 @@ class StoreSuite:
             store.insert({"user": "alice", "to": RECIPIENT_2, "body": "two", "key": "order-1"})
 
         assert store.outbox.count_documents({}) == 1
-        found = store.find_by_key("order-1")
+        found = store.find_by_key("order-1", "alice")
         assert found is not None
         assert found["_id"] == first
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -17,7 +17,7 @@ from jobs.dispatch import fanout, recovery
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
-from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, claim_ticket
+from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, Sealer, claim_ticket
 from jobs.errors import (
     ProviderError,
     StoreError,
@@ -31,7 +31,17 @@ from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
-from jobs.rules import intake, outcomes, quiet_hours, replay, replies, segments, signing, vetting
+from jobs.rules import (
+    intake,
+    outcomes,
+    quiet_hours,
+    replay,
+    replies,
+    seal,
+    segments,
+    signing,
+    vetting,
+)  # fmt: skip
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
@@ -114,7 +124,7 @@ class Dispatcher:
             report.recovered = self.recover()
             self.store.resync(limit=100)
             self._scanned_at = self.clock.monotonic()
-        report.admitted = self.admit()
+        report.admitted = self.admit(directory)
         self.gate.refresh()
         # While Flowroute refuses the account, leave the queue alone until the next probe.
         held = self.gate.waiting() is not None
@@ -159,12 +169,15 @@ class Dispatcher:
         """Settle documents whose worker died holding them."""
         return recovery.recover(self.store, self.clock, self.config)
 
-    def admit(self) -> int:
-        """Validate new producer documents: each is queued or rejected with a reason."""
+    def admit(self, directory: Directory | None = None) -> int:
+        """Validate new producer documents: each is queued or rejected with a reason, with its
+        priority at most what its user's grant allows, and sealed."""
+        grants = directory or self.directory
         docs = self.store.new_documents(limit=self.config.batch_size * 10)
+        sealer = self.store.sealer
         for doc in docs:
             try:
-                self._admit_one(doc)
+                self._admit_one(doc, grants, sealer)
             except StoreRefused as exc:
                 if not document_fault(exc):
                     raise
@@ -177,13 +190,23 @@ class Dispatcher:
                 self.store.set_aside(doc["_id"], {"state": None}, f"unreadable: {exc!r}"[:300])
         return len(docs)
 
-    def _admit_one(self, doc: Doc) -> None:
+    def _admit_one(self, doc: Doc, grants: Directory, sealer: Sealer | None) -> None:
         admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
         admission = replay.guard(doc, admission)
+        if admission.fields.get("priority", 0) > 0:
+            user = admission.fields["user"]
+            admission = intake.clamp_priority(admission, grants.max_priority(user))
+        if sealer is not None:
+            admitted = intake.stored(doc, admission)
+            admission = replace(admission, seal=sealer.seal(admitted, seal.ADMITTED))
         if self.store.admit(doc["_id"], admission) is not None and admission.problem:
             log.info("message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code)
 
     def _handle(self, doc: Doc, directory: Directory) -> str:
+        if not self.store.trusts(doc):
+            # Inserted with a state of its own: it has not been through intake, so it goes there.
+            self.store.reintake(doc)
+            return "reintake"
         # Route on `audience`, which is signed and is what intake reads, not on `kind`: anyone
         # who can write could turn a signed message into a broadcast by relabelling it.
         if "audience" in doc:

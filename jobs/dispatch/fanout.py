@@ -13,7 +13,7 @@ from jobs.dispatch.ports import Directory, Doc, Outbox
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
-from jobs.rules import phone, replay, segments, signing, vetting
+from jobs.rules import phone, replay, seal, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.fanout")
 
@@ -130,6 +130,9 @@ def expand(
         if signatures is not None:
             for child in children:
                 child["signature"] = signatures.sign_child(child)
+        if store.sealer is not None:
+            for child in children:
+                child["seal"] = store.sealer.seal(child, seal.MADE)
         inserted = store.add_children(children)
         after, total = numbers[-1], total + len(inserted)
         progress: Doc = {"fanout_after": after, "recipients": total}

@@ -25,6 +25,7 @@ class CycleDirectory:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
         self._sources: dict[str, list[str]] = {}
+        self._max_priority: dict[str, int] = {}
         self._consent: dict[str, Doc | None] = {}
 
     def ensure_indexes(self) -> None:
@@ -36,6 +37,12 @@ class CycleDirectory:
         if user not in self._sources:
             self._sources[user] = self.directory.sources_for(user)
         return list(self._sources[user])
+
+    def max_priority(self, user: str) -> int:
+        """The highest priority `user`'s grants allow, as first read in this cycle."""
+        if user not in self._max_priority:
+            self._max_priority[user] = self.directory.max_priority(user)
+        return self._max_priority[user]
 
     def read_consent(self, batch: Iterable[Doc]) -> None:
         """Read the consent of every recipient of a just-claimed batch in one read. Numbers that

@@ -18,7 +18,7 @@ from jobs.model import State
 from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc, OutboxStore
-from jobs.rules import keywords, replies, segments
+from jobs.rules import keywords, replies, seal, segments
 from jobs.rules.keywords import Keyword
 
 log = structlog.get_logger("sms_outbox.inbound")
@@ -172,5 +172,7 @@ class InboundHandler:
         }  # fmt: skip
         if self.signatures is not None:
             doc["signature"] = self.signatures.sign_child(doc)
+        if self.store.sealer is not None:
+            doc["seal"] = self.store.sealer.seal(doc, seal.MADE)
         self.store.add_children([doc])  # a second try of the same inbound collides, harmlessly
         return outcome

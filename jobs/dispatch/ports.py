@@ -112,6 +112,15 @@ class SpentIds(Protocol):
     def close_campaign(self, spent_id: str) -> None: ...
 
 
+class Sealer(Protocol):
+    """The daemon's seal on the documents it admits or makes (`jobs.keys.Signatures` is one; the
+    rules are in jobs/rules/seal.py)."""
+
+    def seal(self, doc: Mapping[str, Any], origin: str) -> str: ...
+
+    def sealed(self, doc: Mapping[str, Any], origin: str | None = None) -> bool: ...
+
+
 class AccountHolds(Protocol):
     """The account hold every daemon of one outbox shares (`jobs.mongo.account`)."""
 
@@ -145,10 +154,28 @@ class Outbox(Protocol):
       returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
     - `record_late_success` upgrades to `sent` only a document left `unknown` by the caller's
       own expired claim.
-    - `insert` raises `jobs.errors.DuplicateKey` for a key already in the outbox;
+    - `insert` raises `jobs.errors.DuplicateKey` for a key its user already has in the outbox
+      (keys are scoped per user: one user cannot take another's);
       `add_children` inserts what is not there yet and returns what it inserted.
     - The store raises `jobs.errors.StoreUnavailable` when it cannot reach its database.
+    - With a `sealer`, only sealed documents are trusted (`trusts`): only they get a status
+      copy, and `add_children` replaces a document squatting a made message's id unless the
+      daemon made it. `reintake` turns an untrusted document back into a new producer document
+      (no `state`, no daemon-owned field), fenced on its state and claim token.
     """
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals and checks the daemon's documents; None when signatures are off."""
+        ...
+
+    def trusts(self, doc: Mapping[str, Any]) -> bool:
+        """Whether the daemon may act on `doc`: it carries the seal, or there is no sealer."""
+        ...
+
+    def reintake(self, doc: Mapping[str, Any]) -> bool:
+        """Send an untrusted document through intake again; False if it changed meanwhile."""
+        ...
 
     @property
     def guard(self) -> SendGuard:
@@ -262,8 +289,8 @@ class Outbox(Protocol):
         """Insert a producer's document; raises DuplicateKey when its key is taken."""
         ...
 
-    def find_by_key(self, key: str) -> Doc | None:
-        """The outbox document that holds this idempotency key."""
+    def find_by_key(self, key: str, user: str) -> Doc | None:
+        """The outbox document that holds this user's idempotency key."""
         ...
 
 
@@ -273,6 +300,8 @@ class Directory(Protocol):
     def ensure_indexes(self) -> None: ...
 
     def sources_for(self, user: str) -> list[str]: ...
+
+    def max_priority(self, user: str) -> int: ...
 
     def recipient(self, number: str) -> Doc | None: ...
 

@@ -76,6 +76,10 @@ class Reconciler:
         now = self.clock.now()
         docs = self.delivery.in_doubt(now, self.config.after, self.config.batch_size)
         for doc in docs:
+            if not self.delivery.store.trusts(doc):
+                # Made `unknown` by someone else's insert: intake decides what it is.
+                self.delivery.store.reintake(doc)
+                continue
             with bound_contextvars(message_id=str(doc["_id"])):
                 try:
                     self._one(doc, now)

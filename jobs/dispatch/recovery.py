@@ -20,6 +20,9 @@ def recover(store: Outbox, clock: Clock, config: DispatchConfig) -> int:
     """Settle up to ten batches of expired leases; returns how many were found."""
     docs = store.expired_leases(limit=config.batch_size * 10)
     for doc in docs:
+        if not store.trusts(doc):
+            store.reintake(doc)  # inserted as `sending` by someone else: it goes to intake
+            continue
         try:
             settle(store, doc, config.max_attempts, clock.now())
         except StoreRefused as exc:

@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 
 from jobs.clock import Clock, as_utc
-from jobs.dispatch.ports import Doc, NoGuard, SendGuard
+from jobs.dispatch.ports import Doc, NoGuard, Sealer, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
-from jobs.rules import interventions
+from jobs.rules import interventions, replay, seal
 from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.memory")
@@ -56,9 +56,12 @@ class MemoryOutbox:
     is never held twice.
     """
 
-    def __init__(self, clock: Clock, guard: SendGuard | None = None) -> None:
+    def __init__(
+        self, clock: Clock, guard: SendGuard | None = None, sealer: Sealer | None = None
+    ) -> None:
         self.clock = clock
         self._guard = guard or NoGuard()
+        self._sealer = sealer
         self._spent = MemorySpentIds()
         self._holds = MemoryHolds(clock)
         self._docs: dict[Any, Doc] = {}
@@ -80,6 +83,27 @@ class MemoryOutbox:
         """The account hold of the daemons sharing this outbox."""
         return self._holds
 
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals the daemon's documents; None: nothing is sealed."""
+        return self._sealer
+
+    def trusts(self, doc: Mapping[str, Any]) -> bool:
+        """Whether `doc` carries the daemon's seal (always, without a sealer)."""
+        return self._sealer is None or self._sealer.sealed(doc)
+
+    def reintake(self, doc: Mapping[str, Any]) -> bool:
+        """Make an unsealed document a new producer document again (fenced)."""
+        with self._lock:
+            current = self._docs.get(doc["_id"])
+            if current is None or current.get("state") != doc.get("state"):
+                return False
+            if current.get("claim_token") != doc.get("claim_token"):
+                return False
+            for name in {"state", *replay.DAEMON_FIELDS} & current.keys():
+                del current[name]
+            return True
+
     def new_id(self) -> Any:
         """A fresh id for a producer's document."""
         return uuid.uuid4().hex
@@ -96,7 +120,7 @@ class MemoryOutbox:
             new.setdefault("_id", uuid.uuid4().hex)
             if new["_id"] in self._docs:
                 raise DuplicateKey(f"_id {new['_id']!r} is taken")
-            if "key" in new and self.find_by_key(new["key"]) is not None:
+            if "key" in new and self.find_by_key(new["key"], new.get("user")) is not None:
                 raise DuplicateKey(f"key {new['key']!r} is taken")
             self._docs[new["_id"]] = new
             return new["_id"]
@@ -107,10 +131,14 @@ class MemoryOutbox:
             found = self._docs.get(doc_id)
             return copy.deepcopy(found) if found is not None else None
 
-    def find_by_key(self, key: str) -> Doc | None:
-        """The outbox document that holds this idempotency key."""
+    def find_by_key(self, key: str, user: Any) -> Doc | None:
+        """The outbox document that holds this user's idempotency key."""
         with self._lock:
-            found = next((d for d in self._docs.values() if "key" in d and d["key"] == key), None)
+            found = next(
+                (d for d in self._docs.values()
+                 if "key" in d and d["key"] == key and d.get("user") == user),
+                None,
+            )  # fmt: skip
             return copy.deepcopy(found) if found is not None else None
 
     def projected(self, doc_id: Any) -> Doc | None:
@@ -138,7 +166,8 @@ class MemoryOutbox:
                 other = next(
                     (
                         d for d in self._docs.values()
-                        if d.get("key") == key and d["_id"] != doc_id and d.get("state") is not None
+                        if d.get("key") == key and d.get("user") == admission.fields["user"]
+                        and d["_id"] != doc_id and d.get("state") is not None
                     ),
                     None,
                 )  # fmt: skip
@@ -152,6 +181,8 @@ class MemoryOutbox:
             now = self.clock.now()
             doc.update(created_at=now, updated_at=now, rev=1)
             doc["kind"] = "broadcast" if admission.broadcast else "message"
+            if admission.seal is not None:
+                doc["seal"] = admission.seal
             if admission.problem is None:
                 doc.update(admission.fields, state=State.QUEUED.value)
             else:
@@ -294,7 +325,9 @@ class MemoryOutbox:
         inserted: list[Doc] = []
         with self._lock:
             for child in children:
-                if child["_id"] in self._docs:
+                there = self._docs.get(child["_id"])
+                made = self._sealer is None or self._sealer.sealed(there or {}, seal.MADE)
+                if there is not None and made:
                     continue
                 self._docs[child["_id"]] = copy.deepcopy(child)
                 self._project(self._docs[child["_id"]])
@@ -358,7 +391,8 @@ class MemoryOutbox:
     def _project(self, doc: Doc) -> Doc:
         """Copy the public fields to the status unless a newer revision is there; mark synced."""
         last = self._status.get(doc["_id"], {}).get("rev")
-        if not isinstance(last, int) or last <= doc["rev"]:
+        # No public copy of what the daemon did not seal.
+        if self.trusts(doc) and (not isinstance(last, int) or last <= doc["rev"]):
             status = {k: copy.deepcopy(doc[k]) for k in STATUS_FIELDS if k in doc}
             self._status[doc["_id"]] = {"_id": doc["_id"], **status}
         doc["synced"] = True

@@ -20,6 +20,8 @@ from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import receipts
 
 RACE_RETRIES = 5
+# Documents read for one provider id: the real message and a few others claiming its id.
+PROVIDER_ID_CANDIDATES = 10
 APPLIED, KEPT, DUPLICATE, UNKNOWN_ID = "applied", "kept", "duplicate", "unknown_id"
 
 
@@ -48,7 +50,11 @@ class DeliveryStore:
         return new
 
     def by_provider_id(self, provider_id: str) -> Doc | None:
-        return self.outbox.find_one({"provider_id": provider_id})
+        """The message Flowroute gave this id. A document the daemon did not seal is never it,
+        whatever `provider_id` its writer gave it (a receipt must not reach, or opt out, the
+        number of a document someone inserted beside the real one)."""
+        found = self.outbox.find({"provider_id": provider_id}).limit(PROVIDER_ID_CANDIDATES)
+        return next((doc for doc in found if self.store.trusts(doc)), None)
 
     def apply_receipt(self, receipt: Mapping[str, Any]) -> tuple[str, State | None]:
         """Fold a receipt into its message: the outcome and the state it moved to, if any."""

@@ -18,7 +18,7 @@ from jobs.errors import InputError
 from jobs.mongo.connection import adapter
 from jobs.rules import identity, phone
 from jobs.rules.identity import Audit, spellings
-from jobs.rules.intake import check_name
+from jobs.rules.intake import check_max_priority, check_name, grant_priority
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.directory")
@@ -51,16 +51,22 @@ class Directory:
 
     # Senders
 
-    def grant(self, user: str, number: str) -> str:
-        """Allow `user` to send from `number`; returns the normalised number. Idempotent."""
+    def grant(self, user: str, number: str, *, max_priority: int | None = None) -> str:
+        """Allow `user` to send from `number` (at priorities up to `max_priority`, when given);
+        returns the normalised number. Idempotent."""
         check_name(user, "user")
         source = phone.normalize(number)
-        self.authorized.update_one(
-            {"user": user, "source": source},
-            {"$setOnInsert": {"user": user, "source": source}},
-            upsert=True,
-        )
+        update: Doc = {"$setOnInsert": {"user": user, "source": source}}
+        if max_priority is not None:
+            update["$set"] = {"max_priority": check_max_priority(max_priority)}
+        self.authorized.update_one({"user": user, "source": source}, update, upsert=True)
         return source
+
+    def max_priority(self, user: str) -> int:
+        """The highest priority `user` may ask for: the highest `max_priority` of its grants
+        (0 where a grant has none; 0 without a grant)."""
+        docs = self.authorized.find({"user": user}, {"max_priority": 1})
+        return max((grant_priority(doc) for doc in docs), default=0)
 
     def sources_for(self, user: str) -> list[str]:
         """The numbers `user` may send from, oldest grant first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -43,16 +43,27 @@ class StatusProjection:
     (the same copy twice is harmless).
     """
 
-    def __init__(self, outbox: Collection[Doc], status: Collection[Doc], clock: Clock) -> None:
+    def __init__(
+        self,
+        outbox: Collection[Doc],
+        status: Collection[Doc],
+        clock: Clock,
+        trusts: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> None:
         self.outbox = outbox
         self.status = status
         self.clock = clock
+        # Only documents the daemon sealed get a public copy: one inserted with a state of its
+        # own would otherwise show (and count in its campaign) whatever its writer chose.
+        self.trusts = trusts or (lambda doc: True)
         self._copied: list[Doc] = []  # `_id` and `rev` of each copy not yet marked synced
         self._lock = threading.Lock()
 
     def project(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """Copy each document's public fields unless a newer revision is already there."""
         for doc in docs:
+            if not self.trusts(doc):
+                continue
             # A duplicate key means the status already holds a newer revision. An equal one is
             # overwritten: normally it is the same copy, but where a server lets a stale write
             # land (see jobs/mongo/tickets.py) two states can share a revision, and the later wins.
@@ -96,7 +107,11 @@ class StatusProjection:
         before = self.clock.now() - SYNC_GRACE
         query = {"synced": False, "updated_at": {"$lt": before}}
         docs = list(self.outbox.find(query).limit(limit))
-        if docs:
+        untrusted = [doc["_id"] for doc in docs if not self.trusts(doc)]
+        if untrusted:
+            # Never copied; marked so they do not fill every later resync's batch.
+            self.outbox.update_many({"_id": {"$in": untrusted}}, {"$set": {"synced": True}})
+        if len(untrusted) < len(docs):
             self.project(docs)
             self.mark_synced()
         return len(docs)

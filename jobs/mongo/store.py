@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import SendGuard
+from jobs.dispatch.ports import Sealer, SendGuard
 from jobs.errors import StoreRefused, document_fault
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard, poison
@@ -25,7 +26,7 @@ from jobs.mongo.guard import GuardSetting
 from jobs.mongo.poison import caused_by_document
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
-from jobs.rules import interventions, signing
+from jobs.rules import interventions, replay, seal, signing
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
@@ -45,12 +46,19 @@ class OutboxStore:
     lease expired cannot overwrite what another worker recorded.
     """
 
-    def __init__(self, db: Database[Doc], clock: Clock, send_guard: GuardSetting = "tickets"):
+    def __init__(
+        self,
+        db: Database[Doc],
+        clock: Clock,
+        send_guard: GuardSetting = "tickets",
+        sealer: Sealer | None = None,
+    ):
         self.db = db
         self.clock = clock
         self.outbox: Collection[Doc] = db[OUTBOX]
         self.status: Collection[Doc] = db[STATUS]
-        self.projection = StatusProjection(self.outbox, self.status, clock)
+        self._sealer = sealer
+        self.projection = StatusProjection(self.outbox, self.status, clock, self.trusts)
         self.send_guard = send_guard
         self._guard: SendGuard | None = None
         self._spent = SpentIds(db, clock)
@@ -69,6 +77,28 @@ class OutboxStore:
         return self._spent
 
     @property
+    def sealer(self) -> Sealer | None:
+        """What seals the daemon's documents (see jobs/rules/seal.py); None: signatures off."""
+        return self._sealer
+
+    def trusts(self, doc: Mapping[str, Any]) -> bool:
+        """Whether the daemon may act on `doc`: it carries the daemon's seal (or nothing is
+        sealed, with signatures off)."""
+        return self._sealer is None or self._sealer.sealed(doc)
+
+    def reintake(self, doc: Mapping[str, Any]) -> bool:
+        """Make a document without the daemon's seal a new producer document again: its state
+        and every daemon-owned field removed, so intake checks and normalises it. Fenced on the
+        state and claim token it was read with."""
+        gone = dict.fromkeys(sorted({"state", *replay.DAEMON_FIELDS} & doc.keys()), "")
+        fence = {"_id": doc["_id"], "state": doc.get("state")}
+        fence["claim_token"] = doc.get("claim_token")
+        done = self.outbox.update_one(fence, {"$unset": gone}).modified_count == 1
+        if done:
+            log.warning("message.unsealed", message_id=str(doc["_id"]), state=doc.get("state"))
+        return done
+
+    @property
     def holds(self) -> AccountHold:
         """The account hold shared by every daemon on this database (jobs/mongo/account.py)."""
         return self._holds
@@ -84,15 +114,34 @@ class OutboxStore:
         )
         self.outbox.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="lease")
         self.outbox.create_index([("synced", ASCENDING), ("updated_at", ASCENDING)], name="sync")
-        # Sparse rather than partial: MongoDB-compatible servers without partial indexes have it.
-        # Keys duplicated before the index existed keep it from being built; intake still
-        # rejects the later duplicates, so the daemon runs on and says so.
-        try:
-            self.outbox.create_index("key", name="key", unique=True, sparse=True)
-        except DuplicateKeyError:
-            log.warning("index.key_duplicates", collection=OUTBOX)
+        self._key_index()
         self.status.create_index([("campaign", ASCENDING), ("state", ASCENDING)], name="campaign")
         self.guard.ensure_indexes()
+
+    def _key_index(self) -> None:
+        """Idempotency keys are unique per user, so nobody can take another user's key: a
+        partial index on (user, key). A server without partial indexes (FerretDB 1.x) gets the
+        older index, unique across users. Keys duplicated before the index existed keep it from
+        being built; intake still rejects the later duplicates, so the daemon runs on and says so.
+        """
+        try:
+            self.outbox.create_index(
+                [("user", ASCENDING), ("key", ASCENDING)], name="user_key", unique=True,
+                partialFilterExpression={"key": {"$exists": True}},
+            )  # fmt: skip
+        except DuplicateKeyError:
+            log.warning("index.key_duplicates", collection=OUTBOX)
+        except OperationFailure as exc:
+            log.warning("index.partial_unsupported", collection=OUTBOX, error=str(exc))
+            with contextlib.suppress(DuplicateKeyError):
+                self.outbox.create_index("key", name="key", unique=True, sparse=True)
+            return
+        if "key" in self.outbox.index_information():
+            # The index of earlier versions, global across users.
+            try:
+                self.outbox.drop_index("key")
+            except OperationFailure as exc:
+                log.warning("index.not_dropped", index="key", error=str(exc))
 
     # Intake
 
@@ -131,9 +180,11 @@ class OutboxStore:
         now = self.clock.now()
         key = admission.fields.get("key")
         if key is not None and admission.problem is None:
-            admission = self._unique_key(doc_id, key, admission)
+            admission = self._unique_key(doc_id, admission.fields["user"], key, admission)
         fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
         fields["kind"] = "broadcast" if admission.broadcast else "message"
+        if admission.seal is not None:
+            fields["seal"] = admission.seal
         if admission.problem is None:
             fields.update(admission.fields, state=State.QUEUED.value)
         else:
@@ -149,9 +200,11 @@ class OutboxStore:
             self.project(doc)
         return doc
 
-    def _unique_key(self, doc_id: Any, key: str, admission: Admission) -> Admission:
-        """Backs up the unique index: a key already admitted makes this document a duplicate."""
-        other = self.outbox.find_one({"key": key, "_id": {"$ne": doc_id}, "state": {"$ne": None}})
+    def _unique_key(self, doc_id: Any, user: str, key: str, admission: Admission) -> Admission:
+        """Backs up the unique index: a key the same user already had admitted makes this
+        document a duplicate."""
+        query = {"user": user, "key": key, "_id": {"$ne": doc_id}, "state": {"$ne": None}}
+        other = self.outbox.find_one(query)
         if other is None:
             return admission
         problem = Problem(Reason.DUPLICATE_KEY, f"key {key!r} is message {other['_id']}")
@@ -311,19 +364,24 @@ class OutboxStore:
                 self._child_refused(docs[err["index"]], str(err.get("errmsg")))
             skipped = {err["index"] for err in errors}
             inserted = [doc for i, doc in enumerate(docs) if i not in skipped]
+            taken = [docs[err["index"]] for err in errors if err.get("code") == 11000]
+            inserted += self._replace_squatters(taken)
         except OperationFailure as exc:
             # The server refused the whole insert (a message past the size limit): one by one.
             if not caused_by_document(exc):
                 raise
-            inserted = [doc for doc in docs if self._add_child(doc)]
+            added = {doc["_id"]: self._add_child(doc) for doc in docs}
+            inserted = [doc for doc in docs if added[doc["_id"]] is True]
+            inserted += self._replace_squatters([d for d in docs if added[d["_id"]] is None])
         self.project_many(inserted)
         return inserted
 
-    def _add_child(self, doc: Doc) -> bool:
+    def _add_child(self, doc: Doc) -> bool | None:
+        """True if inserted, None if its id is taken, False if the server refused it."""
         try:
             self.outbox.insert_one(doc)
         except DuplicateKeyError:
-            return False
+            return None
         except OperationFailure as exc:
             if not caused_by_document(exc):
                 raise
@@ -333,6 +391,24 @@ class OutboxStore:
 
     def _child_refused(self, doc: Doc, why: str) -> None:
         log.warning("child.refused", message_id=str(doc["_id"])[:80], detail=why[:300])
+
+    def _replace_squatters(self, made: list[Doc]) -> list[Doc]:
+        """The daemon's messages whose ids someone else's documents took first (a producer can
+        insert `<campaign>:<number>` before the fan-out does): a document the daemon did not
+        make there is replaced, so it suppresses nobody. Returns the messages put in place."""
+        if self._sealer is None or not made:
+            return []
+        there = {d["_id"]: d for d in self.outbox.find({"_id": {"$in": [m["_id"] for m in made]}})}
+        replaced = []
+        for doc in made:
+            squatter = there.get(doc["_id"])
+            if squatter is None or self._sealer.sealed(squatter, seal.MADE):
+                continue
+            fence = {"_id": doc["_id"], "seal": squatter.get("seal")}
+            if self.outbox.replace_one(fence, doc).modified_count == 1:
+                log.warning("message.squatter_replaced", message_id=str(doc["_id"]))
+                replaced.append(doc)
+        return replaced
 
     # Operator interventions (decided in jobs.rules.interventions)
 
@@ -443,9 +519,9 @@ class OutboxStore:
         """Insert a producer's document; raises DuplicateKey when its key is taken."""
         return self.outbox.insert_one(doc).inserted_id
 
-    def find_by_key(self, key: str) -> Doc | None:
-        """The outbox document that holds this idempotency key."""
-        return self.outbox.find_one({"key": key})
+    def find_by_key(self, key: str, user: str) -> Doc | None:
+        """The outbox document that holds this user's idempotency key."""
+        return self.outbox.find_one({"user": user, "key": key})
 
 
 __all__ = ["OUTBOX", "STATUS", "OutboxStore"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,40 @@ class Admission:
     problem: Problem | None = None
     broadcast: bool = False
     strip: tuple[str, ...] = ()  # daemon-owned fields the producer's document carries
+    seal: str | None = None  # the daemon's seal of the admitted document (jobs/rules/seal.py)
+
+
+def stored(doc: Mapping[str, Any], admission: Admission) -> dict[str, Any]:
+    """The document as admission leaves it: the daemon-owned fields removed, the checked fields
+    (normalised numbers, the priority granted) set; what the seal covers."""
+    kept = {k: v for k, v in doc.items() if k not in admission.strip}
+    return {**kept, **admission.fields}
+
+
+def check_max_priority(value: object) -> int:
+    """A grant's highest priority: a whole number from 0 to 100."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise InputError("max_priority must be a whole number from 0 to 100")
+    return value
+
+
+def grant_priority(grant: Mapping[str, Any]) -> int:
+    """The highest priority one grant in `authorized` allows; one that is missing or not a
+    whole number from 0 to 100 allows 0."""
+    try:
+        return check_max_priority(grant.get("max_priority", 0))
+    except InputError:
+        return 0
+
+
+def clamp_priority(admission: Admission, max_priority: int) -> Admission:
+    """At most the priority the user's grant allows; the requested one is kept beside it,
+    since the producer's signature covers it."""
+    requested = admission.fields.get("priority")
+    if admission.problem is not None or not isinstance(requested, int) or requested <= max_priority:
+        return admission
+    fields = {**admission.fields, "priority": max_priority, "priority_requested": requested}
+    return replace(admission, fields=fields)
 
 
 def check_name(value: object, what: str) -> str:
@@ -49,14 +84,35 @@ _BODY_CONTROLS = frozenset(
 )
 
 
+# Characters that render as nothing, or as blank space, without being whitespace or format
+# characters: Hangul and braille fillers, Khmer and Mongolian invisibles, the grapheme joiner.
+_BLANK_LOOKING = frozenset("\u3164\u2800\u115f\u1160\uffa0\u17b4\u17b5\u180e\u034f")
+# Embeddings, overrides and isolates reorder the text around them: what the phone shows is not
+# what was written (and reviewed). The implicit marks (LRM, RLM, ALM) are left to RTL writers.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _invisible(ch: str) -> bool:
+    """Whether a character shows nothing a reader could see: whitespace, a format character
+    (zero-width ones, tags), a variation selector, or a blank-looking filler."""
+    code = ord(ch)
+    return (
+        ch.isspace()
+        or unicodedata.category(ch) in ("Cf", "Zs", "Zl", "Zp", "Cs")
+        or ch in _BLANK_LOOKING
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+    )
+
+
 def check_body(value: object) -> str:
-    """The text to send: non-empty, at most MAX_BODY_CHARS characters, no control characters
-    other than line breaks and tabs."""
+    """The text to send: something visible, at most MAX_BODY_CHARS characters, no control
+    characters other than line breaks and tabs, no bidirectional controls."""
     if not isinstance(value, str):
         raise InputError(f"body must be text, not {type(value).__name__}")
-    # Zero-width characters are dropped before sending: a body of only those would go out empty.
-    if not segments.normalize_text(value).strip():
-        raise InputError("body is empty", Reason.EMPTY_BODY)
+    # A body of invisible characters only would reach the phone as an empty text.
+    if all(_invisible(ch) for ch in segments.normalize_text(value)):
+        raise InputError("body is empty or shows nothing visible", Reason.EMPTY_BODY)
     if len(value) > MAX_BODY_CHARS:
         raise InputError(
             f"body has {len(value)} characters; the limit is {MAX_BODY_CHARS}", Reason.BODY_TOO_LONG
@@ -65,6 +121,12 @@ def check_body(value: object) -> str:
     if bad is not None:
         what = "a NUL character" if bad == "\x00" else f"the control character U+{ord(bad):04X}"
         raise InputError(f"body contains {what}")
+    bidi = next((ch for ch in value if ch in _BIDI_CONTROLS), None)
+    if bidi is not None:
+        raise InputError(
+            f"body contains the bidirectional control character U+{ord(bidi):04X}, which"
+            " makes the text show in another order than it was written"
+        )
     return value
 
 

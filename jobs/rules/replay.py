@@ -19,9 +19,9 @@ from typing import Any
 
 from jobs.clock import as_utc
 from jobs.errors import InputError
-from jobs.model import Problem, Reason
+from jobs.model import STATUS_FIELDS, Problem, Reason
 from jobs.rules import phone
-from jobs.rules.intake import Admission
+from jobs.rules.intake import PRODUCER_FIELDS, Admission
 
 # Fields only the daemon writes. A producer's document that carries them has them removed at
 # intake (they would otherwise steer the daemon: `fanout_after` skipped recipients).
@@ -30,7 +30,11 @@ DAEMON_FIELDS = frozenset(
         "due_at", "attempts", "rev", "claim_token", "lease_until", "in_flight", "ticket",
         "last_claim_token", "fanout_after", "fanout_seal", "recipients", "provider_id",
         "sent_at", "error", "synced", "kind", "segments", "encoding", "created_at", "updated_at",
+        "seal", "priority_requested",
     }
+    # Every other field of the public status is the daemon's too (`cancelled`, `history`,
+    # `receipts`, ...): a producer's copy of one must never reach `message_status`.
+    | (frozenset(STATUS_FIELDS) - PRODUCER_FIELDS - {"state", "campaign"})
 )  # fmt: skip
 SEAL_VERSION = "sms-outbox-fanout-v1"
 
@@ -45,7 +49,21 @@ def producer_problem(doc: Mapping[str, Any]) -> Problem | None:
     if doc.get("campaign") is not None:
         detail = "campaign is set by the daemon on a broadcast's messages, never by a producer"
         return Problem(Reason.INVALID_DOCUMENT, detail)
+    if made_id(doc.get("_id")):
+        detail = "ids of the form '<campaign>:<number>' belong to the daemon's own messages"
+        return Problem(Reason.INVALID_DOCUMENT, detail)
     return None
+
+
+def made_id(value: Any) -> bool:
+    """Whether an id has the shape of one the daemon gives the messages it makes: a broadcast's
+    message `<campaign>:<number>` or a reply `reply:...`."""
+    if not isinstance(value, str):
+        return False
+    number = value.rpartition(":")[2]
+    return value.startswith("reply:") or (
+        ":" in value and len(number) == 11 and number.isascii() and number.isdigit()
+    )
 
 
 def child_problem(doc: Mapping[str, Any]) -> Problem | None:

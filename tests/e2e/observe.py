@@ -1,13 +1,17 @@
-"""Helpers for the tests that watch a running process from outside: free ports and HTTP polls."""
+"""Helpers for the tests that watch a running process from outside: free ports, HTTP polls and a
+proxy that signs Chromium in to the dashboard."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -50,3 +54,41 @@ def metric(text: str, name: str) -> float | None:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+@contextmanager
+def token_proxy(token: str) -> Iterator[list[str]]:
+    """An HTTP proxy that adds the dashboard token as a header, as a reverse proxy in front of
+    the dashboard would; yields the Chromium flags that send every request through it, so no
+    URL carries the token."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            request = urllib.request.Request(
+                self.path, headers={"Authorization": f"Bearer {token}"}
+            )
+            try:
+                with opener.open(request, timeout=30) as answer:
+                    status, body, kind = answer.status, answer.read(), answer.headers
+            except urllib.error.HTTPError as refused:
+                status, body, kind = refused.code, refused.read(), refused.headers
+            self.send_response(status)
+            self.send_header("Content-Type", kind.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        yield [f"--proxy-server=http://127.0.0.1:{port}", "--proxy-bypass-list=<-loopback>"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

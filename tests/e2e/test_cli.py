@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
 from jobs.doubles.simulator import FlowrouteSimulator
@@ -387,3 +388,21 @@ def test_operators_cancel_a_campaign_retry_failures_and_see_why_a_message_waits(
     assert [(h["state"], h["retried_by"]) for h in final["history"]] == [("failed", "ops-ann")]
     assert "earlier" in _ok(cli("status", failing))
     assert [m.to for m in simulator.messages()] == ["12065550102"]
+
+
+def test_a_grant_s_max_priority_lowers_what_its_user_asks_for(
+    cli: Cli, simulator: FlowrouteSimulator, db: Database[dict[str, Any]]
+) -> None:
+    _ok(cli("senders", "grant", "alice", SOURCE, "--max-priority", "20"))
+    refused = cli("senders", "grant", "alice", SOURCE, "--max-priority", "101")
+    assert refused.returncode == 2 and "max_priority" in refused.stderr
+    assert [g.get("max_priority") for g in _json(cli("senders", "list", "--json"))] == [20]
+    _ok(cli("recipients", "add", FRIENDS[0], "--verified"))
+    args = ("--user", "alice", "--to", FRIENDS[0], "--body", "urgent", "--priority", "90")
+    message = _ok(cli("enqueue", *args)).strip()
+
+    _ok(cli("run", "--until-idle"))
+
+    doc = db["outbox"].find_one({"_id": ObjectId(message)}) or {}
+    assert (doc["state"], doc["priority"], doc["priority_requested"]) == ("sent", 20, 90)
+    assert [m.to for m in simulator.messages()] == [FRIENDS[0]]

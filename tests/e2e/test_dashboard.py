@@ -14,7 +14,7 @@ import pytest
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
-from tests.e2e.observe import free_port, get, wait_for
+from tests.e2e.observe import free_port, get, token_proxy, wait_for
 from tests.processes import stop
 
 SOURCE = "12065550100"
@@ -79,9 +79,11 @@ def test_the_dashboard_shows_in_chromium_what_status_reports(
         wait_for(lambda: get(base + "/", auth)[0] == 200, "the dashboard to answer")
         assert get(base + "/")[0] == 401
         assert get(base + "/?token=wrong")[0] == 401
+        assert get(base + f"/?token={TOKEN}")[0] == 401  # never in a URL
         assert get(base + "/", auth, method="POST")[0] == 405
 
-        dom = chromium(tmp_path, "--dump-dom", f"{base}/?token={TOKEN}")
+        with token_proxy(TOKEN) as through_proxy:
+            dom = chromium(tmp_path, *through_proxy, "--dump-dom", f"{base}/")
         cells = _cells(dom, campaign)
         for field in ("sent", "delivered", "failed", "rejected", "waiting"):
             assert int(cells[field]) == summary["progress"][field], field
@@ -100,8 +102,9 @@ def test_the_dashboard_shows_in_chromium_what_status_reports(
         assert 'id="account">active<' in dom
 
         screenshot = tmp_path / "dashboard.png"
-        chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1280,800",
-                 "--hide-scrollbars", f"{base}/?token={TOKEN}")  # fmt: skip
+        with token_proxy(TOKEN) as through_proxy:
+            chromium(tmp_path, *through_proxy, f"--screenshot={screenshot}",
+                     "--window-size=1280,800", "--hide-scrollbars", f"{base}/")  # fmt: skip
         assert screenshot.stat().st_size > 10_000
         print(f"dashboard screenshot: {screenshot}")
     finally:

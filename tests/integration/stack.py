@@ -87,7 +87,7 @@ def stack(
     **followup: Any,
 ) -> Iterator[Stack]:
     clock = SystemClock()
-    store = OutboxStore(db, clock)
+    store = OutboxStore(db, clock, sealer=signatures)  # as the daemon wires it
     store.ensure_indexes()
     directory = Directory(db)
     directory.ensure_indexes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ TOKEN = "s3cret-token"
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 
 
-def _call(app: Any, method: str = "GET", path: str = "/", query: str = "", **headers: str) -> Any:
+def _call(app: Any, method: str = "GET", path: str = "/", query: str = "", **headers: Any) -> Any:
     seen: dict[str, Any] = {}
 
     def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
@@ -36,27 +37,55 @@ def _app(page: str = "<p>page</p>") -> Any:
     return dashboard_app(SecretStr(TOKEN), lambda: page)
 
 
-def test_every_request_without_the_token_gets_401() -> None:
+def test_every_request_without_the_token_gets_401_and_the_token_form() -> None:
     assert _call(_app())[0].startswith("401")
     assert _call(_app(), HTTP_AUTHORIZATION="Bearer wrong")[0].startswith("401")
-    assert _call(_app(), query="token=wrong")[0].startswith("401")
     assert _call(_app(), "POST")[0].startswith("401")
+    _, headers, body = _call(_app())
+    assert '<form method="post" action="sign-in">' in body and 'name="token"' in body
+    assert headers["Content-Type"].startswith("text/html")
 
 
-def test_the_token_opens_the_page_as_a_header_or_in_the_query() -> None:
+def test_a_token_in_the_url_is_never_accepted() -> None:
+    status, _, body = _call(_app(), query=f"token={TOKEN}")
+    assert status.startswith("401") and "page" not in body
+
+
+def test_the_token_opens_the_page_as_a_header() -> None:
     status, headers, body = _call(_app(), HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert status == "200 OK" and body == "<p>page</p>"
     assert headers["Content-Type"].startswith("text/html")
     assert "default-src 'none'" in headers["Content-Security-Policy"]
-    assert _call(_app(), query=f"token={TOKEN}")[0] == "200 OK"
-    assert _call(_app(), "HEAD", query=f"token={TOKEN}")[2] == ""
+    assert _call(_app(), "HEAD", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")[2] == ""
+
+
+def _sign_in(token: str) -> Any:
+    form = f"token={token}".encode()
+    body: dict[str, Any] = {"wsgi.input": io.BytesIO(form), "CONTENT_LENGTH": str(len(form))}
+    return _call(_app(), "POST", "/sign-in", "", **body)
+
+
+def test_the_token_form_sets_a_cookie_that_opens_the_page_and_is_not_the_token() -> None:
+    status, headers, _ = _sign_in(TOKEN)
+
+    assert status.startswith("303") and headers["Location"] == "./"
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    pair = cookie.split(";")[0]
+    assert _call(_app(), HTTP_COOKIE=pair)[0] == "200 OK"
+    assert _call(_app(), HTTP_COOKIE=pair.split("=")[0] + "=forged")[0].startswith("401")
+
+
+def test_a_wrong_token_in_the_form_sets_no_cookie() -> None:
+    status, headers, _ = _sign_in("wrong")
+    assert status.startswith("401") and "Set-Cookie" not in headers
 
 
 def test_nothing_but_get_and_head_is_allowed() -> None:
     for method in ("POST", "PUT", "DELETE", "PATCH"):
-        status, headers, _ = _call(_app(), method, query=f"token={TOKEN}")
+        status, headers, _ = _call(_app(), method, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
         assert status.startswith("405") and headers["Allow"] == "GET, HEAD"
-    assert _call(_app(), path="/admin", query=f"token={TOKEN}")[0].startswith("404")
+    assert _call(_app(), path="/admin", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")[0].startswith("404")
 
 
 def test_numbers_are_masked_but_for_the_last_four_digits() -> None:

@@ -28,6 +28,10 @@ class CountingDirectory:
         self.reads.append(f"grants {user}")
         return self.directory.sources_for(user)
 
+    def max_priority(self, user: str) -> int:
+        self.reads.append(f"max_priority {user}")
+        return self.directory.max_priority(user)
+
     def recipient(self, number: str) -> dict[str, Any] | None:
         self.reads.append(f"consent {number}")
         return self.directory.recipient(number)

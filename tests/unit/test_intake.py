@@ -146,6 +146,36 @@ def test_blank_body_is_empty_body(body: str) -> None:
     assert reason_of({**VALID, "body": body}) is Reason.EMPTY_BODY
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\u3164", "\u2800\u2800", "\u115f\u1160", "\uffa0",  # fillers that render blank
+        "\U000e0041\U000e0042\U000e007f",  # tag characters
+        "\u200b\u2060\ufeff\u00ad", "\u180e\u034f", "\ufe0f\U000e0100",  # invisibles
+        "\u3000\u00a0\u2007", "\u17b4 \u3164\n",
+    ],
+)  # fmt: skip
+def test_a_body_that_only_looks_blank_is_empty_body(body: str) -> None:
+    admission = admit({**VALID, "body": body}, NOW)
+    assert admission.problem is not None and admission.problem.code is Reason.EMPTY_BODY
+
+
+@pytest.mark.parametrize(
+    "body", ["hi \u3164", "\u2800x", "\U0001f44d", "\u05e9\u05dc\u05d5\u05dd\u200f"]
+)
+def test_a_body_with_something_visible_is_accepted(body: str) -> None:
+    assert admit({**VALID, "body": body}, NOW).problem is None
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202a", "\u202d", "\u2066", "\u2067", "\u2069"])
+def test_bidirectional_controls_are_rejected_with_the_reason(control: str) -> None:
+    admission = admit({**VALID, "body": f"pay {control}0001 ot"}, NOW)
+
+    assert admission.problem is not None
+    assert admission.problem.code is Reason.INVALID_DOCUMENT
+    assert f"bidirectional control character U+{ord(control):04X}" in admission.problem.detail
+
+
 def test_body_over_1600_characters_is_body_too_long() -> None:
     admission = admit({**VALID, "body": "x" * 1601}, NOW)
 

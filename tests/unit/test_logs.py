@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from scheduler.logs import REDACTED, Redactor, configure
+from scheduler.logs import REDACTED, Redactor, configure, mask_numbers
 
 SECRET = "sk-51c7e2aa90"
 PASSWORD = "pw-9e8d7c6b"
@@ -77,5 +77,39 @@ def test_configured_json_logs_carry_no_secret() -> None:
     assert (record["event"], record["detail"], record["to"]) == (
         "message.sent",
         {"auth": [REDACTED]},
-        "13125550199",
+        "*******0199",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("13125550199", "*******0199"),
+        ("recipient (206) 555-0103 has opted out", "recipient ******0103 has opted out"),
+        ("+1 206 555 0108", "*******0108"),
+        ("6b1251130629ef5d720dc198:13125550199", "6b1251130629ef5d720dc198:*******0199"),
+    ],
+)
+def test_phone_numbers_are_masked_to_their_last_four_digits(text: str, masked: str) -> None:
+    assert mask_numbers(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["6b1251130629ef5d720dc198", "mdr2-00000000000000000000000000000001", "2026-12-04",
+     "took 1234 ms", "attempts 9223372036854775807"],
+)  # fmt: skip
+def test_ids_dates_and_counts_are_not_taken_for_numbers(text: str) -> None:
+    assert mask_numbers(text) == text
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_masking_can_be_turned_off_and_nested_numbers_are_masked_when_on() -> None:
+    masked, whole = io.StringIO(), io.StringIO()
+    configure("info", "json", stream=masked)
+    structlog.get_logger("t").warning("reply.limited", evidence={"number": ["12065550103"]})
+    configure("info", "json", stream=whole, mask=False)
+    structlog.get_logger("t").warning("reply.limited", to="12065550103")
+
+    assert json.loads(masked.getvalue())["evidence"] == {"number": ["*******0103"]}
+    assert json.loads(whole.getvalue())["to"] == "12065550103"

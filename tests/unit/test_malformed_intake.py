@@ -62,7 +62,7 @@ def broadcast(**changes: Any) -> dict[str, Any]:
 
 
 def drop_key_index(store: OutboxStore, directory: Directory, provider: FakeProvider) -> None:
-    store.outbox.drop_index("key")
+    store.outbox.drop_index("user_key")
 
 
 def consent_withdrawn_while_sending(
