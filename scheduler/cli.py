@@ -100,7 +100,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     server = None
     if settings.webhooks.listen is not None:
         # Small installs: the receiver in the daemon's process, on its own threads.
-        server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
+        server = WebhookServer.configured(build_receiver(settings, db), settings).start()
     try:
         followup = build_followup(settings, dispatcher)
         finished = run_daemon(
@@ -140,9 +140,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     if settings.webhooks.listen is None:
         raise ConfigError("setting webhooks.listen is missing (HOST:PORT to serve on)")
-    server = WebhookServer(
-        build_receiver(settings, connect(settings.mongodb)), settings.webhooks.listen
-    )
+    server = WebhookServer.configured(build_receiver(settings, connect(settings.mongodb)), settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
