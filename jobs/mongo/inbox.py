@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jobs.mongo.connection import adapter
+from jobs.rules import callbacks
 
 Doc = dict[str, Any]
 INBOX = "inbox"
 NEW, WAITING, APPLIED, ORPHANED = "new", "waiting", "applied", "orphaned"
+# Kept, with reason `unverified`: Flowroute's record did not confirm it, so it changed nothing.
+UNVERIFIED = "unverified"
 
 
 @adapter
@@ -26,17 +29,30 @@ class Inbox:
 
     def ensure_indexes(self) -> None:
         self.entries.create_index([("state", ASCENDING), ("retry_at", ASCENDING)], name="state")
+        self.entries.create_index(
+            [("kind", ASCENDING), ("state", ASCENDING), ("retry_at", ASCENDING)], name="kind_state"
+        )
 
     def add(self, kind: str, fields: Doc, now: datetime) -> None:
         """Store one validated callback (the receiver's only write)."""
         self.entries.insert_one({"kind": kind, "fields": fields, "received_at": now})
 
-    def due(self, now: datetime, limit: int) -> list[Doc]:
-        """Entries not applied yet: new ones first, then waiting ones whose retry is due."""
-        fresh = list(self.entries.find({"state": None}).sort("_id", ASCENDING).limit(limit))
+    def due(self, now: datetime, limit: int, kinds: list[str] | None = None) -> list[Doc]:
+        """Entries not applied yet: new ones first, then waiting ones whose retry is due. With
+        `kinds`, entries of those kinds only; with an empty list, of any other kind."""
+        where: Doc = {}
+        if kinds:
+            where = {"kind": {"$in": kinds}}
+        elif kinds is not None:
+            where = {"kind": {"$nin": [callbacks.DLR, callbacks.INBOUND]}}
+        fresh = list(
+            self.entries.find({**where, "state": None}).sort("_id", ASCENDING).limit(limit)
+        )
         if len(fresh) < limit:
-            query = {"state": WAITING, "retry_at": {"$lte": now}}
-            fresh += list(self.entries.find(query).limit(limit - len(fresh)))
+            query = {**where, "state": WAITING, "retry_at": {"$lte": now}}
+            fresh += list(
+                self.entries.find(query).sort("retry_at", ASCENDING).limit(limit - len(fresh))
+            )
         return fresh
 
     def applied(self, entry: Doc, now: datetime, outcome: str) -> None:
@@ -46,10 +62,36 @@ class Inbox:
              "$unset": {"retry_at": ""}},
         )  # fmt: skip
 
-    def wait(self, entry: Doc, now: datetime, delay: timedelta, horizon: timedelta) -> str:
+    def set_aside(self, entry: Doc, now: datetime, outcome: str | None, detail: str | None) -> None:
+        """Keep an entry Flowroute's record did not confirm, with reason `unverified`."""
+        self.entries.update_one(
+            {"_id": entry["_id"]},
+            {"$set": {"state": UNVERIFIED, "reason": UNVERIFIED, "applied_at": now,
+                      "outcome": outcome, "detail": detail},
+             "$unset": {"retry_at": ""}},
+        )  # fmt: skip
+
+    def defer(self, entry: Doc, now: datetime) -> None:
+        """Look at an entry again next cycle, without counting a try (no lookup was made)."""
+        self.entries.update_one(
+            {"_id": entry["_id"]}, {"$set": {"state": WAITING, "retry_at": now}}
+        )
+
+    def unverified(self, limit: int) -> tuple[int, list[Doc]]:
+        """How many callbacks were set aside unverified, and the latest few."""
+        query = {"state": UNVERIFIED}
+        latest = self.entries.find(query, {"kind": 1, "fields": 1, "received_at": 1,
+                                           "outcome": 1, "detail": 1})  # fmt: skip
+        return self.entries.count_documents(query), list(
+            latest.sort("_id", DESCENDING).limit(limit)
+        )
+
+    def wait(
+        self, entry: Doc, now: datetime, delay: timedelta, horizon: timedelta | None = None
+    ) -> str:
         """Keep an entry aside to try again later; after `horizon` it is kept but orphaned."""
         received = entry.get("received_at")
-        if isinstance(received, datetime) and now - received > horizon:
+        if horizon is not None and isinstance(received, datetime) and now - received > horizon:
             self.entries.update_one(
                 {"_id": entry["_id"]},
                 {"$set": {"state": ORPHANED, "applied_at": now}, "$unset": {"retry_at": ""}},

@@ -17,6 +17,8 @@ from jobs.model import MAX_BODY_CHARS
 from jobs.rules import phone
 
 DLR, INBOUND = "dlr", "inbound"
+# An inbound callback without Flowroute's id is named by a hash of its content instead.
+NO_ID_PREFIX = "sha256-"
 # Sends get mdr2- ids; inbound messages have been seen with mdr1- ids too.
 _MDR_ID = re.compile(r"mdr\d-[0-9A-Za-z-]{1,64}")
 MAX_TEXT = 500
@@ -179,7 +181,7 @@ def inbound(document: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256(
             repr((fields["from"], fields["to"], body, attributes.get("timestamp"))).encode()
         ).hexdigest()
-        fields["inbound_id"] = f"sha256-{digest[:32]}"
+        fields["inbound_id"] = f"{NO_ID_PREFIX}{digest[:32]}"
     else:
         fields["inbound_id"] = _message_id(resource_id, "the message id")
     return fields
