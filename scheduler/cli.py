@@ -44,6 +44,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_FOUND = EXIT_FAILURE
 EXIT_UNAVAILABLE, EXIT_CONFIG = 69, 78
 EXIT_INTERRUPTED = 130
+UNVERIFIED_SHOWN = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,13 +347,17 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         held = status.account(db)
         rates = optouts.today(InboundLog(db), SystemClock())
         threshold = settings.replies.optout_warn_rate
+        unverified, latest = Inbox(db).unverified(UNVERIFIED_SHOWN)
         if args.json:
             listed = [{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates]
-            _print({"account": held, "opt_outs": listed}, True)
+            shown = {"count": unverified, "latest": [_unverified_row(e) for e in latest]}
+            _print({"account": held, "opt_outs": listed, "unverified": shown}, True)
         else:
             print(_account_text(held))
             if any(r.opt_outs for r in rates):  # quiet until someone has opted out today
                 print(_optout_text(rates, threshold))
+            if unverified:
+                print(_unverified_text(unverified, latest))
         return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
@@ -499,6 +504,26 @@ def _optout_text(rates: list[Rate], threshold: float) -> str:
         lines.append(f"  {r.source}  {r.opt_outs} opt-outs / {r.sent} sent  {rate}{flag}")
     if not rates:
         lines.append("  nothing sent and no opt-outs yet")
+    return "\n".join(lines)
+
+
+def _unverified_row(entry: Doc) -> Doc:
+    stored = entry.get("fields")
+    fields: Doc = stored if isinstance(stored, dict) else {}
+    row = {k: entry.get(k) for k in ("kind", "received_at", "outcome", "detail")}
+    row.update({k: fields.get(k) for k in ("from", "to", "body", "inbound_id", "provider_id",
+                                             "status") if k in fields})  # fmt: skip
+    return row
+
+
+def _unverified_text(count: int, latest: list[Doc]) -> str:
+    lines = [f"unverified  {count} callbacks Flowroute's records did not confirm (ignored but"
+             " a STOP's opt-out); latest:"]  # fmt: skip
+    for row in map(_unverified_row, latest):
+        said = row.get("body") if row["kind"] == "inbound" else row.get("status")
+        who = row.get("from") or row.get("provider_id") or "-"
+        lines.append(f"  {row['received_at']}  {row['kind']}  {who}  {str(said)[:20]!r}"
+                     f"  {row.get('outcome') or '-'}: {row.get('detail')}")  # fmt: skip
     return "\n".join(lines)
 
 
