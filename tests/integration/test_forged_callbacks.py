@@ -341,3 +341,18 @@ def test_the_inbox_is_applied_even_when_the_send_step_fails(
     with pytest.raises(StoreRefused):
         daemon._run_once()
     assert (loop.directory.recipient(person) or {})["opted_out"]["confirmed"] is True
+
+
+def test_a_real_stop_after_a_forged_one_becomes_the_evidence_and_is_answered_once(
+    loop: Stack, simulator: FlowrouteSimulator
+) -> None:
+    person, _, _ = numbers(3)
+    forged = invented()
+    post(loop, "/inbound", inbound(person, "STOP", forged))
+    loop.drain()
+    assert (loop.directory.recipient(person) or {})["opted_out"]["inbound_id"] == forged
+    _, real = simulator.send_inbound(person, SOURCE, "STOP")
+    loop.drain()
+    evidence = (loop.directory.recipient(person) or {})["opted_out"]
+    assert (evidence["inbound_id"], evidence["confirmed"]) == (real, True)
+    assert texts_to(simulator, person) == [STOP_TEXT]
