@@ -55,13 +55,13 @@ class Followup:
 
     def apply_inbox(self) -> int:
         """Apply due inbox entries: inbound texts first (a STOP never waits behind receipts),
-        then receipts, then anything else. Each is marked with what came of it, one bad entry
+        then receipts (and anything else). Each is marked with what came of it, one bad entry
         never stops the rest, and at most a few record lookups are made per cycle. Returns how
         many were looked at."""
         self.lookups.start_cycle()
         seen = 0
-        for kinds in ([callbacks.INBOUND], [callbacks.DLR], []):
-            entries = self.inbox.due(self.clock.now(), self.config.batch_size, kinds)
+        for only, besides in ((callbacks.INBOUND, None), (None, callbacks.INBOUND)):
+            entries = self.inbox.due(self.clock.now(), self.config.batch_size, only, besides)
             for entry in entries:
                 self._apply(entry)
             seen += len(entries)

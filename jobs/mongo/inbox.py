@@ -10,7 +10,6 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jobs.mongo.connection import adapter
-from jobs.rules import callbacks
 
 Doc = dict[str, Any]
 INBOX = "inbox"
@@ -37,14 +36,16 @@ class Inbox:
         """Store one validated callback (the receiver's only write)."""
         self.entries.insert_one({"kind": kind, "fields": fields, "received_at": now})
 
-    def due(self, now: datetime, limit: int, kinds: list[str] | None = None) -> list[Doc]:
-        """Entries not applied yet: new ones first, then waiting ones whose retry is due. With
-        `kinds`, entries of those kinds only; with an empty list, of any other kind."""
+    def due(
+        self, now: datetime, limit: int, only: str | None = None, besides: str | None = None
+    ) -> list[Doc]:
+        """Entries not applied yet: new ones first, then waiting ones whose retry is due; of the
+        kind `only`, or of any kind `besides` that one."""
         where: Doc = {}
-        if kinds:
-            where = {"kind": {"$in": kinds}}
-        elif kinds is not None:
-            where = {"kind": {"$nin": [callbacks.DLR, callbacks.INBOUND]}}
+        if only is not None:
+            where = {"kind": only}
+        elif besides is not None:
+            where = {"kind": {"$ne": besides}}
         fresh = list(
             self.entries.find({**where, "state": None}).sort("_id", ASCENDING).limit(limit)
         )
