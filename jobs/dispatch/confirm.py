@@ -3,6 +3,7 @@ what an inbox entry became this cycle (applied, set aside unverified, waiting or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -77,3 +78,9 @@ class Step:
     fate: Fate = Fate.APPLIED
     detail: str | None = None
     delay: timedelta = timedelta(0)
+
+
+def tries_of(entry: Mapping[str, Any]) -> int:
+    """How many times an inbox entry was tried (the inbox is writable: anything else is 0)."""
+    tries = entry.get("tries")
+    return tries if isinstance(tries, int) and not isinstance(tries, bool) else 0

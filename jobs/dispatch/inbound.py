@@ -13,7 +13,7 @@ import structlog
 
 from jobs import metrics
 from jobs.clock import Clock
-from jobs.dispatch.confirm import Fate, Found, Lookups, Step
+from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import State
@@ -135,8 +135,7 @@ class InboundHandler:
         absent = found.found is Found.ABSENT
         if self.config.given_up(entry.get("received_at"), now, absent=absent):
             return Step(None, Fate.UNVERIFIED, found.detail)
-        tries = entry.get("tries")
-        count = tries if isinstance(tries, int) and not isinstance(tries, bool) else 0
+        count = tries_of(entry)
         return Step(None, Fate.WAITING, found.detail, self.config.delay(count))
 
     def _evidence(self, fields: Mapping[str, Any], now: datetime) -> Doc:

@@ -11,7 +11,7 @@ import structlog
 
 from jobs import metrics
 from jobs.clock import Clock
-from jobs.dispatch.confirm import Fate, Found, Lookups, Step
+from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError, ProviderError
 from jobs.model import State
 from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
@@ -76,8 +76,7 @@ def apply_dlr(
     provider_id = receipt["provider_id"]
     doc = delivery.by_provider_id(provider_id)
     if doc is None:
-        tries = entry.get("tries")
-        count = tries if isinstance(tries, int) and not isinstance(tries, bool) else 0
+        count = tries_of(entry)
         delay = backoff(count + 1, config.unknown_id_retry, timedelta(hours=1), rand=lambda: 1.0)
         log.info("receipt.waiting", provider_id=provider_id)
         return Step(UNKNOWN_ID, Fate.WAITING, "no message of ours has this id yet", delay)
@@ -102,8 +101,7 @@ def apply_dlr(
     absent = found.found is not Found.FAILED
     if confirming.given_up(entry.get("received_at"), clock.now(), absent=absent):
         return Step(None, Fate.UNVERIFIED, detail)
-    tries = entry.get("tries")
-    count = tries if isinstance(tries, int) and not isinstance(tries, bool) else 0
+    count = tries_of(entry)
     return Step(None, Fate.WAITING, detail, confirming.delay(count))
 
 
