@@ -226,6 +226,8 @@ def _recipient_line(row: Doc) -> str:
     if row.get("invalid"):
         return f"-\tinvalid record {row.get('record')}: {row['invalid']}"
     state = "opted out" if row.get("opted_out") else "verified" if row.get("verified") else "-"
+    if isinstance(row.get("opted_out"), dict) and row["opted_out"].get("confirmed") is False:
+        state += " (STOP not confirmed by Flowroute)"
     if row.get("unmatched"):
         state += f"\t(also stored as {', '.join(row['unmatched'])}: run recipients check --fix)"
     return f"{row.get('phone')}\t{state}"
