@@ -512,20 +512,21 @@ def _optout_text(rates: list[Rate], threshold: float) -> str:
 def _unverified_row(entry: Doc) -> Doc:
     stored = entry.get("fields")
     fields: Doc = stored if isinstance(stored, dict) else {}
-    row = {k: entry.get(k) for k in ("kind", "received_at", "outcome", "detail")}
+    row = {k: entry.get(k) for k in ("kind", "state", "received_at", "outcome", "detail")}
     row.update({k: fields.get(k) for k in ("from", "to", "body", "inbound_id", "provider_id",
                                              "status") if k in fields})  # fmt: skip
     return row
 
 
 def _unverified_text(count: int, latest: list[Doc]) -> str:
-    lines = [f"unverified  {count} callbacks Flowroute's records did not confirm (ignored but"
-             " a STOP's opt-out); latest:"]  # fmt: skip
+    lines = [f"unverified  {count} callbacks Flowroute's records have not confirmed (ignored"
+             " but a STOP's opt-out; 'waiting': still looked up); latest:"]  # fmt: skip
     for row in map(_unverified_row, latest):
         said = row.get("body") if row["kind"] == "inbound" else row.get("status")
         who = row.get("from") or row.get("provider_id") or "-"
-        lines.append(f"  {row['received_at']}  {row['kind']}  {who}  {str(said)[:20]!r}"
-                     f"  {row.get('outcome') or '-'}: {row.get('detail')}")  # fmt: skip
+        done = row.get("outcome") or "-"
+        lines.append(f"  {row['received_at']}  {row['kind']}  {row['state']}  {who}"
+                     f"  {str(said)[:20]!r}  {done}: {row.get('detail')}")  # fmt: skip
     return "\n".join(lines)
 
 

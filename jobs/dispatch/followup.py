@@ -96,8 +96,10 @@ class Followup:
         if step.fate is Fate.DEFERRED:
             self.inbox.defer(entry, now)
         elif step.fate is Fate.WAITING:
-            horizon = self.config.unknown_id_horizon if step.outcome == UNKNOWN_ID else None
-            self.inbox.wait(entry, now, step.delay, horizon)
+            if step.outcome == UNKNOWN_ID:
+                self.inbox.wait(entry, now, step.delay, self.config.unknown_id_horizon)
+            else:
+                self.inbox.wait(entry, now, step.delay, unconfirmed=step.detail or "")
         elif step.fate is Fate.UNVERIFIED:
             log.warning("callback.unverified", kind=entry.get("kind"),
                         entry=str(entry.get("_id")), detail=step.detail)  # fmt: skip

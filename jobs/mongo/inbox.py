@@ -60,7 +60,7 @@ class Inbox:
         self.entries.update_one(
             {"_id": entry["_id"]},
             {"$set": {"state": APPLIED, "applied_at": now, "outcome": outcome},
-             "$unset": {"retry_at": ""}},
+             "$unset": {"retry_at": "", "reason": "", "detail": ""}},
         )  # fmt: skip
 
     def set_aside(self, entry: Doc, now: datetime, outcome: str | None, detail: str | None) -> None:
@@ -79,16 +79,22 @@ class Inbox:
         )
 
     def unverified(self, limit: int) -> tuple[int, list[Doc]]:
-        """How many callbacks were set aside unverified, and the latest few."""
-        query = {"state": UNVERIFIED}
+        """How many callbacks Flowroute's records have not confirmed (set aside for good, or
+        still being looked up: state `waiting`), and the latest few."""
+        query = {"reason": UNVERIFIED}
         latest = self.entries.find(query, {"kind": 1, "fields": 1, "received_at": 1,
-                                           "outcome": 1, "detail": 1})  # fmt: skip
+                                           "state": 1, "outcome": 1, "detail": 1})  # fmt: skip
         return self.entries.count_documents(query), list(
             latest.sort("_id", DESCENDING).limit(limit)
         )
 
     def wait(
-        self, entry: Doc, now: datetime, delay: timedelta, horizon: timedelta | None = None
+        self,
+        entry: Doc,
+        now: datetime,
+        delay: timedelta,
+        horizon: timedelta | None = None,
+        unconfirmed: str | None = None,
     ) -> str:
         """Keep an entry aside to try again later; after `horizon` it is kept but orphaned."""
         received = entry.get("received_at")
@@ -99,10 +105,12 @@ class Inbox:
             )
             return ORPHANED
         tries = int(entry.get("tries", 0)) if isinstance(entry.get("tries"), int) else 0
+        fields: Doc = {"state": WAITING, "retry_at": now + delay}
+        if unconfirmed is not None:
+            # Waiting for Flowroute's record: unverified until it confirms the callback.
+            fields.update(reason=UNVERIFIED, detail=unconfirmed)
         self.entries.update_one(
             {"_id": entry["_id"]},
-            {"$set": {"state": WAITING, "retry_at": now + delay}, "$inc": {"tries": 1}}
-            if tries
-            else {"$set": {"state": WAITING, "retry_at": now + delay, "tries": 1}},
+            {"$set": fields, "$inc": {"tries": 1}} if tries else {"$set": {**fields, "tries": 1}},
         )
         return WAITING

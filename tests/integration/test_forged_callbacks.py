@@ -174,7 +174,8 @@ def test_a_stop_is_honoured_before_its_record_appears_and_answered_once_it_does(
         s.drain()
         assert s.state(later) == "rejected"
         assert texts_to(simulator, person) == []
-        assert (db["inbox"].find_one() or {})["state"] == "waiting"
+        pending = db["inbox"].find_one() or {}
+        assert (pending["state"], pending["reason"]) == ("waiting", "unverified")
 
         simulator.record_inbound(person, SOURCE, "STOP", message_id=stop_id)
 
@@ -186,6 +187,9 @@ def test_a_stop_is_honoured_before_its_record_appears_and_answered_once_it_does(
         s.drain()
     assert texts_to(simulator, person) == [STOP_TEXT]
     assert (s.directory.recipient(person) or {})["opted_out"]["confirmed"] is True
+    confirmed = db["inbox"].find_one() or {}
+    assert (confirmed["state"], confirmed["outcome"]) == ("applied", "opted_out")
+    assert "reason" not in confirmed
 
 
 class Flaky:
