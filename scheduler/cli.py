@@ -32,7 +32,7 @@ from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, interventions, phone, segments
 from jobs.rules.optout_rate import Rate
-from scheduler import logs, watch
+from scheduler import logs, unconfirmed, watch
 from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
 from scheduler.exporter import health_check
 from scheduler.parser import Handler, build_parser
@@ -44,7 +44,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_FOUND = EXIT_FAILURE
 EXIT_UNAVAILABLE, EXIT_CONFIG = 69, 78
 EXIT_INTERRUPTED = 130
-UNVERIFIED_SHOWN = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,17 +348,16 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         held = status.account(db)
         rates = optouts.today(InboundLog(db), SystemClock())
         threshold = settings.replies.optout_warn_rate
-        unverified, latest = Inbox(db).unverified(UNVERIFIED_SHOWN)
+        unverified = unconfirmed.read(Inbox(db))
         if args.json:
             listed = [{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates]
-            shown = {"count": unverified, "latest": [_unverified_row(e) for e in latest]}
-            _print({"account": held, "opt_outs": listed, "unverified": shown}, True)
+            _print({"account": held, "opt_outs": listed, "unverified": unverified}, True)
         else:
             print(_account_text(held))
             if any(r.opt_outs for r in rates):  # quiet until someone has opted out today
                 print(_optout_text(rates, threshold))
-            if unverified:
-                print(_unverified_text(unverified, latest))
+            if unverified["count"]:
+                print(unconfirmed.text(unverified))
         return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:
@@ -506,27 +504,6 @@ def _optout_text(rates: list[Rate], threshold: float) -> str:
         lines.append(f"  {r.source}  {r.opt_outs} opt-outs / {r.sent} sent  {rate}{flag}")
     if not rates:
         lines.append("  nothing sent and no opt-outs yet")
-    return "\n".join(lines)
-
-
-def _unverified_row(entry: Doc) -> Doc:
-    stored = entry.get("fields")
-    fields: Doc = stored if isinstance(stored, dict) else {}
-    row = {k: entry.get(k) for k in ("kind", "state", "received_at", "outcome", "detail")}
-    row.update({k: fields.get(k) for k in ("from", "to", "body", "inbound_id", "provider_id",
-                                             "status") if k in fields})  # fmt: skip
-    return row
-
-
-def _unverified_text(count: int, latest: list[Doc]) -> str:
-    lines = [f"unverified  {count} callbacks Flowroute's records have not confirmed (ignored"
-             " but a STOP's opt-out; 'waiting': still looked up); latest:"]  # fmt: skip
-    for row in map(_unverified_row, latest):
-        said = row.get("body") if row["kind"] == "inbound" else row.get("status")
-        who = row.get("from") or row.get("provider_id") or "-"
-        done = row.get("outcome") or "-"
-        lines.append(f"  {row['received_at']}  {row['kind']}  {row['state']}  {who}"
-                     f"  {str(said)[:20]!r}  {done}: {row.get('detail')}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -183,7 +183,7 @@ def build_followup(
         timedelta(hours=rs.help_interval_hours),
     )  # fmt: skip
     handler = InboundHandler(
-        store, directory, inbound, clock, texts, dispatcher.signatures, config.confirm
+        store, directory, inbound, clock, texts, dispatcher.signatures, config=config.confirm
     )
     return Followup(
         delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,

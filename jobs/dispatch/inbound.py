@@ -77,6 +77,7 @@ class InboundHandler:
         clock: Clock,
         texts: ReplyTexts,
         signatures: Signatures | None,
+        *,
         config: ConfirmConfig | None = None,
     ) -> None:
         self.store = store

@@ -140,7 +140,7 @@ def stack(
     inbound = InboundLog(db)
     checks.append(OptOutWatch(inbound, clock, 0.05))
     handler = InboundHandler(
-        store, directory, inbound, clock, ReplyTexts(), signatures, receipt_config.confirm
+        store, directory, inbound, clock, ReplyTexts(), signatures, config=receipt_config.confirm
     )
     follow = Followup(
         delivery, inbox, clock, receipt_config, records, checks=checks, inbound=handler,
