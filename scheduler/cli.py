@@ -32,7 +32,7 @@ from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, interventions, phone, segments
 from jobs.rules.optout_rate import Rate
-from scheduler import logs, watch
+from scheduler import logs, unconfirmed, watch
 from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
 from scheduler.exporter import health_check
 from scheduler.parser import Handler, build_parser
@@ -103,7 +103,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     server = None
     if settings.webhooks.listen is not None:
         # Small installs: the receiver in the daemon's process, on its own threads.
-        server = WebhookServer(build_receiver(settings, db), settings.webhooks.listen).start()
+        server = WebhookServer.configured(build_receiver(settings, db), settings).start()
     try:
         followup = build_followup(settings, dispatcher)
         gave_up = run_daemon(
@@ -142,9 +142,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     if settings.webhooks.listen is None:
         raise ConfigError("setting webhooks.listen is missing (HOST:PORT to serve on)")
-    server = WebhookServer(
-        build_receiver(settings, connect(settings.mongodb)), settings.webhooks.listen
-    )
+    server = WebhookServer.configured(build_receiver(settings, connect(settings.mongodb)), settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -231,6 +229,8 @@ def _recipient_line(row: Doc) -> str:
     if row.get("invalid"):
         return f"-\tinvalid record {row.get('record')}: {row['invalid']}"
     state = "opted out" if row.get("opted_out") else "verified" if row.get("verified") else "-"
+    if isinstance(row.get("opted_out"), dict) and row["opted_out"].get("confirmed") is False:
+        state += " (STOP not confirmed by Flowroute)"
     if row.get("unmatched"):
         state += f"\t(also stored as {', '.join(row['unmatched'])}: run recipients check --fix)"
     return f"{row.get('phone')}\t{state}"
@@ -352,13 +352,16 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         held = status.account(db)
         rates = optouts.today(InboundLog(db), SystemClock())
         threshold = settings.replies.optout_warn_rate
+        unverified = unconfirmed.read(Inbox(db))
         if args.json:
             listed = [{**vars(r), "rate": r.rate, "over": r.over(threshold)} for r in rates]
-            _print({"account": held, "opt_outs": listed}, True)
+            _print({"account": held, "opt_outs": listed, "unverified": unverified}, True)
         else:
             print(_account_text(held))
             if any(r.opt_outs for r in rates):  # quiet until someone has opted out today
                 print(_optout_text(rates, threshold))
+            if unverified["count"]:
+                print(unconfirmed.text(unverified))
         return EXIT_OK
     doc = status.get(db, args.id)
     if doc is None:

@@ -39,6 +39,7 @@ from jobs.mongo.tickets import SendTickets
 from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
 from jobs.records import FlowrouteRecords, MessageRecords
 from jobs.rules import signing
+from jobs.rules.confirm import ConfirmConfig
 from jobs.rules.slots import SlotPlan, account_id
 from scheduler.settings import Settings, keyring
 
@@ -145,6 +146,8 @@ def build_followup(
         poll_after=timedelta(seconds=rc.poll_after_seconds),
         poll_horizon=timedelta(seconds=rc.poll_horizon_seconds),
         batch_size=rc.batch_size,
+        # About a second of the lookup pacer per cycle goes to confirming callbacks.
+        confirm=ConfirmConfig(lookups_per_cycle=max(1, int(rc.lookups_per_second))),
     )
     store, directory = dispatcher.store, dispatcher.directory
     if not isinstance(store, OutboxStore) or not isinstance(directory, Directory):
@@ -185,7 +188,9 @@ def build_followup(
         rs.program, rs.help_text, rs.stop_text, rs.start_text,
         timedelta(hours=rs.help_interval_hours),
     )  # fmt: skip
-    handler = InboundHandler(store, directory, inbound, clock, texts, dispatcher.signatures)
+    handler = InboundHandler(
+        store, directory, inbound, clock, texts, dispatcher.signatures, config=config.confirm
+    )
     return Followup(
         delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
         inbound_log=inbound,
@@ -351,11 +356,13 @@ class Daemon:
             if self.followup is not None:
                 self.followup.ensure_indexes()
             self._ready = True
-        report = self.dispatcher.run_once()
+        applied = 0
         if self.followup is not None:
-            # Receipts and inbound messages: applied with each cycle, so a reply queued here
-            # goes out in the next one.
-            report.admitted += self.followup.apply_inbox()
+            # Inbound messages, then receipts: applied before the send step, so a STOP takes
+            # effect even in a cycle whose sending fails, and a reply queued here goes out now.
+            applied = self.followup.apply_inbox()
+        report = self.dispatcher.run_once()
+        report.admitted += applied
         if self._db_down:
             log.info("database.recovered")
             self._db_down = False

@@ -202,6 +202,10 @@ class WebhookSettings(BaseModel):
     # The URL Flowroute reaches; its path carries a secret token, so it is a secret itself.
     public_url: SecretStr | None = None
     max_body_bytes: int = Field(65536, ge=1024, le=10_000_000)
+    # Idle or slow connections must not crowd out Flowroute's: many may be open at once, and
+    # one that sends nothing for `channel_timeout_seconds` is closed.
+    connection_limit: int = Field(1000, ge=10, le=10_000)
+    channel_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _url(self) -> WebhookSettings:

@@ -9,8 +9,9 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch import receipts
+from jobs.dispatch.confirm import Fate, Lookups, Step
 from jobs.errors import InputError, StoreError, StoreRefused, document_fault, refusal
-from jobs.mongo.delivery import DeliveryStore
+from jobs.mongo.delivery import UNKNOWN_ID, DeliveryStore
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.records import MessageRecords
@@ -18,7 +19,7 @@ from jobs.rules import callbacks
 
 log = structlog.get_logger("sms_outbox.followup")
 
-InboundHandler = Callable[[Mapping[str, Any]], str]
+InboundHandler = Callable[[Mapping[str, Any], Lookups], Step]
 Check = Callable[[], int]
 
 
@@ -44,6 +45,7 @@ class Followup:
         self.inbound = inbound
         self.checks = checks or []
         self.inbound_log = inbound_log
+        self.lookups = Lookups(records, config.confirm.lookups_per_cycle)
 
     def ensure_indexes(self) -> None:
         self.delivery.ensure_indexes()
@@ -52,36 +54,64 @@ class Followup:
             self.inbound_log.ensure_indexes()
 
     def apply_inbox(self) -> int:
-        """Apply due inbox entries; each is marked with its outcome, one bad entry never stops
-        the rest. Returns how many were looked at."""
-        entries = self.inbox.due(self.clock.now(), self.config.batch_size)
-        for entry in entries:
-            kind = entry.get("kind")
-            try:
-                if kind == callbacks.DLR:
-                    receipts.apply_dlr(self.delivery, self.inbox, self.clock, self.config, entry)
-                elif kind == callbacks.INBOUND and self.inbound is not None:
-                    self.inbox.applied(entry, self.clock.now(), self.inbound(entry))
-                else:
-                    raise InputError(f"no such callback kind: {str(kind)[:20]!r}")
-            except InputError as exc:
-                log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
-                self.inbox.applied(entry, self.clock.now(), "invalid")
-            except StoreRefused as exc:
-                if not document_fault(exc):
-                    raise
-                # The server cannot take what this entry leads to: it is set aside, once.
-                log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=refusal(exc))
-                self.inbox.applied(entry, self.clock.now(), "invalid_document", refusal(exc))
-            except StoreError:
-                raise  # the cycle's outage handling applies; the entry is tried again
-            except Exception:
-                # One entry that trips a bug must not block every entry after it.
-                log.exception("inbox.crashed", entry=str(entry.get("_id")))
-                self.inbox.applied(entry, self.clock.now(), "crashed")
-        if entries:
+        """Apply due inbox entries: inbound texts first (a STOP never waits behind receipts),
+        then receipts (and anything else). Each is marked with what came of it, one bad entry
+        never stops the rest, and at most a few record lookups are made per cycle. Returns how
+        many were looked at."""
+        self.lookups.start_cycle()
+        seen = 0
+        for only, besides in ((callbacks.INBOUND, None), (None, callbacks.INBOUND)):
+            entries = self.inbox.due(self.clock.now(), self.config.batch_size, only, besides)
+            for entry in entries:
+                self._apply(entry)
+            seen += len(entries)
+        if seen:
             self.delivery.store.mark_synced()  # the status copies of this step, in one write
-        return len(entries)
+        return seen
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        kind = entry.get("kind")
+        try:
+            if kind == callbacks.DLR:
+                step = receipts.apply_dlr(
+                    self.delivery, self.clock, self.config, entry, self.lookups
+                )
+            elif kind == callbacks.INBOUND and self.inbound is not None:
+                step = self.inbound(entry, self.lookups)
+            else:
+                raise InputError(f"no such callback kind: {str(kind)[:20]!r}")
+        except InputError as exc:
+            log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
+            step = Step("invalid")
+        except StoreRefused as exc:
+            if not document_fault(exc):
+                raise
+            # The server cannot take what this entry leads to: it is set aside, once.
+            log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=refusal(exc))
+            step = Step("invalid_document", detail=refusal(exc))
+        except StoreError:
+            raise  # the cycle's outage handling applies; the entry is tried again
+        except Exception:
+            # One entry that trips a bug must not block every entry after it.
+            log.exception("inbox.crashed", entry=str(entry.get("_id")))
+            step = Step("crashed")
+        self._settle(entry, step)
+
+    def _settle(self, entry: dict[str, Any], step: Step) -> None:
+        now = self.clock.now()
+        if step.fate is Fate.DEFERRED:
+            self.inbox.defer(entry, now)
+        elif step.fate is Fate.WAITING:
+            if step.outcome == UNKNOWN_ID:
+                self.inbox.wait(entry, now, step.delay, self.config.unknown_id_horizon)
+            else:
+                self.inbox.wait(entry, now, step.delay, unconfirmed=step.detail or "")
+        elif step.fate is Fate.UNVERIFIED:
+            log.warning("callback.unverified", kind=entry.get("kind"),
+                        entry=str(entry.get("_id")), detail=step.detail)  # fmt: skip
+            self.inbox.set_aside(entry, now, step.outcome, step.detail)
+        else:
+            self.inbox.applied(entry, now, step.outcome or "applied", step.detail)
 
     def check(self) -> int:
         """The scheduled checks: polling for receipts, then any others (reconciling)."""

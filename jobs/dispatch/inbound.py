@@ -1,10 +1,11 @@
-"""Inbound messages: STOP opts out everywhere, HELP gets the program's help, START opts in again;
-each keyword gets one reply through the outbox. Other texts are kept for operators."""
+"""Inbound messages, once Flowroute confirms them: STOP opts out everywhere, HELP gets the
+program's help, START gives back consent an opt-out ended; each keyword gets one reply through
+the outbox. Other texts are kept for operators."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,13 +13,15 @@ import structlog
 
 from jobs import metrics
 from jobs.clock import Clock
+from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import State
 from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc, OutboxStore
-from jobs.rules import keywords, replies, seal, segments
+from jobs.rules import confirm, keywords, replies, seal, segments
+from jobs.rules.confirm import ConfirmConfig
 from jobs.rules.keywords import Keyword
 
 log = structlog.get_logger("sms_outbox.inbound")
@@ -62,7 +65,9 @@ def stored_inbound(fields: Any) -> dict[str, Any]:
 
 
 class InboundHandler:
-    """Applies one inbound inbox entry; returns what was done, which the inbox records."""
+    """Applies one inbound inbox entry once Flowroute's record confirms it, and says what became
+    of it. A STOP is honoured at once, confirmed or not (an opt-out is the safe side); its reply,
+    and everything any other text does, waits for the confirmation."""
 
     def __init__(
         self,
@@ -72,6 +77,8 @@ class InboundHandler:
         clock: Clock,
         texts: ReplyTexts,
         signatures: Signatures | None,
+        *,
+        config: ConfirmConfig | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -79,19 +86,24 @@ class InboundHandler:
         self.clock = clock
         self.texts = texts
         self.signatures = signatures
+        self.config = config or ConfirmConfig()
 
-    def __call__(self, entry: Mapping[str, Any]) -> str:
+    def __call__(self, entry: Mapping[str, Any], lookups: Lookups) -> Step:
         fields = stored_inbound(entry.get("fields"))
         now = self.clock.now()
-        if not self.inbound.record(fields, now):
-            return "duplicate"
         keyword = keywords.classify(fields["body"])
-        ours = fields["to"]
-        bound = log.bind(inbound_id=fields["inbound_id"], keyword=keyword)
+        if not self.directory.is_source(fields["to"]):
+            return Step("not_our_number")
+        honoured = self._honour_stop(fields, now) if keyword is Keyword.STOP else None
+        unconfirmed = self._confirmation(entry, fields, lookups, now)
+        if unconfirmed is not None:
+            if honoured is not None and unconfirmed.fate is Fate.UNVERIFIED:
+                return replace(unconfirmed, outcome=honoured + "_unconfirmed")
+            return unconfirmed
+        if not self.inbound.record(fields, now):
+            return Step("duplicate")
         if keyword is None:
             outcome = "stored"
-        elif not self.directory.is_source(ours):
-            outcome = "not_our_number"
         elif keyword is Keyword.STOP:
             outcome = self._stop(fields, now)
         elif keyword is Keyword.HELP:
@@ -102,28 +114,64 @@ class InboundHandler:
         self.inbound.settle(
             fields["inbound_id"], keyword.value if keyword else None, outcome, replied
         )
-        bound.info("inbound.applied", outcome=outcome)
-        return outcome
+        log.info("inbound.applied", inbound_id=fields["inbound_id"], keyword=keyword,
+                 outcome=outcome)  # fmt: skip
+        return Step(outcome)
+
+    def _confirmation(
+        self, entry: Mapping[str, Any], fields: Mapping[str, Any], lookups: Lookups, now: datetime
+    ) -> Step | None:
+        """None when Flowroute's record is this very text; else what to do with the entry."""
+        inbound_id = fields["inbound_id"]
+        if not confirm.has_message_id(inbound_id):
+            return Step(None, Fate.UNVERIFIED, "the callback carried no message id")
+        found = lookups.get(inbound_id)
+        if found.found is Found.DEFERRED:
+            return Step(None, Fate.DEFERRED)
+        if found.found is Found.UNAVAILABLE:
+            return Step(None, Fate.UNVERIFIED, found.detail)
+        if found.record is not None:
+            why = confirm.inbound_mismatch(fields, found.record)
+            return None if why is None else Step(None, Fate.UNVERIFIED, why)
+        absent = found.found is Found.ABSENT
+        if self.config.given_up(entry.get("received_at"), now, absent=absent):
+            return Step(None, Fate.UNVERIFIED, found.detail)
+        count = tries_of(entry)
+        return Step(None, Fate.WAITING, found.detail, self.config.delay(count))
 
     def _evidence(self, fields: Mapping[str, Any], now: datetime) -> Doc:
         return {"inbound_id": fields["inbound_id"], "text": fields["body"][:160],
                 "number": fields["from"], "texted": fields["to"],
                 "sent_at": fields.get("timestamp") or now}  # fmt: skip
 
+    def _honour_stop(self, fields: Mapping[str, Any], now: datetime) -> str:
+        """Opt the number out before any lookup, recorded as unconfirmed; a number already
+        opted out keeps the opt-out it has."""
+        recipient = self.directory.recipient(fields["from"])
+        if recipient is not None and recipient.get("opted_out"):
+            return "already_opted_out"
+        evidence = {**self._evidence(fields, now), "confirmed": False}
+        self.directory.opt_out(fields["from"], now=now, reason="texted STOP", evidence=evidence)
+        metrics.opted_out("stop")
+        return "opted_out"
+
     def _stop(self, fields: Mapping[str, Any], now: datetime) -> str:
+        """A confirmed STOP: its opt-out is marked confirmed and gets its one reply."""
         recipient = self.directory.recipient(fields["from"])
         opted_out = recipient.get("opted_out") if recipient is not None else None
-        if opted_out:
-            if not isinstance(opted_out, Mapping) or (
-                opted_out.get("inbound_id") != fields["inbound_id"]
-            ):
-                return "already_opted_out"  # confirmed once already: nothing more goes to them
-            # This very STOP was recorded before the daemon stopped: finish with its reply.
+        inbound_id = fields["inbound_id"]
+        if isinstance(opted_out, Mapping) and opted_out.get("inbound_id") == inbound_id:
+            self.directory.confirm_opt_out(fields["from"], inbound_id, now=now)
+        elif not opted_out:
+            return "opted_out_superseded"  # consent was given again since it was honoured
+        elif not isinstance(opted_out, Mapping) or opted_out.get("confirmed") is not False:
+            return "already_opted_out"  # confirmed once already: nothing more goes to them
         else:
-            self.directory.opt_out(
-                fields["from"], now=now, reason="texted STOP", evidence=self._evidence(fields, now)
-            )
-            metrics.opted_out("stop")
+            # The opt-out in force is an unconfirmed one (maybe forged): this confirmed STOP
+            # becomes the evidence, and is answered.
+            evidence = {**self._evidence(fields, now), "confirmed": True, "confirmed_at": now}
+            self.directory.opt_out(fields["from"], now=now, reason="texted STOP",
+                                   evidence=evidence)  # fmt: skip
         return self._reply(Keyword.STOP, fields, now, "opted_out")
 
     def _help(self, fields: Mapping[str, Any], now: datetime) -> str:
@@ -136,16 +184,20 @@ class InboundHandler:
         return self._reply(Keyword.HELP, fields, now, "replied")
 
     def _start(self, fields: Mapping[str, Any], now: datetime) -> str:
+        """A confirmed START gives back the consent the number had before it opted out; it
+        never makes anyone a recipient, nor verifies one who was not."""
         recipient = self.directory.recipient(fields["from"])
-        again = (
-            recipient is None or bool(recipient.get("opted_out")) or not recipient.get("verified")
-        )
-        consent = recipient.get("consent") if recipient is not None else None
-        if isinstance(consent, Mapping) and consent.get("inbound_id") == fields["inbound_id"]:
+        if recipient is None:
+            return "not_a_recipient"
+        again = recipient.get("opted_in_again")
+        if isinstance(again, Mapping) and again.get("inbound_id") == fields["inbound_id"]:
             return self._reply(Keyword.START, fields, now, "opted_in")  # recorded, not answered
-        if not again:
+        if recipient.get("verified") is not True:
+            return "not_verified"
+        if not recipient.get("opted_out"):
             return "already_opted_in"  # the consent on record stands, with its evidence
-        self.directory.opt_in(fields["from"], now=now, evidence=self._evidence(fields, now))
+        evidence = {"at": now, "source": "inbound", **self._evidence(fields, now)}
+        self.directory.end_opt_out(fields["from"], evidence)
         return self._reply(Keyword.START, fields, now, "opted_in")
 
     def _reply(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -11,12 +11,13 @@ import structlog
 
 from jobs import metrics
 from jobs.clock import Clock
+from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError, ProviderError, StoreRefused, document_fault, refusal
 from jobs.model import State
 from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
-from jobs.mongo.inbox import Inbox
 from jobs.records import MessageRecords
-from jobs.rules import callbacks
+from jobs.rules import confirm
+from jobs.rules.confirm import Agreement, ConfirmConfig
 from jobs.rules.outcomes import backoff
 
 log = structlog.get_logger("sms_outbox.receipts")
@@ -33,6 +34,8 @@ class ReceiptConfig:
     # A receipt may arrive before its send is recorded; it waits, backing off, this long.
     unknown_id_retry: timedelta = timedelta(seconds=30)
     unknown_id_horizon: timedelta = timedelta(days=7)
+    # How receipts and inbound texts with consequences are confirmed with Flowroute's records.
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 def stored_receipt(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,24 +64,55 @@ def apply_receipt(delivery: DeliveryStore, receipt: dict[str, Any], via: str) ->
 
 def apply_dlr(
     delivery: DeliveryStore,
-    inbox: Inbox,
     clock: Clock,
     config: ReceiptConfig,
     entry: Mapping[str, Any],
-) -> str:
-    """One inbox receipt: applied, or kept aside while its message id is unknown."""
+    lookups: Lookups,
+) -> Step:
+    """One inbox receipt: applied, kept aside while its message id is unknown, or, when it would
+    make a message undelivered or opt someone out, applied only as Flowroute's record shows it."""
     fields = entry.get("fields")
     receipt = stored_receipt(fields if isinstance(fields, Mapping) else {})
-    outcome, _ = apply_receipt(delivery, receipt, "webhook")
-    if outcome == UNKNOWN_ID:
-        tries = entry.get("tries")
-        count = tries if isinstance(tries, int) and not isinstance(tries, bool) else 0
+    provider_id = receipt["provider_id"]
+    doc = delivery.by_provider_id(provider_id)
+    if doc is None:
+        count = tries_of(entry)
         delay = backoff(count + 1, config.unknown_id_retry, timedelta(hours=1), rand=lambda: 1.0)
-        state = inbox.wait(dict(entry), clock.now(), delay, config.unknown_id_horizon)
-        log.info("receipt.waiting", provider_id=receipt["provider_id"], state=state)
-        return state
-    inbox.applied(dict(entry), clock.now(), outcome)
-    return outcome
+        log.info("receipt.waiting", provider_id=provider_id)
+        return Step(UNKNOWN_ID, Fate.WAITING, "no message of ours has this id yet", delay)
+    if not confirm.consequential(receipt, doc.get("state")):
+        return Step(apply_receipt(delivery, receipt, "webhook")[0])
+    found = lookups.get(provider_id)
+    if found.found is Found.DEFERRED:
+        return Step(None, Fate.DEFERRED)
+    if found.found is Found.UNAVAILABLE:
+        return Step(None, Fate.UNVERIFIED, found.detail)
+    if found.record is not None:
+        agreement = confirm.receipt_agreement(receipt, found.record)
+        if agreement is Agreement.AGREES:
+            apply_record(delivery, provider_id, found.record, "lookup")
+            return Step("confirmed")
+        if agreement is Agreement.CONTRADICTS:
+            return Step(None, Fate.UNVERIFIED, "Flowroute's record shows another verdict")
+        detail = "Flowroute's record does not show this receipt (yet)"
+    else:
+        detail = found.detail
+    confirming = config.confirm
+    absent = found.found is not Found.FAILED
+    if confirming.given_up(entry.get("received_at"), clock.now(), absent=absent):
+        return Step(None, Fate.UNVERIFIED, detail)
+    count = tries_of(entry)
+    return Step(None, Fate.WAITING, detail, confirming.delay(count))
+
+
+def apply_record(
+    delivery: DeliveryStore, provider_id: str, record: Mapping[str, Any], via: str
+) -> State | None:
+    """Apply the receipts a message's record shows, oldest first; the final state they proved."""
+    final = None
+    for receipt in confirm.record_receipts(provider_id, record):
+        final = apply_receipt(delivery, receipt, via)[1] or final
+    return final
 
 
 def poll(
@@ -120,14 +154,7 @@ def _poll_one(
     except ProviderError as error:
         log.warning("receipt.lookup_failed", provider_id=provider_id, code=error.code)
         record = {}
-    final = None
-    found = record.get("delivery_receipts")
-    for item in reversed(found if isinstance(found, list) else []):  # oldest first
-        try:
-            receipt = callbacks.receipt({"id": provider_id, **item})
-        except (InputError, TypeError):
-            continue
-        final = apply_receipt(delivery, receipt, "poll")[1] or final
+    final = apply_record(delivery, provider_id, record, "poll")
     current = delivery.by_provider_id(provider_id)
     if final is not None or current is None or current.get("state") != "sent":
         return

@@ -175,15 +175,25 @@ class Callbacks:
         target = url or self.sms_callback
         if target is None:
             raise ValueError("no SMS callback URL is configured")
-        now = datetime.now(UTC)
+        message = self.record_inbound(from_, to, body, message_id=message_id)
+        document = inbound_document(
+            message.id, from_.lstrip("+"), to.lstrip("+"), body, message.timestamp, flat=flat
+        )
+        return post(target, document, flat=flat), message.id
+
+    def record_inbound(
+        self, from_: str, to: str, body: str, *, message_id: str | None = None
+    ) -> SimMessage:
+        """Record an inbound message without posting it: `GET /v2.1/messages/{id}` finds it, as
+        Flowroute's records do (an id already recorded keeps its first record)."""
         message = SimMessage(
             id=message_id or new_id(), to=to.lstrip("+"), from_=from_.lstrip("+"),
-            body=body, dlr_callback=None, timestamp=now, content_type="application/json",
-            direction="inbound",
+            body=body, dlr_callback=None, timestamp=datetime.now(UTC),
+            content_type="application/json", direction="inbound",
         )  # fmt: skip
         with self._lock:
-            if message.id not in self._by_id:
-                self._inbound.append(message)
-                self._by_id[message.id] = message
-        document = inbound_document(message.id, message.from_, message.to, body, now, flat=flat)
-        return post(target, document, flat=flat), message.id
+            if message.id in self._by_id:
+                return self._by_id[message.id]
+            self._inbound.append(message)
+            self._by_id[message.id] = message
+        return message

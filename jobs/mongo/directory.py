@@ -100,13 +100,11 @@ class Directory:
         normalized = phone.normalize(number)
         result = self.users.update_many(
             {"phone": {"$in": spellings(normalized)}},
-            {
-                "$set": {"verified": True, "consent": {"at": now, "source": by}},
-                "$unset": {"opted_out": ""},
-            },
+            {"$set": {"verified": True, "consent": {"at": now, "source": by}}},
         )
         if result.matched_count == 0:
             raise InputError(f"{normalized} is not a recipient; add it first")
+        self.end_opt_out(normalized, {"at": now, "source": by})
         return normalized
 
     def import_csv(self, path: Path, *, verified: bool, now: datetime) -> ImportReport:
@@ -208,23 +206,45 @@ class Directory:
     ) -> None:
         """Record that `number` must never be texted again, by any sender from any number."""
         record = {"at": now, "reason": reason, **(evidence or {})}
+        # The latest opt-out is `opted_out`; every one is kept in `opt_outs`.
         self.users.update_many(
-            {"phone": {"$in": spellings(number)}}, {"$set": {"opted_out": record}}
+            {"phone": {"$in": spellings(number)}},
+            {"$set": {"opted_out": record}, "$push": {"opt_outs": record}},
         )
         if self.users.find_one({"phone": {"$in": spellings(number)}}) is None:
-            self.users.insert_one({"phone": number, "verified": False, "opted_out": record})
-
-    def opt_in(self, number: str, *, now: datetime, evidence: Doc) -> None:
-        """Record consent the recipient gave themselves (START), ending any opt-out."""
-        consent = {"at": now, "source": "inbound", **evidence}
-        result = self.users.update_many(
-            {"phone": {"$in": spellings(number)}},
-            {"$set": {"verified": True, "consent": consent}, "$unset": {"opted_out": ""}},
-        )
-        if result.matched_count == 0:
             self.users.insert_one(
-                {"phone": number, "verified": True, "consent": consent, "created_at": now}
+                {"phone": number, "verified": False, "opted_out": record, "opt_outs": [record]}
             )
+
+    def confirm_opt_out(self, number: str, inbound_id: str, *, now: datetime) -> None:
+        """Flowroute confirmed the STOP an opt-out recorded: say so on it and in its history."""
+        where = {"phone": {"$in": spellings(number)}}
+        self.users.update_many(
+            {**where, "opted_out.inbound_id": inbound_id},
+            {"$set": {"opted_out.confirmed": True, "opted_out.confirmed_at": now}},
+        )
+        self.users.update_many(
+            {**where, "opt_outs.inbound_id": inbound_id},
+            {"$set": {"opt_outs.$.confirmed": True, "opt_outs.$.confirmed_at": now}},
+        )
+
+    def end_opt_out(self, number: str, evidence: Doc) -> bool:
+        """Consent given again after an opt-out (START, or an operator's `verify`): each record's
+        opt-out in force is ended, not erased. `opted_in_again` names the opt-out it ends, so
+        an opt-out recorded in the meantime stays in force; every one is kept in `opt_ins`.
+        False when no opt-out was in force."""
+        ended = False
+        for doc in self.users.find({"phone": {"$in": spellings(number)}}):
+            opted_out = identity.active_opt_out(doc)
+            if not opted_out:
+                continue
+            again = {**evidence, "ends": identity.opt_out_key(opted_out)}
+            self.users.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {"opted_in_again": again}, "$push": {"opt_ins": again}},
+            )
+            ended = True
+        return ended
 
     def is_source(self, number: str) -> bool:
         """Whether `number` is one any sender was granted: one of the installation's numbers."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
@@ -16,6 +16,8 @@ from jobs.mongo.poison import caused_by_document
 Doc = dict[str, Any]
 INBOX = "inbox"
 NEW, WAITING, APPLIED, ORPHANED = "new", "waiting", "applied", "orphaned"
+# Kept, with reason `unverified`: Flowroute's record did not confirm it, so it changed nothing.
+UNVERIFIED = "unverified"
 
 
 @adapter
@@ -28,52 +30,103 @@ class Inbox:
 
     def ensure_indexes(self) -> None:
         self.entries.create_index([("state", ASCENDING), ("retry_at", ASCENDING)], name="state")
+        self.entries.create_index(
+            [("kind", ASCENDING), ("state", ASCENDING), ("retry_at", ASCENDING)], name="kind_state"
+        )
 
     def add(self, kind: str, fields: Doc, now: datetime) -> None:
         """Store one validated callback (the receiver's only write)."""
         self.entries.insert_one({"kind": kind, "fields": fields, "received_at": now})
 
-    def due(self, now: datetime, limit: int) -> list[Doc]:
-        """Entries not applied yet: new ones first, then waiting ones whose retry is due."""
-        fresh = list(self.entries.find({"state": None}).sort("_id", ASCENDING).limit(limit))
+    def due(
+        self, now: datetime, limit: int, only: str | None = None, besides: str | None = None
+    ) -> list[Doc]:
+        """Entries not applied yet: new ones first, then waiting ones whose retry is due; of the
+        kind `only`, or of any kind `besides` that one."""
+        where: Doc = {}
+        if only is not None:
+            where = {"kind": only}
+        elif besides is not None:
+            where = {"kind": {"$ne": besides}}
+        fresh = list(
+            self.entries.find({**where, "state": None}).sort("_id", ASCENDING).limit(limit)
+        )
         if len(fresh) < limit:
-            query = {"state": WAITING, "retry_at": {"$lte": now}}
-            fresh += list(self.entries.find(query).limit(limit - len(fresh)))
+            query = {**where, "state": WAITING, "retry_at": {"$lte": now}}
+            fresh += list(
+                self.entries.find(query).sort("retry_at", ASCENDING).limit(limit - len(fresh))
+            )
         return fresh
 
     def applied(self, entry: Doc, now: datetime, outcome: str, reason: str | None = None) -> None:
-        """Mark an entry done with `outcome`. An entry too large (or too odd) for the server to
-        take even this mark loses its stored payload, so it is never read again."""
+        """Mark an entry done with `outcome` (and why, if it was set aside). An entry too large
+        (or too odd) for the server to take even this mark loses its stored payload, so it is
+        never read again."""
         mark: Doc = {"state": APPLIED, "applied_at": now, "outcome": outcome}
-        if reason is not None:
+        clear: Doc = {"retry_at": "", "detail": ""}
+        if reason is None:
+            clear["reason"] = ""
+        else:
             mark["reason"] = reason
         try:
-            self.entries.update_one(
-                {"_id": entry["_id"]}, {"$set": mark, "$unset": {"retry_at": ""}}
-            )
+            self.entries.update_one({"_id": entry["_id"]}, {"$set": mark, "$unset": clear})
         except OperationFailure as exc:
             if not caused_by_document(exc):
                 raise
             self.entries.update_one(
                 {"_id": entry["_id"]},
                 {"$set": {**mark, "outcome": "invalid_document"},
-                 "$unset": {"retry_at": "", "fields": ""}},
+                 "$unset": {**clear, "fields": ""}},
             )  # fmt: skip
 
-    def wait(self, entry: Doc, now: datetime, delay: timedelta, horizon: timedelta) -> str:
+    def set_aside(self, entry: Doc, now: datetime, outcome: str | None, detail: str | None) -> None:
+        """Keep an entry Flowroute's record did not confirm, with reason `unverified`."""
+        self.entries.update_one(
+            {"_id": entry["_id"]},
+            {"$set": {"state": UNVERIFIED, "reason": UNVERIFIED, "applied_at": now,
+                      "outcome": outcome, "detail": detail},
+             "$unset": {"retry_at": ""}},
+        )  # fmt: skip
+
+    def defer(self, entry: Doc, now: datetime) -> None:
+        """Look at an entry again next cycle, without counting a try (no lookup was made)."""
+        self.entries.update_one(
+            {"_id": entry["_id"]}, {"$set": {"state": WAITING, "retry_at": now}}
+        )
+
+    def unverified(self, limit: int) -> tuple[int, list[Doc]]:
+        """How many callbacks Flowroute's records have not confirmed (set aside for good, or
+        still being looked up: state `waiting`), and the latest few."""
+        query = {"reason": UNVERIFIED}
+        latest = self.entries.find(query, {"kind": 1, "fields": 1, "received_at": 1,
+                                           "state": 1, "outcome": 1, "detail": 1})  # fmt: skip
+        return self.entries.count_documents(query), list(
+            latest.sort("_id", DESCENDING).limit(limit)
+        )
+
+    def wait(
+        self,
+        entry: Doc,
+        now: datetime,
+        delay: timedelta,
+        horizon: timedelta | None = None,
+        unconfirmed: str | None = None,
+    ) -> str:
         """Keep an entry aside to try again later; after `horizon` it is kept but orphaned."""
         received = entry.get("received_at")
-        if isinstance(received, datetime) and now - received > horizon:
+        if horizon is not None and isinstance(received, datetime) and now - received > horizon:
             self.entries.update_one(
                 {"_id": entry["_id"]},
                 {"$set": {"state": ORPHANED, "applied_at": now}, "$unset": {"retry_at": ""}},
             )
             return ORPHANED
         tries = int(entry.get("tries", 0)) if isinstance(entry.get("tries"), int) else 0
+        fields: Doc = {"state": WAITING, "retry_at": now + delay}
+        if unconfirmed is not None:
+            # Waiting for Flowroute's record: unverified until it confirms the callback.
+            fields.update(reason=UNVERIFIED, detail=unconfirmed)
         self.entries.update_one(
             {"_id": entry["_id"]},
-            {"$set": {"state": WAITING, "retry_at": now + delay}, "$inc": {"tries": 1}}
-            if tries
-            else {"$set": {"state": WAITING, "retry_at": now + delay, "tries": 1}},
+            {"$set": fields, "$inc": {"tries": 1}} if tries else {"$set": {**fields, "tries": 1}},
         )
         return WAITING

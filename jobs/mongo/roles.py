@@ -52,6 +52,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(OUTBOX, "find", "insert", "createIndex"),
             on(STATUS, "find"),
             on(INBOUND, "find"),
+            on(INBOX, "find"),  # `status` lists the callbacks Flowroute did not confirm
             on(STATE, "find"),
         ],
         RECEIVER: [on(INBOX, "insert")],

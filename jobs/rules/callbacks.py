@@ -17,22 +17,62 @@ from jobs.model import MAX_BODY_CHARS
 from jobs.rules import phone
 
 DLR, INBOUND = "dlr", "inbound"
+# An inbound callback without Flowroute's id is named by a hash of its content instead.
+NO_ID_PREFIX = "sha256-"
 # Sends get mdr2- ids; inbound messages have been seen with mdr1- ids too.
 _MDR_ID = re.compile(r"mdr\d-[0-9A-Za-z-]{1,64}")
 MAX_TEXT = 500
+# Flowroute's callbacks nest four deep; anything much deeper is not one of them, and is refused
+# before the parser recurses into it.
+MAX_DEPTH = 16
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def parse(kind: str, raw: bytes) -> dict[str, Any]:
     """The fields of a `kind` callback (DLR or INBOUND) body, or InputError."""
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise InputError(f"the body nests deeper than {MAX_DEPTH} levels")
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"malformed JSON: {str(exc)[:100]}") from None
     if not isinstance(document, dict):
         raise InputError("the body must be a JSON object")
-    if kind == DLR:
-        return receipt(document)
-    return inbound(document)
+    fields = receipt(document) if kind == DLR else inbound(document)
+    for name, value in fields.items():
+        # A lone surrogate (`"\\ud800"`) is valid JSON but no text: it cannot be stored.
+        if isinstance(value, str) and not _encodable(value):
+            raise InputError(f"'{name}' is not valid Unicode text")
+    return fields
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _resource(document: dict[str, Any], expected_type: str) -> tuple[Any, dict[str, Any]]:
@@ -141,7 +181,7 @@ def inbound(document: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256(
             repr((fields["from"], fields["to"], body, attributes.get("timestamp"))).encode()
         ).hexdigest()
-        fields["inbound_id"] = f"sha256-{digest[:32]}"
+        fields["inbound_id"] = f"{NO_ID_PREFIX}{digest[:32]}"
     else:
         fields["inbound_id"] = _message_id(resource_id, "the message id")
     return fields

@@ -34,15 +34,38 @@ def _when(value: Any) -> float:
     return at.timestamp() if isinstance(at, datetime) else float("-inf")
 
 
+def opt_out_key(value: Any) -> Doc:
+    """What names one opt-out: a consent given again records the key of the opt-out it ends, so
+    any later opt-out (a new key) is in force again, whatever the clocks say."""
+    if not isinstance(value, Mapping):
+        return {"legacy": value}
+    return {name: value.get(name) for name in ("at", "reason", "inbound_id")}
+
+
+def active_opt_out(doc: Mapping[str, Any]) -> Any:
+    """The record's opt-out if it is still in force (the latest event), else None. Opt-outs are
+    never erased: one that a later START or operator ended is kept, with `opted_in_again`
+    naming it."""
+    opted_out = doc.get("opted_out")
+    if not opted_out:
+        return None
+    again = doc.get("opted_in_again")
+    if isinstance(again, Mapping) and again.get("ends") == opt_out_key(opted_out):
+        return None
+    return opted_out
+
+
 def view(number: str, records: Iterable[Mapping[str, Any]]) -> Doc | None:
     """What every record of `number` says together, or None when there is none.
 
-    Consent needs a verified record; an opt-out on any record wins over every verified one.
+    Consent needs a verified record; an opt-out in force on any record wins over every verified
+    one. `opted_out` is shown only while in force; `opted_in_again` is the latest consent given
+    again after an opt-out.
     """
     docs = list(records)
     if not docs:
         return None
-    opt_outs = [doc.get("opted_out") for doc in docs if doc.get("opted_out")]
+    opt_outs = [active_opt_out(doc) for doc in docs if active_opt_out(doc)]
     merged: Doc = {
         "phone": number,
         "verified": any(doc.get("verified") is True for doc in docs),
@@ -53,6 +76,9 @@ def view(number: str, records: Iterable[Mapping[str, Any]]) -> Doc | None:
         merged["consent"] = consent
     if opt_outs:
         merged["opted_out"] = _latest(opt_outs)
+    again = _latest(doc.get("opted_in_again") for doc in docs)
+    if again is not None:
+        merged["opted_in_again"] = again
     return merged
 
 
@@ -73,8 +99,8 @@ class Audit:
         """Numbers with an opt-out on one record and consent on another: the opt-out wins."""
         return [
             n for n, docs in self.records.items()
-            if any(d.get("opted_out") for d in docs)
-            and any(d.get("verified") is True and not d.get("opted_out") for d in docs)
+            if any(active_opt_out(d) for d in docs)
+            and any(d.get("verified") is True and not active_opt_out(d) for d in docs)
         ]  # fmt: skip
 
     def misspelled(self) -> dict[str, list[Any]]:
@@ -114,10 +140,12 @@ def audit(docs: Iterable[Mapping[str, Any]]) -> Audit:
 
 def merged_record(number: str, docs: list[Doc]) -> Doc:
     """One record for `number` that keeps the evidence of all of `docs`: every consent in
-    `consents`, every opt-out in `opt_outs`, and the phones merged in `merged_from`. The opt-out
-    still wins: `opted_out` is kept when any record had one."""
+    `consents`, every opt-out in `opt_outs`, every consent given again in `opt_ins`, and the
+    phones merged in `merged_from`. The opt-out still wins: an opt-out in force on any record is
+    in force on the merged one."""
     consents: list[Any] = []
     opt_outs: list[Any] = []
+    opt_ins: list[Any] = []
     merged_from: list[Any] = []
     for doc in docs:
         for value in [*doc.get("consents", []), doc.get("consent")]:
@@ -126,6 +154,9 @@ def merged_record(number: str, docs: list[Doc]) -> Doc:
         for value in [*doc.get("opt_outs", []), doc.get("opted_out")]:
             if value and value not in opt_outs:
                 opt_outs.append(value)
+        for value in [*doc.get("opt_ins", []), doc.get("opted_in_again")]:
+            if value and value not in opt_ins:
+                opt_ins.append(value)
         for value in [
             *doc.get("merged_from", []),
             {"_id": doc.get("_id"), "phone": doc.get("phone")},
@@ -138,12 +169,21 @@ def merged_record(number: str, docs: list[Doc]) -> Doc:
     if consents:
         record["consent"] = _latest(consents)
         record["consents"] = consents
+    in_force = [active_opt_out(d) for d in docs if active_opt_out(d)]
+    if in_force:
+        record["opted_out"] = _latest(in_force)
+    elif opt_outs:
+        # Every opt-out was ended: keep the latest one with the consent that ended it.
+        ended = max((d for d in docs if d.get("opted_out")), key=lambda d: _when(d["opted_out"]))
+        record["opted_out"] = ended["opted_out"]
+        record["opted_in_again"] = ended.get("opted_in_again")
     if opt_outs:
-        record["opted_out"] = _latest(opt_outs)
         record["opt_outs"] = opt_outs
+    if opt_ins:
+        record["opt_ins"] = opt_ins
     record["merged_from"] = merged_from
     return record
 
 
 _OWNED = frozenset({"_id", "phone", "verified", "consent", "consents", "opted_out", "opt_outs",
-                    "merged_from"})  # fmt: skip
+                    "opted_in_again", "opt_ins", "merged_from"})  # fmt: skip

@@ -105,6 +105,31 @@ def test_run_serves_webhooks_applies_receipts_and_answers_stop(
     ]
     assert "OVER THRESHOLD" in ok(cli("status"))
 
+    # A START posted by someone who knows the URL, not by Flowroute: kept, shown, ignored.
+    forged = {"from": FRIENDS[0], "to": SOURCE, "body": "START"}
+    assert requests.post(public + "/inbound", json=forged, timeout=5).status_code == 200
+
+    def shown() -> bool:
+        return bool(json.loads(ok(cli("status", "--json")))["unverified"]["count"] == 1)
+
+    until(shown, "the forged START to be set aside")
+    (row,) = json.loads(ok(cli("status", "--json")))["unverified"]["latest"]
+    assert (row["kind"], row["body"], row["detail"]) == (
+        "inbound", "START", "the callback carried no message id",
+    )  # fmt: skip
+    assert "unverified  1 callbacks" in ok(cli("status"))
+    assert len(simulator.messages()) == 4
+    assert json.loads(ok(cli("recipients", "list", "--json")))[0]["opted_out"]["confirmed"] is True
+
+    # A forged STOP is honoured (the safe side), listed as unconfirmed, and not answered.
+    forged_stop = {"from": FRIENDS[1], "to": SOURCE, "body": "STOP"}
+    assert requests.post(public + "/inbound", json=forged_stop, timeout=5).status_code == 200
+    until(lambda: "not confirmed" in ok(cli("recipients", "list")), "the forged STOP's opt-out")
+    assert f"{FRIENDS[1]}\topted out (STOP not confirmed by Flowroute)" in ok(
+        cli("recipients", "list")
+    )
+    assert len(simulator.messages()) == 4
+
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr

@@ -30,6 +30,7 @@ from jobs.mongo.tickets import SendTickets
 from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords
 from jobs.rules import signing
+from jobs.rules.confirm import ConfirmConfig
 from jobs.web.receiver import Receiver
 from scheduler.webhooks import WebhookServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
@@ -105,7 +106,10 @@ def stack(
     )
     records = FlowrouteRecords(simulator.url, key, secret, 5.0, SlidingWindowPacer(50, clock))
     receipt_config = receipts or ReceiptConfig(
-        poll_after=timedelta(0), unknown_id_retry=timedelta(seconds=0.2)
+        poll_after=timedelta(0),
+        unknown_id_retry=timedelta(seconds=0.2),
+        # The simulator's records are visible at once: a missing one is absent.
+        confirm=ConfirmConfig(lookups_per_cycle=10, visible_within=timedelta(0)),
     )
     delivery = DeliveryStore(store, directory)
     reconcile = ReconcileConfig(
@@ -139,7 +143,9 @@ def stack(
     ]
     inbound = InboundLog(db)
     checks.append(OptOutWatch(inbound, clock, 0.05))
-    handler = InboundHandler(store, directory, inbound, clock, ReplyTexts(), signatures)
+    handler = InboundHandler(
+        store, directory, inbound, clock, ReplyTexts(), signatures, config=receipt_config.confirm
+    )
     follow = Followup(
         delivery, inbox, clock, receipt_config, records, checks=checks, inbound=handler,
         inbound_log=inbound, **followup,

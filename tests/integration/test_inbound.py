@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
+from jobs.dispatch.confirm import Step
 from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing, Signatures
@@ -73,14 +74,19 @@ def test_start_opts_in_again_with_evidence_and_one_confirmation(
     loop: Stack, simulator: FlowrouteSimulator, db: Db
 ) -> None:
     person, _ = numbers(2)
-    simulator.send_inbound(person, SOURCE, "STOP")
+    _, stop_id = simulator.send_inbound(person, SOURCE, "STOP")
     loop.drain()
     _, start_id = simulator.send_inbound(person, SOURCE, "unstop")
     simulator.send_inbound(person, SOURCE, "YES")
     loop.drain()
     recipient = db["users"].find_one({"phone": person}) or {}
-    assert "opted_out" not in recipient and recipient["verified"] is True
-    assert recipient["consent"]["inbound_id"] == start_id
+    assert recipient["verified"] is True
+    # Nothing is erased: the opt-out stays, ended by the START that names it.
+    assert recipient["opted_out"]["inbound_id"] == stop_id
+    assert recipient["opted_in_again"]["inbound_id"] == start_id
+    assert [e["inbound_id"] for e in recipient["opt_outs"]] == [stop_id]
+    assert [e["inbound_id"] for e in recipient["opt_ins"]] == [start_id]
+    assert (loop.directory.recipient(person) or {}).get("opted_out") is None
     assert [body for _, body in texts_to(simulator, person)] == [STOP_TEXT, START_TEXT]
     again = loop.enqueue(person, "welcome back")
     loop.drain()
@@ -108,7 +114,7 @@ def test_a_text_to_a_number_that_is_not_ours_is_kept_and_not_answered(
     simulator.send_inbound(person, "12065550999", "HELP")
     loop.drain()
     assert texts_to(simulator, person) == []
-    assert (db["inbound"].find_one() or {})["outcome"] == "not_our_number"
+    assert (db["inbox"].find_one() or {})["outcome"] == "not_our_number"
 
 
 def test_a_forged_stop_confirmation_is_rejected_by_its_signature(
@@ -177,7 +183,7 @@ def test_a_stop_recorded_before_the_daemon_stopped_still_gets_its_confirmation(
 def test_an_inbox_entry_that_trips_a_bug_is_marked_and_the_rest_go_on(
     loop: Stack, simulator: FlowrouteSimulator, db: Db
 ) -> None:
-    def broken(entry: Any) -> str:
+    def broken(entry: Any, lookups: Any) -> Step:
         raise RuntimeError("bug")
 
     person, _ = numbers(2)

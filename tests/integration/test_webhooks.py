@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from pymongo.database import Database
 
 from jobs.clock import SystemClock
 from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.doubles.simulator_callbacks import inbound_document
 from jobs.mongo.inbox import Inbox
 from jobs.web.receiver import Receiver
 from scheduler.webhooks import WebhookServer
@@ -64,3 +67,30 @@ def test_a_wrong_path_is_404_and_writes_nothing(
     too_big = requests.post(hooks + "/dlr", data=b"x" * 70000, timeout=5)
     assert too_big.status_code == 413
     assert db["inbox"].count_documents({}) == 0
+
+
+def test_a_hundred_idle_connections_do_not_keep_a_stop_out(
+    db: Database[dict[str, Any]], hooks: str
+) -> None:
+    port = int(hooks.split(":")[2].split("/")[0])
+    with ExitStack() as idle:
+        for _ in range(105):
+            # Connected, and never a byte: what a slow-connection flood looks like.
+            idle.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+        stop = inbound_document(
+            "mdr2-" + "ab" * 16, RECIPIENT, SOURCE, "STOP", SystemClock().now(), flat=False
+        )
+        answer = requests.post(hooks + "/inbound", json=stop, timeout=5)
+    assert answer.status_code == 200
+    assert db["inbox"].count_documents({"fields.body": "STOP"}) == 1
+
+
+def test_an_idle_connection_is_closed_by_the_receiver(db: Database[dict[str, Any]]) -> None:
+    server = WebhookServer(
+        Receiver(Inbox(db), TOKEN, SystemClock(), 65536), "127.0.0.1:0", channel_timeout=1.0
+    ).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+            assert idle.recv(1) == b""  # closed by the server well before our own timeout
+    finally:
+        server.close()

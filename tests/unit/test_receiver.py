@@ -100,3 +100,39 @@ def test_a_bug_is_a_503_not_a_crash(db: Database[dict[str, Any]]) -> None:
 
     app = Receiver(Broken(), BASE, ManualClock(), max_bytes=2048)
     assert call(app, BASE + "/dlr", RECEIPT)[0].startswith("503")
+
+
+@pytest.mark.parametrize("depth", [17, 90, 100_000])
+def test_deeply_nested_bodies_are_400_not_503(
+    app: Receiver, db: Database[dict[str, Any]], depth: int
+) -> None:
+    app.max_bytes = 10**6
+    inner = json.dumps(INBOUND_ATTRIBUTES)[:-1] + ', "extra": ' + "[" * depth + "]" * depth + "}"
+    for path, kind in (("/inbound", "message"), ("/dlr", "delivery_receipt")):
+        nested = f'{{"data": {{"id": "{ID}", "type": "{kind}", "attributes": {inner}}}}}'
+        assert call(app, BASE + path, nested.encode())[0].startswith("400")
+    assert db["inbox"].count_documents({}) == 0
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(
+    app: Receiver, db: Database[dict[str, Any]]
+) -> None:
+    attributes = {**INBOUND_ATTRIBUTES, "body": "[[[[{{{{" * 10 + '\\"[['}
+    body = {"data": {"id": ID, "type": "message", "attributes": attributes}}
+    assert call(app, BASE + "/inbound", body)[0].startswith("200")
+    assert (db["inbox"].find_one() or {})["fields"]["body"] == attributes["body"]
+
+
+@pytest.mark.parametrize("field", ["body", "from"])
+def test_lone_surrogates_are_400_not_503(
+    app: Receiver, db: Database[dict[str, Any]], field: str
+) -> None:
+    raw = json.dumps(INBOUND)
+    if field == "body":
+        raw = raw.replace('"STOP"', '"ST\\ud800OP"')
+    else:
+        raw = raw.replace("13125550199", "1312555019\\ud800")
+    assert call(app, BASE + "/inbound", raw.encode())[0].startswith("400")
+    receipt = json.dumps(RECEIPT).replace('"delivered"', '"deliv\\udfffered"')
+    assert call(app, BASE + "/dlr", receipt.encode())[0].startswith("400")
+    assert db["inbox"].count_documents({}) == 0

@@ -164,6 +164,26 @@ def test_inbound_is_posted_to_the_sms_callback_and_listed(
     assert [(r["id"], r["attributes"]["direction"]) for r in listed] == [(message_id, "inbound")]
 
 
+def test_an_inbound_text_is_a_record_flowroute_serves_by_id(
+    sim: FlowrouteSimulator, catcher: Catcher
+) -> None:
+    sim.sms_callback = catcher.url + "/in"
+    _, posted = sim.send_inbound("+13125550199", SENDER, "START")
+    kept = sim.record_inbound("+13125550199", SENDER, "HELP").id
+
+    for message_id, body in ((posted, "START"), (kept, "HELP")):
+        found = requests.get(f"{sim.url}/v2.1/messages/{message_id}", auth=AUTH, timeout=5)
+        assert found.status_code == 200
+        attributes = found.json()["data"]["attributes"]
+        assert (attributes["direction"], attributes["from"], attributes["to"]) == (
+            "inbound", RECIPIENT, SENDER,
+        )  # fmt: skip
+        assert attributes["body"] == body
+    missing = requests.get(f"{sim.url}/v2.1/messages/mdr2-{'0' * 32}", auth=AUTH, timeout=5)
+    assert missing.status_code == 404
+    assert len(catcher.posts) == 1
+
+
 def test_a_callback_nobody_answers_reports_0(sim: FlowrouteSimulator) -> None:
     send(sim, dlr="http://127.0.0.1:9/dlr")
     assert sim.post_receipts() == [0, 0]

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
+import requests
 from pydantic import SecretStr
 
+from jobs.clock import SystemClock as Clock
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError, RetryableError, UnknownOutcomeError
 from jobs.flowroute import FlowrouteClient
+from jobs.pacing import SlidingWindowPacer
+from jobs.records import FlowrouteRecords
 from scheduler.simulate import FaultySimulator
 
 KEYS = ("sim-a", "sim-b")
@@ -52,3 +59,39 @@ def test_opted_out_numbers_are_refused_with_1110_from_every_sender() -> None:
             with pytest.raises(OptedOutError):
                 _client(sim).send("12065550143", source, "hi")
         assert _client(sim).send("12065550141", "12065550100", "hi").startswith("mdr2-")
+
+
+def test_a_text_posted_through_simulator_inbound_is_a_record_lookups_find() -> None:
+    class Thanks(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Thanks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with _sim() as sim:
+            sim.sms_callback = f"http://127.0.0.1:{server.server_address[1]}/sms"
+            answer = requests.post(
+                sim.url + "/simulator/inbound",
+                json={"from": "+12065550141", "to": "+12065550100", "body": "STOP"},
+                auth=KEYS,
+                timeout=5,
+            )
+            message_id = answer.json()["data"]["id"]
+            records = FlowrouteRecords(
+                sim.url, SecretStr(KEYS[0]), SecretStr(KEYS[1]), 5.0,
+                SlidingWindowPacer(None, Clock()),
+            )  # fmt: skip
+            record = records.get(message_id)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (record["direction"], record["from"], record["to"], record["body"]) == (
+        "inbound", "12065550141", "12065550100", "STOP",
+    )  # fmt: skip
