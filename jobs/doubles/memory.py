@@ -17,7 +17,7 @@ from jobs.dispatch.ports import Doc, NoGuard, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
-from jobs.rules import interventions
+from jobs.rules import fairness, interventions
 from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.memory")
@@ -30,13 +30,6 @@ def _number(value: object) -> bool:
 def _due(doc: Mapping[str, Any], now: datetime) -> bool:
     due_at = doc.get("due_at")
     return isinstance(due_at, datetime) and as_utc(due_at) <= now
-
-
-def _claim_order(doc: Mapping[str, Any]) -> tuple[float, datetime]:
-    """Highest priority first, then the earliest due, as the MongoDB store's claim sort."""
-    priority = doc.get("priority")
-    rank = float(priority) if _number(priority) and priority is not None else float("-inf")
-    return (-rank, as_utc(doc["due_at"]))
 
 
 class MemoryOutbox:
@@ -153,19 +146,17 @@ class MemoryOutbox:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
-        """Claim up to `limit` due documents, highest priority then earliest due first."""
+        """Claim up to `limit` due documents in the order of jobs/rules/fairness.py: replies,
+        then highest priority, users and campaigns taking turns at equal priority."""
         claimed: list[Doc] = []
         with self._lock:
-            while len(claimed) < limit:
-                now = self.clock.now()
-                due = [
-                    d
-                    for d in self._docs.values()
-                    if d.get("state") == State.QUEUED and _due(d, now)
-                ]
-                if not due:
+            now = self.clock.now()
+            due = [
+                d for d in self._docs.values() if d.get("state") == State.QUEUED and _due(d, now)
+            ]
+            for doc in fairness.take_turns(due):
+                if len(claimed) >= limit:
                     break
-                doc = min(due, key=_claim_order)
                 if not (_number(doc.get("attempts")) and _number(doc.get("rev"))):
                     self._quarantine(doc, now)
                     continue

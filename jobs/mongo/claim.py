@@ -4,6 +4,7 @@ of a document whose counters someone overwrote."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 
 from jobs.model import Problem, Reason, State
+from jobs.rules import replies
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
@@ -30,10 +32,54 @@ def claim_sort() -> list[tuple[str, int]]:
     return [("priority", DESCENDING), ("due_at", ASCENDING)]
 
 
+# What a claim reads of each candidate: enough to order it, nothing more.
+CANDIDATE_FIELDS = {"_id": 1, "priority": 1, "due_at": 1, "user": 1, "campaign": 1}
+
+
+def candidates(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
+    """The first `limit` due documents in priority then due order, as small projections."""
+    found = outbox.find(claim_filter(now), CANDIDATE_FIELDS).sort(claim_sort()).limit(limit)
+    return list(found)
+
+
+def reply_lane(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
+    """Due replies of the daemon's own, whatever priority producers use (the `lane` index)."""
+    query = {**claim_filter(now), "user": replies.USER}
+    return list(outbox.find(query, CANDIDATE_FIELDS).sort("due_at", ASCENDING).limit(limit))
+
+
+def other_shares(
+    outbox: Collection[Doc], now: datetime, shares: Iterable[tuple[str, str]], limit: int
+) -> list[Doc]:
+    """Due documents of every user and campaign but these: the turns of the others when one
+    share fills all the candidates."""
+    skip = [{"user": user, "campaign": campaign or None} for user, campaign in shares]
+    query = {**claim_filter(now), "$nor": skip}
+    return list(outbox.find(query, CANDIDATE_FIELDS).sort(claim_sort()).limit(limit))
+
+
+def claim_by_id(
+    outbox: Collection[Doc], doc_id: Any, now: datetime, lease: timedelta
+) -> Doc | None:
+    """Claim this candidate under a fresh token if it is still due and queued; None when another
+    worker took it first."""
+    return _claim(outbox, {"_id": doc_id, **claim_filter(now)}, now, lease, sort=None)
+
+
 def claim_one(outbox: Collection[Doc], now: datetime, lease: timedelta) -> Doc | None:
     """Claim the next due document under a fresh token; None when nothing is due."""
+    return _claim(outbox, claim_filter(now), now, lease, sort=claim_sort())
+
+
+def _claim(
+    outbox: Collection[Doc],
+    query: Doc,
+    now: datetime,
+    lease: timedelta,
+    sort: list[tuple[str, int]] | None,
+) -> Doc | None:
     return outbox.find_one_and_update(
-        claim_filter(now),
+        query,
         {
             "$set": {
                 "state": State.SENDING.value,
@@ -45,16 +91,21 @@ def claim_one(outbox: Collection[Doc], now: datetime, lease: timedelta) -> Doc |
             },
             "$inc": {"attempts": 1, "rev": 1},
         },
-        sort=claim_sort(),
+        sort=sort,
         return_document=ReturnDocument.AFTER,
     )
 
 
-def quarantine(outbox: Collection[Doc], status: Collection[Doc], now: datetime) -> Doc | None:
-    """The next due document has counters someone overwrote with something that is not a
-    number, so claiming it fails: reject it, or it would block the queue for good. Returns the
-    rejected document, to be projected."""
-    bad = outbox.find_one(claim_filter(now), sort=claim_sort())
+def quarantine(
+    outbox: Collection[Doc], status: Collection[Doc], now: datetime, doc_id: Any = None
+) -> Doc | None:
+    """The next due document (or this one) has counters someone overwrote with something that
+    is not a number, so claiming it fails: reject it, or it would block the queue for good.
+    Returns the rejected document, to be projected."""
+    if doc_id is None:
+        bad = outbox.find_one(claim_filter(now), sort=claim_sort())
+    else:
+        bad = outbox.find_one({"_id": doc_id, **claim_filter(now)})
     if bad is None:
         return None
     copy = status.find_one({"_id": bad["_id"]}, {"rev": 1}) or {}

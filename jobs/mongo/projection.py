@@ -8,8 +8,9 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from jobs.clock import Clock
 from jobs.model import STATUS_FIELDS
@@ -21,6 +22,9 @@ OUTBOX = "outbox"
 STATUS = "message_status"
 # A live writer marks its copies synced within one cycle; older unsynced changes lost their writer.
 SYNC_GRACE = timedelta(seconds=10)
+# DocumentDB refuses more operations than this in one write batch, whatever it advertises.
+BULK_LIMIT = 25_000
+DUPLICATE_KEY = 11000
 
 
 def is_public(fields: Iterable[str]) -> bool:
@@ -49,6 +53,10 @@ class StatusProjection:
 
     def project(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """Copy each document's public fields unless a newer revision is already there."""
+        docs = list(docs)
+        if len(docs) > 1:
+            self._project_bulk(docs)
+            return
         for doc in docs:
             # A duplicate key means the status already holds a newer revision. An equal one is
             # overwritten: normally it is the same copy, but where a server lets a stale write
@@ -59,6 +67,24 @@ class StatusProjection:
                 )
             with self._lock:
                 self._copied.append({"_id": doc["_id"], "rev": doc["rev"]})
+
+    def _project_bulk(self, docs: list[Mapping[str, Any]]) -> None:
+        """The same copies in unordered bulk writes: one command per chunk, not per document."""
+        for start in range(0, len(docs), BULK_LIMIT):
+            chunk = docs[start : start + BULK_LIMIT]
+            ops = [
+                UpdateOne({"_id": d["_id"], "rev": {"$lte": d["rev"]}}, _copy(d), upsert=True)
+                for d in chunk
+            ]
+            try:
+                self.status.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:
+                # As for one copy: a duplicate key means a newer revision is there already.
+                errors = exc.details.get("writeErrors", [])
+                if any(err.get("code") != DUPLICATE_KEY for err in errors):
+                    raise
+            with self._lock:
+                self._copied.extend({"_id": d["_id"], "rev": d["rev"]} for d in chunk)
 
     def mark_synced(self) -> int:
         """Mark synced, in one command, the outbox revisions copied since the last call."""

@@ -18,18 +18,29 @@ from jobs.dispatch.ports import SendGuard
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard
 from jobs.mongo.account import AccountHold
-from jobs.mongo.claim import TYPE_MISMATCH, claim_one, quarantine
+from jobs.mongo.claim import (
+    TYPE_MISMATCH,
+    candidates,
+    claim_by_id,
+    other_shares,
+    quarantine,
+    reply_lane,
+)
 from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
-from jobs.rules import interventions, signing
+from jobs.rules import fairness, interventions, signing
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
 CANCEL_TRIES = 10
+# A claim reads this many candidates per message wanted, so some may be lost to other daemons.
+CANDIDATES_PER_CLAIM = 2
+# Reads of candidates in one claim when other daemons took all of them first.
+CLAIM_ROUNDS = 3
 
 
 @adapter
@@ -79,6 +90,9 @@ class OutboxStore:
         """Create the indexes the daemon's queries rely on; safe to run again."""
         self.outbox.create_index(
             [("state", ASCENDING), ("priority", DESCENDING), ("due_at", ASCENDING)], name="claim"
+        )
+        self.outbox.create_index(
+            [("state", ASCENDING), ("user", ASCENDING), ("due_at", ASCENDING)], name="lane"
         )
         self.outbox.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="lease")
         self.outbox.create_index([("synced", ASCENDING), ("updated_at", ASCENDING)], name="sync")
@@ -132,37 +146,74 @@ class OutboxStore:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
-        """Claim up to `limit` due documents, highest priority and oldest due first.
+        """Claim up to `limit` due documents: replies first, then highest priority and oldest
+        due, users and campaigns taking turns at equal priority (jobs/rules/fairness.py).
 
-        When the database fails part-way, what was claimed so far is returned rather than lost
-        to its lease: the caller sends it, or hands it back once the database returns.
+        Candidates are read in one query, then each is claimed by its id and state, so the
+        server orders the queue once per batch rather than once per message. Candidates another
+        daemon took first are skipped, and the candidates read again while more are due, so a
+        racing daemon never comes back empty while work is due. When the database fails
+        part-way, what was claimed so far is returned rather than lost to its lease: the caller
+        sends it, or hands it back once the database returns.
         """
         claimed: list[Doc] = []
-        for _ in range(limit):
-            now = self.clock.now()
+        try:
+            for _ in range(CLAIM_ROUNDS):
+                now = self.clock.now()
+                order, more = self._candidates(now, limit - len(claimed))
+                lost = self._claim_each(order, now, lease, limit, claimed)
+                if len(claimed) >= limit or not order or not (lost and more):
+                    break
+        except ConnectionFailure:
+            if not claimed:
+                raise
+            log.warning("claim.interrupted", claimed=len(claimed))
+        try:
+            self.project_many(claimed)
+        except ConnectionFailure:
+            # Left unsynced: resync writes these copies once the database is back.
+            log.warning("claim.interrupted", claimed=len(claimed))
+        return claimed
+
+    def _candidates(self, now: datetime, wanted: int) -> tuple[list[Doc], bool]:
+        """The candidates of one claim in claim order, and whether more are due than were read."""
+        read = wanted * CANDIDATES_PER_CLAIM
+        lane = reply_lane(self.outbox, now, wanted)
+        found = candidates(self.outbox, now, read)
+        more = len(found) == read
+        rest = [doc for doc in found if not fairness.is_reply(doc)]
+        if more and rest:
+            top = rest[0].get("priority")
+            shares = {fairness.share(doc) for doc in rest if doc.get("priority") == top}
+            if len(shares) == 1:
+                # One sender fills every candidate: look past it for the others' turns.
+                rest += other_shares(self.outbox, now, shares, wanted)
+        unique = {doc["_id"]: doc for doc in [*lane, *rest]}
+        return fairness.take_turns(list(unique.values())), more
+
+    def _claim_each(
+        self, order: list[Doc], now: datetime, lease: timedelta, limit: int, claimed: list[Doc]
+    ) -> int:
+        """Claim candidates in order until `claimed` holds `limit`; returns how many were lost
+        to another worker."""
+        lost = 0
+        for candidate in order:
+            if len(claimed) >= limit:
+                break
             try:
-                doc = claim_one(self.outbox, now, lease)
+                doc = claim_by_id(self.outbox, candidate["_id"], now, lease)
             except OperationFailure as exc:
                 if exc.code != TYPE_MISMATCH:
                     raise
-                rejected = quarantine(self.outbox, self.status, now)
+                rejected = quarantine(self.outbox, self.status, now, candidate["_id"])
                 if rejected is not None:
                     self.project(rejected)
                 continue
-            except ConnectionFailure:
-                if not claimed:
-                    raise
-                log.warning("claim.interrupted", claimed=len(claimed))
-                break
             if doc is None:
-                break
-            claimed.append(doc)
-            try:
-                self.project(doc)
-            except ConnectionFailure:
-                log.warning("claim.interrupted", claimed=len(claimed))
-                break
-        return claimed
+                lost += 1
+            else:
+                claimed.append(doc)
+        return lost
 
     def _fenced(self, doc: Mapping[str, Any], update: Doc, *, public: bool = True) -> Doc | None:
         """Apply `update` only while `doc` still holds its claim and return the result; a public
