@@ -328,7 +328,10 @@ class Daemon:
                 log.exception("cycle.crashed")
             else:
                 self.failed_cycles = 0
-                if report.idle and self.until_idle:
+                if report.idle and self.until_idle and self.dispatcher.store.fanning_out():
+                    # Another daemon is making messages of a broadcast: they will be due soon.
+                    log.info("daemon.waiting", reason="broadcast_fanning_out")
+                elif report.idle and self.until_idle:
                     log.info("daemon.idle")
                     self.stop()
                     return

@@ -220,9 +220,11 @@ class MemoryOutbox:
 
         return self._fenced(doc, change)
 
-    def release(self, doc: Mapping[str, Any]) -> Doc | None:
-        """Hand back a claimed, unsent document: due now, its attempt refunded (fenced)."""
-        fields = {"state": State.QUEUED.value, "due_at": self.clock.now()}
+    def release(self, doc: Mapping[str, Any], *, keep_place: bool = False) -> Doc | None:
+        """Hand back a claimed, unsent document: due now (or when it was due, with
+        `keep_place`), its attempt refunded (fenced)."""
+        due_at = doc.get("due_at") if keep_place else None
+        fields = {"state": State.QUEUED.value, "due_at": due_at or self.clock.now()}
 
         def change(d: Doc) -> None:
             self._apply(d, fields, list(CLAIM_FIELDS))
@@ -268,6 +270,14 @@ class MemoryOutbox:
                 self._project(self._docs[child["_id"]])
                 inserted.append(child)
         return inserted
+
+    def fanning_out(self) -> bool:
+        """Whether a broadcast request is held by a daemon that is fanning it out."""
+        with self._lock:
+            return any(
+                d.get("state") == State.SENDING and d.get("kind") == "broadcast"
+                for d in self._docs.values()
+            )
 
     def count_children(self, campaign: str) -> int:
         """How many messages a broadcast has fanned out to."""

@@ -270,10 +270,12 @@ class OutboxStore:
             update["$inc"] = {"attempts": -1}
         return self._fenced(doc, update)
 
-    def release(self, doc: Mapping[str, Any]) -> Doc | None:
-        """Hand back a claimed document that was never sent: due now, attempt refunded."""
+    def release(self, doc: Mapping[str, Any], *, keep_place: bool = False) -> Doc | None:
+        """Hand back a claimed document that was never sent: due now (or, with `keep_place`,
+        when it was due, so it keeps its turn), attempt refunded."""
+        due_at = doc.get("due_at") if keep_place else None
         update: Doc = {
-            "$set": {"state": State.QUEUED.value, "due_at": self.clock.now()},
+            "$set": {"state": State.QUEUED.value, "due_at": due_at or self.clock.now()},
             "$unset": {"claim_token": "", "lease_until": "", "in_flight": ""},
             "$inc": {"attempts": -1},
         }
@@ -405,6 +407,11 @@ class OutboxStore:
                 retried.append(new)
         self.mark_synced()
         return retried
+
+    def fanning_out(self) -> bool:
+        """Whether a daemon holds a broadcast request it is still fanning out."""
+        query = {"state": State.SENDING.value, "kind": "broadcast"}
+        return self.outbox.find_one(query, {"_id": 1}) is not None
 
     def count_children(self, campaign: str) -> int:
         """How many messages a broadcast has fanned out to."""
