@@ -243,6 +243,7 @@ class Daemon:
             job_defaults={"max_instances": 1, "misfire_grace_time": None},
         )
         self._cycle_lock = threading.Lock()
+        self._cycles = 0
         self._check_lock = threading.Lock()
         self.heartbeat = Heartbeat(dispatcher.clock.monotonic())
         self._ready = False
@@ -293,7 +294,10 @@ class Daemon:
         if self.dispatcher.stopping:
             return
         when = datetime.now(UTC) + timedelta(seconds=delay)
-        self.scheduler.add_job(self._tick, "date", run_date=when, id="cycle", replace_existing=True)
+        # Each cycle is a job of its own: the one scheduling it is still running, and a job
+        # that shared its id would be skipped as a second instance, ending the cycles for good.
+        self._cycles += 1
+        self.scheduler.add_job(self._tick, "date", run_date=when, id=f"cycle-{self._cycles}")
 
     def _check(self) -> None:
         if self.dispatcher.stopping or self.followup is None:
