@@ -22,6 +22,9 @@ CHUNK = 500
 # keeping its turn: its first messages are claimed and sent while the rest is still being made,
 # and a daemon with one send at a time goes on sending between slices.
 SLICE_SECONDS = 1.0
+# With several sends in flight the fan-out holds one worker while the others send, so it slices
+# less often: each hand-back waits for the next cycle to claim the request again.
+SLICE_SECONDS_BESIDE_SENDS = 10.0
 
 
 def child_id(campaign: str, number: str) -> str:
@@ -111,8 +114,9 @@ def expand(
     size = segments.measure(segments.normalize_text(doc["body"]))
     after, total = _saved_progress(doc, campaign, signatures)
     started = clock.monotonic()
+    slice_seconds = SLICE_SECONDS_BESIDE_SENDS if config.concurrency > 1 else SLICE_SECONDS
     while not stopping():
-        if clock.monotonic() - started >= SLICE_SECONDS:
+        if clock.monotonic() - started >= slice_seconds:
             store.release(doc, keep_place=True)
             log.info("broadcast.sliced", recipients=total)
             return State.QUEUED.value
