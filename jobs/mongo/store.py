@@ -15,6 +15,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import SendGuard
+from jobs.errors import StoreUnavailable
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard
 from jobs.mongo.account import AccountHold
@@ -170,7 +171,7 @@ class OutboxStore:
             log.warning("claim.interrupted", claimed=len(claimed))
         try:
             self.project_many(claimed)
-        except ConnectionFailure:
+        except (ConnectionFailure, StoreUnavailable):
             # Left unsynced: resync writes these copies once the database is back.
             log.warning("claim.interrupted", claimed=len(claimed))
         return claimed
