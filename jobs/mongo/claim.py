@@ -43,8 +43,10 @@ def candidates(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
 
 
 def reply_lane(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
-    """Due replies of the daemon's own, whatever priority producers use (the `lane` index)."""
-    query = {**claim_filter(now), "user": replies.USER}
+    """Due replies of the daemon's own, whatever priority producers use. Their ids begin with
+    `reply:`, so the `_id` index finds them without reading the rest of the queue."""
+    prefix = replies.PREFIX
+    query = {**claim_filter(now), "_id": {"$gte": prefix, "$lt": prefix[:-1] + ";"}}
     return list(outbox.find(query, CANDIDATE_FIELDS).sort("due_at", ASCENDING).limit(limit))
 
 

@@ -92,9 +92,6 @@ class OutboxStore:
         self.outbox.create_index(
             [("state", ASCENDING), ("priority", DESCENDING), ("due_at", ASCENDING)], name="claim"
         )
-        self.outbox.create_index(
-            [("state", ASCENDING), ("user", ASCENDING), ("due_at", ASCENDING)], name="lane"
-        )
         self.outbox.create_index([("state", ASCENDING), ("lease_until", ASCENDING)], name="lease")
         self.outbox.create_index([("synced", ASCENDING), ("updated_at", ASCENDING)], name="sync")
         # Sparse rather than partial: MongoDB-compatible servers without partial indexes have it.
@@ -182,14 +179,14 @@ class OutboxStore:
         lane = reply_lane(self.outbox, now, wanted)
         found = candidates(self.outbox, now, read)
         more = len(found) == read
-        rest = [doc for doc in found if not fairness.is_reply(doc)]
-        if more and rest:
-            top = rest[0].get("priority")
-            shares = {fairness.share(doc) for doc in rest if doc.get("priority") == top}
+        senders = [doc for doc in found if not fairness.is_reply(doc)]
+        if more and senders:
+            top = senders[0].get("priority")
+            shares = {fairness.share(doc) for doc in senders if doc.get("priority") == top}
             if len(shares) == 1:
                 # One sender fills every candidate: look past it for the others' turns.
-                rest += other_shares(self.outbox, now, shares, wanted)
-        unique = {doc["_id"]: doc for doc in [*lane, *rest]}
+                found += other_shares(self.outbox, now, shares, wanted)
+        unique = {doc["_id"]: doc for doc in [*lane, *found]}
         return fairness.take_turns(list(unique.values())), more
 
     def _claim_each(
