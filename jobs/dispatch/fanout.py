@@ -17,7 +17,7 @@ from jobs.rules import phone, replay, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.fanout")
 
-CHUNK = 500
+CHUNK = 2000
 # A claim of a broadcast request fans out for about this long, then hands the request back
 # keeping its turn: its first messages are claimed and sent while the rest is still being made,
 # and a daemon with one send at a time goes on sending between slices.

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobs.clock import SystemClock
 from jobs.mongo.store import OutboxStore
 from tests.integration.helpers import Db
-from tests.integration.test_claim_index import fill
 
 LEASE = timedelta(minutes=5)
+
+
+def fill(db: Db, count: int) -> None:
+    """`count` due messages, as intake leaves them."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    db["outbox"].insert_many(
+        {"state": "queued", "kind": "message", "priority": 0, "user": "ops", "attempts": 0,
+         "rev": 1, "due_at": start + timedelta(milliseconds=i), "to": "12065550101", "body": "x"}
+        for i in range(count)
+    )  # fmt: skip
 
 
 class Overtaken(OutboxStore):
