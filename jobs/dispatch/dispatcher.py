@@ -254,6 +254,9 @@ class Dispatcher:
         if self.stopping:
             self._release([doc])
             return State.QUEUED.value
+        # Another send worker may have met an account refusal while this one waited its turn.
+        if self._held(doc):
+            return State.QUEUED.value
         token = self._mark_in_flight(doc)
         if token is None:
             if self.store.guard.taken_by_a_copy(doc):
