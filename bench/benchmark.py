@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bson import ObjectId
 from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -156,19 +157,22 @@ def drain(db: Db, count: int, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def daemons(uri: str, keys: Path, count: int, workers: int) -> float:
-    """`workers` daemon processes drain `count` messages, pacing off; messages per second."""
+def daemons(
+    uri: str, keys: Path, count: int, workers: int, concurrency: int = 1, latency: float = LATENCY
+) -> float:
+    """`workers` daemon processes with `concurrency` sends in flight each drain `count`
+    messages, pacing off, Flowroute answering in `latency`; messages per second."""
     with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=None) as sim:
         seed(db, numbers(count), keys)
-        sim.delay_next(LATENCY, count=10 * count)
-        env = daemon_env(uri, db.name, sim.url, keys)
+        sim.delay_next(latency, count=10 * count)
+        env = daemon_env(uri, db.name, sim.url, keys, DISPATCH__CONCURRENCY=str(concurrency))
         with running(env, workers):
-            drain(db, count, 600)
+            drain(db, count, 900)
         sent, elapsed, rate = span(sim)
         doubled = sent - len({m.to for m in sim.messages()})
         print(
-            f"  sms-outbox, {workers} daemon processes: {sent:>5} sent in {elapsed:6.2f} s ="
-            f" {rate:7.1f} msg/s (sent twice: {doubled})"
+            f"  sms-outbox, {workers} daemon(s), concurrency {concurrency}: {sent:>5} sent in"
+            f" {elapsed:6.2f} s = {rate:7.1f} msg/s (sent twice: {doubled})"
         )
         return rate
 
@@ -242,7 +246,7 @@ def pacing_commands(uri: str, workers: int, per_worker: int) -> None:
         )
 
 
-def agenda(uri: str, count: int, concurrency: int) -> float | None:
+def agenda(uri: str, count: int, concurrency: int, latency: float = LATENCY) -> float | None:
     """The same workload through Agenda 6 with `concurrency` jobs at a time; jobs per second."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
@@ -256,7 +260,7 @@ def agenda(uri: str, count: int, concurrency: int) -> float | None:
             print(f"  Agenda skipped: npm ci failed: {install.stderr.strip()[-300:]}")
             return None
     with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=None) as sim:
-        sim.delay_next(LATENCY, count=10 * count)
+        sim.delay_next(latency, count=10 * count)
         argv = [node, "run.mjs", uri, db.name, sim.url, KEY, SECRET, str(count), str(concurrency)]
         try:
             done = subprocess.run(argv, cwd=AGENDA_DIR, capture_output=True, text=True, timeout=900)
@@ -351,26 +355,145 @@ def claim_rate(uri: str, count: int, workers: int) -> float:
 
 
 def claim_cost(uri: str, waiting: int, samples: int) -> None:
-    """Milliseconds for one claim with `waiting` messages due."""
+    """Milliseconds per message claimed (claims of 10) with `waiting` messages due."""
     with database(uri) as db:
         store = OutboxStore(db, SystemClock())
         store.ensure_indexes()
         start = datetime.now(UTC) - timedelta(days=1)
-        for offset in range(0, waiting, 5000):
+        for offset in range(0, waiting, 20_000):
             db["outbox"].insert_many(
-                {"state": "queued", "priority": 0, "due_at": start + timedelta(milliseconds=i),
-                 "rev": 1}
-                for i in range(offset, min(offset + 5000, waiting))
+                ({"state": "queued", "priority": i % 3, "due_at": start + timedelta(milliseconds=i),
+                  "rev": 1, "attempts": 0, "user": f"u{i % 7}"}
+                 for i in range(offset, min(offset + 20_000, waiting))),
+                ordered=False,
             )  # fmt: skip
         timings = []
         for _ in range(samples):
             began = time.perf_counter()
-            store.claim(1, timedelta(minutes=5))
-            timings.append((time.perf_counter() - began) * 1000)
+            claimed = store.claim(10, timedelta(minutes=5))
+            timings.append((time.perf_counter() - began) * 1000 / max(len(claimed), 1))
         print(
-            f"  {waiting:>7} waiting: median {statistics.median(timings):8.1f} ms per claim"
-            f" (min {min(timings):.1f}, max {max(timings):.1f}, {samples} claims)"
+            f"  {waiting:>9,} due: median {statistics.median(timings):8.1f} ms per message claimed"
+            f" (min {min(timings):.1f}, max {max(timings):.1f}; {samples} claims of 10)"
         )
+
+
+def limit_share(uri: str, keys: Path, rate: int, latency: float, seconds: float) -> None:
+    """One daemon at a strict `rate` limit, Flowroute answering in `latency`: the share of the
+    limit it fills (fleet pacing, `dispatch.concurrency` auto) and the refusals."""
+    count = int(rate * seconds)
+    with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=rate) as sim:
+        seed(db, numbers(count), keys)
+        sim.delay_next(latency, count=10 * count)
+        env = daemon_env(
+            uri, db.name, sim.url, keys, FLOWROUTE__RATE_PER_SECOND=str(rate),
+            DISPATCH__BATCH_SIZE="10", DISPATCH__PACING="fleet",
+        )  # fmt: skip
+        with running(env, 1):
+            drain(db, count, 60 + 3 * seconds)
+        times = sim.attempt_times()
+        refused = len(times) - len(sim.messages())
+        share = (len(times) - 1) / (times[-1] - times[0]) / rate
+        print(
+            f"  {rate:>3}/s limit, {latency * 1000:4.0f} ms latency: {len(times):>5} attempts,"
+            f" {share:6.1%} of the limit, {refused} refused (429)"
+        )
+
+
+def _child_count(db: Db, campaign: str) -> int:
+    return db["outbox"].count_documents({"campaign": campaign})
+
+
+def _rss_mib(pid: int) -> float:
+    """A process's peak resident memory, from /proc (Linux)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def broadcast_speed(uri: str, keys: Path, recipients: int, watch: float) -> None:
+    """One daemon at 5/s and a broadcast to `recipients`: seconds to the first text, the send
+    rate over the first `watch` seconds, the fan-out rate and the daemon's peak RSS."""
+    with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=LIMIT) as sim:
+        seed(db, numbers(min(recipients, 20_000)), keys, messages=False)
+        for offset in range(20_000, recipients, 20_000):
+            people = numbers(min(20_000, recipients - offset), start=offset)
+            db["users"].insert_many(({"phone": n, "verified": True} for n in people), ordered=False)
+        key = KeyRing(keys).user_key(SENDER) or ""
+        doc: dict[str, Any] = {
+            "_id": ObjectId(), "user": SENDER, "audience": "verified", "body": "news",
+        }  # fmt: skip
+        doc["signature"] = signing.sign(key, doc)
+        env = daemon_env(
+            uri, db.name, sim.url, keys, FLOWROUTE__RATE_PER_SECOND=str(LIMIT),
+            DISPATCH__BATCH_SIZE="10", DISPATCH__PACING="fleet",
+        )  # fmt: skip
+        with running(env, 1) as procs:
+            time.sleep(3.0)  # start-up (indexes, the pacer's clock) is not the broadcast's
+            inserted = time.monotonic()
+            db["outbox"].insert_one(doc)
+            campaign = str(doc["_id"])
+            first = None
+            made: list[tuple[float, int]] = []
+            while time.monotonic() - inserted < watch:
+                if first is None and sim.attempt_times():
+                    first = sim.attempt_times()[0] - inserted
+                made.append((time.monotonic(), _child_count(db, campaign)))
+                time.sleep(0.5)
+            rss = _rss_mib(procs[0].pid)
+        times = sim.attempt_times()
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        done = [t for t, n in made if n >= recipients]
+        until = done[0] if done else made[-1][0]
+        children = max(n for _, n in made)
+        fanout = children / (until - inserted)
+        first_text = f"{first:.2f} s" if first is not None else "none"
+        print(
+            f"  {recipients:,} recipients: first text after {first_text}; {len(times)} sent in"
+            f" {watch:.0f} s at {rate:.2f}/s ({rate / LIMIT:.1%} of the limit); fan-out"
+            f" {children:,} messages at {fanout:,.0f}/s; daemon peak RSS {rss:.0f} MiB"
+        )
+
+
+def import_speed(uri: str, rows: int) -> None:
+    """`recipients import` of `rows` mixed spellings against a plain insert_many of as many."""
+    from jobs.mongo.directory import Directory as Dir
+
+    spellings = [
+        lambda n: f"1{n}", lambda n: f"+1 ({n[:3]}) {n[3:6]}-{n[6:]}", lambda n: n,
+        lambda n: f"{n[:3]}.{n[3:6]}.{n[6:]}",
+    ]  # fmt: skip
+    people = max(rows * 3 // 4, 1)
+    lines = ["phone,verified"] + [
+        f"{spellings[i % 4](str(2065550000 + i % people))},yes" for i in range(rows)
+    ]
+    with database(uri) as plain_db, database(uri) as import_db:
+        docs = [{"phone": f"1{2065550000 + i}", "verified": True} for i in range(rows)]
+        began = time.perf_counter()
+        for start in range(0, rows, 25_000):  # DocumentDB's largest write batch
+            plain_db["users"].insert_many(docs[start : start + 25_000])
+        plain = time.perf_counter() - began
+        path = Path(tempfile.mkstemp(suffix=".csv")[1])
+        try:
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            began = time.perf_counter()
+            with path.open(newline="", encoding="utf-8") as handle:
+                summary = Dir(import_db).import_csv(
+                    handle, verified=False, now=datetime.now(UTC), source=path.name
+                )
+            imported = time.perf_counter() - began
+        finally:
+            path.unlink()
+    print(
+        f"  {rows:,} mixed-spelling rows: import {imported:.2f} s, insert_many {plain:.2f} s ="
+        f" {imported / plain:.1f}x (new {summary.new:,}, merged {summary.merged:,});"
+        f" peak RSS of this process {peak_rss_mib():.0f} MiB"
+    )
 
 
 def command_cost(uri: str, keys: Path, count: int) -> None:
@@ -387,54 +510,78 @@ def command_cost(uri: str, keys: Path, count: int) -> None:
     print(f"  status writes per sent message: {writes} (queued, sending, sent)")
 
 
+SECTIONS = ("limit", "broadcast", "claims", "import", "agenda", "fleet", "commands", "latency")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument("--broadcast", type=int, help="recipients of the big broadcast (100000)")
+    parser.add_argument("--claims", help="due messages for the claim cost (1000,100000,1000000)")
+    parser.add_argument("--import-rows", type=int, help="rows of the import (50000)")
+    parser.add_argument("--agenda-messages", type=int, default=1000, help="messages per run")
+    parser.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
     args = parser.parse_args()
     logs.configure("warning", "console")
-    paced = 25 if args.quick else 50
-    lifted = 200 if args.quick else 300
+    chosen = set(args.only.split(",")) if args.only else set(SECTIONS)
     shared = 60 if args.quick else 120
-    compared = 100 if args.quick else 300
-    concurrency = 4
-    waiting = (2_000, 10_000) if args.quick else (10_000, 100_000)
+    compared = args.agenda_messages
+    recipients = args.broadcast or (10_000 if args.quick else 100_000)
+    waiting = [int(n) for n in (args.claims or "1000,100000,1000000").split(",")]
+    rows = args.import_rows or 50_000
 
     with server() as started, tempfile.TemporaryDirectory(prefix="sms-outbox-keys-") as keys:
         uri = started.uri
         print(f"server: {started.kind} {getattr(started, 'backend', '')}".rstrip())
-        print(f"\nfleet pacing: daemon processes sharing one account, {LIMIT}/s strict window:")
-        for workers in (1, 2, 4):
-            fleet(uri, Path(keys), shared, workers)
-        print("\nfleet pacing, database commands per message:")
-        for workers in (1, 2, 4):
-            pacing_commands(uri, workers, per_worker=10 if args.quick else 15)
-        print("\nsends per second, one daemon in this process, local Flowroute:")
-        send_rate(uri, Path(keys), paced, LIMIT)
-        send_rate(uri, Path(keys), lifted, None)
-        print(
-            f"\nthroughput beside Agenda: {compared} messages, pacing off, Flowroute answering"
-            f" in {LATENCY * 1000:.0f} ms, {concurrency} sends at a time, timed by the local"
-            " Flowroute from the first request to the last:"
-        )
-        ours = daemons(uri, Path(keys), compared, concurrency)
-        daemon_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        theirs = agenda(uri, compared, concurrency)
-        if theirs:
-            print(f"  sms-outbox / Agenda: {ours / theirs:.1f}x")
-        print("\ndaemons sharing the server (limit lifted, no latency added):")
-        for workers in (1, 2, 4):
-            claims = claim_rate(uri, lifted, workers)
-            print(f"  {workers} process(es) doing nothing but claim: {claims:8.1f} claims/s")
-        print("\ndatabase commands per sent message, pacing apart (pymongo command monitoring):")
-        command_cost(uri, Path(keys) / "commands", 20 if args.quick else 100)
-        print("\nclaim cost (find_one_and_update on the claim index):")
-        for count in waiting:
-            # Without a usable index each claim reads every message: fewer samples when many.
-            claim_cost(uri, count, samples=20 if count <= 10_000 else 5)
-        print("\nenqueue-to-send latency, one idle daemon, fleet pacing at 5/s:")
-        for poll in ("1.0", "0.5"):
-            latency(uri, Path(keys), 10 if args.quick else 20, poll)
-        print(f"\npeak memory (RSS) of a daemon process: {daemon_rss:.0f} MiB")
+        load, now = os.getloadavg()[0], datetime.now(UTC)
+        print(f"machine: {os.cpu_count()} cores, load {load:.1f}; {now:%Y-%m-%d %H:%M} UTC")
+        if "limit" in chosen:
+            print("\none daemon against a strict limit (fleet pacing, concurrency auto):")
+            for rate, delay in ((LIMIT, 0.3), (LIMIT, 0.6), (50, 0.3)):
+                limit_share(uri, Path(keys), rate, delay, 20 if args.quick else 40)
+        if "broadcast" in chosen:
+            print("\na big broadcast, one daemon at 5/s:")
+            broadcast_speed(uri, Path(keys), recipients, 30 if args.quick else 60)
+        if "claims" in chosen:
+            print("\nclaim cost (candidates read in claim order, then claimed by id):")
+            for count in waiting:
+                claim_cost(uri, count, samples=10)
+        if "import" in chosen:
+            print("\nrecipients import against a plain insert_many:")
+            import_speed(uri, rows)
+        if "agenda" in chosen:
+            print(
+                f"\nbeside Agenda 6: {compared} messages, pacing off, timed by the local"
+                " Flowroute from the first request to the last:"
+            )
+            ratios = []
+            for concurrency in (1, 5):
+                for delay in (0.02, 0.3):
+                    print(
+                        f" concurrency {concurrency}, Flowroute answering in {delay * 1000:.0f} ms:"
+                    )
+                    ours = daemons(uri, Path(keys), compared, 1, concurrency, delay)
+                    theirs = agenda(uri, compared, concurrency, delay)
+                    if theirs:
+                        ratios.append(f"c{concurrency}/{delay * 1000:.0f}ms {ours / theirs:.2f}x")
+            print(f"  sms-outbox / Agenda: {'; '.join(ratios) or 'Agenda did not run'}")
+        if "fleet" in chosen:
+            print(f"\nfleet pacing: daemon processes sharing one account, {LIMIT}/s strict window:")
+            for workers in (1, 2, 4):
+                fleet(uri, Path(keys), shared, workers)
+            print("\nfleet pacing, database commands per message:")
+            for workers in (1, 2, 4):
+                pacing_commands(uri, workers, per_worker=10 if args.quick else 15)
+            print("\n5 daemons against 1, a slow unlimited Flowroute (300 ms):")
+            one = daemons(uri, Path(keys), 300, 1, 1, 0.3)
+            five = daemons(uri, Path(keys), 300, 5, 1, 0.3)
+            print(f"  5 daemons / 1: {five / one:.2f}x")
+        if "commands" in chosen:
+            print("\ndatabase commands per sent message (pymongo command monitoring):")
+            command_cost(uri, Path(keys) / "commands", 20 if args.quick else 100)
+        if "latency" in chosen:
+            print("\nenqueue-to-send latency, one idle daemon, fleet pacing at 5/s:")
+            latency(uri, Path(keys), 10 if args.quick else 20, "0.5")
 
 
 if __name__ == "__main__":

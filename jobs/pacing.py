@@ -13,6 +13,8 @@ WINDOW_SECONDS = 1.0
 # Requests leave a little later than we stamp them; the margin keeps a burst that straddles two of
 # Flowroute's windows from landing in one.
 MARGIN_SECONDS = 0.05
+# A request held for a reserved time may leave this much after it and still fit the margin.
+LATE_SECONDS = MARGIN_SECONDS / 2
 
 
 class Pacer(Protocol):
@@ -30,15 +32,26 @@ class SlidingWindowPacer:
     counts refused attempts too and hammering would keep the window full.
     """
 
-    def __init__(self, rate: float | None, clock: Clock) -> None:
+    def __init__(self, rate: float | None, clock: Clock, *, early: float = 0.0) -> None:
         self.rate = rate
         self.clock = clock
+        # With `early`, `acquire` reserves a send time and returns this much before it, and the
+        # request waits for its time in `wait_for_slot` (see `GatedProvider`): the writes made
+        # between pacing and sending then cannot bunch requests of several workers together.
+        self.early = early
         self._stamps: deque[float] = deque()
+        self._handed: dict[int, float] = {}
         self._blocked_until = 0.0
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
         if self.rate is None:
+            return
+        if self.early:
+            with self._lock:
+                at = self._reserve()
+                self._handed[threading.get_ident()] = at
+            self.clock.sleep(at - self.early - self.clock.monotonic())
             return
         window = WINDOW_SECONDS + MARGIN_SECONDS
         with self._lock:
@@ -59,6 +72,33 @@ class SlidingWindowPacer:
     def penalize(self) -> None:
         with self._lock:
             self._blocked_until = self.clock.monotonic() + WINDOW_SECONDS + MARGIN_SECONDS
+
+    def _reserve(self) -> float:
+        """The earliest time a send fits in the window, stamped as taken (under the lock)."""
+        assert self.rate is not None
+        now = self.clock.monotonic()
+        window = WINDOW_SECONDS + MARGIN_SECONDS
+        while self._stamps and self._stamps[0] + window <= now:
+            self._stamps.popleft()
+        at = max(now, self._blocked_until)
+        if len(self._stamps) >= self.rate:
+            at = max(at, self._stamps[-int(self.rate)] + window)
+        self._stamps.append(at)
+        return at
+
+    def wait_for_slot(self) -> None:
+        """Hold the request until the time `acquire` reserved for this thread; one that gets
+        there too late gives its time back and takes the next one free."""
+        with self._lock:
+            at = self._handed.pop(threading.get_ident(), None)
+        while at is not None:
+            self.clock.sleep(at - self.clock.monotonic())
+            with self._lock:
+                if self.clock.monotonic() <= at + LATE_SECONDS and at >= self._blocked_until:
+                    return
+                if at in self._stamps:
+                    self._stamps.remove(at)
+                at = self._reserve()
 
 
 class SlotGate(Protocol):

@@ -32,7 +32,7 @@ from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, interventions, phone, segments
 from jobs.rules.optout_rate import Rate
-from scheduler import logs, unconfirmed, watch
+from scheduler import logs, recipients_import, unconfirmed, watch
 from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
 from scheduler.exporter import health_check
 from scheduler.parser import Handler, build_parser
@@ -179,6 +179,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
     directory = Directory(connect(settings.mongodb))
     if args.action == "grant":
+        directory.ensure_indexes()  # a command that writes never leaves a fresh database bare
         source = directory.grant(args.user, args.number, max_priority=args.max_priority)
         print(f"{args.user} may send from {source}")
         if args.max_priority is not None:
@@ -197,6 +198,8 @@ def _cmd_senders(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
     directory = Directory(connect(settings.mongodb))
+    if args.action in {"add", "verify", "opt-out"} or getattr(args, "fix", False):
+        directory.ensure_indexes()  # `import` does so itself, before its first write
     now = datetime.now(UTC)
     if args.action == "add":
         numbers = [directory.add(n, verified=args.verified, now=now) for n in args.numbers]
@@ -209,11 +212,7 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
         directory.opt_out(number, now=now, reason=args.reason)
         print(f"{number}\topted out of every sender and number")
     elif args.action == "import":
-        report = directory.import_csv(Path(args.file), verified=args.verified, now=now)
-        for line, why in report.refused:
-            print(f"line {line}: {why}", file=sys.stderr)
-        print(f"imported {report.added} recipients, refused {len(report.refused)}")
-        return EXIT_USAGE if report.refused else EXIT_OK
+        return recipients_import.run(directory, Path(args.file), verified=args.verified, now=now)
     elif args.action == "check":
         return _check_recipients(directory, fix=args.fix, as_json=args.json)
     else:
@@ -438,6 +437,7 @@ def _operator(given: str | None) -> str:
 
 def _cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
+    store.ensure_indexes()  # a command that writes never leaves a fresh database bare
     doc = store.find(status.parse_id(args.id))
     if doc is None:
         print(f"no message or campaign {args.id}", file=sys.stderr)
@@ -462,6 +462,7 @@ def _cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     if not (args.ids or args.campaign or args.reason):
         raise InputError("say which messages to retry: MESSAGE_ID..., --campaign or --reason")
     store = OutboxStore(connect(settings.mongodb), SystemClock(), settings.mongodb.send_guard)
+    store.ensure_indexes()  # a command that writes never leaves a fresh database bare
     ids = [status.parse_id(i) for i in args.ids] or None
     retried = store.retry(_operator(args.by), ids, args.campaign, args.reason)
     if args.json:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, cast
 
+import requests
+import requests.adapters
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -57,18 +59,21 @@ def build_dispatcher(
 ) -> Dispatcher:
     """Wire the send cycle from settings; `provider` defaults to the Flowroute HTTP client."""
     clock = clock or SystemClock()
+    concurrency = settings.dispatch.sends_in_flight(settings.flowroute.rate_per_second)
     if provider is None:
         access, secret = settings.require_flowroute()
         fr = settings.flowroute
         provider = FlowrouteClient(
-            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=settings.dlr_callback()
-        )
+            fr.base_url, access, secret, fr.timeout_seconds, dlr_callback=settings.dlr_callback(),
+            session=pooled_session(concurrency),
+        )  # fmt: skip
     config = DispatchConfig(
         batch_size=settings.dispatch.batch_size,
         lease_seconds=settings.dispatch.lease_seconds,
         max_attempts=settings.dispatch.max_attempts,
         max_segments=settings.dispatch.max_segments,
         quiet_hours=settings.quiet_hours.window(),
+        concurrency=concurrency,
     )
     signatures = None
     if settings.security.require_signatures:
@@ -83,8 +88,8 @@ def build_dispatcher(
     probe_cap = timedelta(seconds=settings.flowroute.hold_probe_max_seconds)
     # Latency is the request's own: measured inside the gate that holds it until its slot.
     provider = metrics.MeteredProvider(provider, clock)
-    pacer = build_pacer(settings, db, clock)
-    if isinstance(pacer, FleetPacer):
+    pacer = build_pacer(settings, db, clock, concurrency)
+    if isinstance(pacer, FleetPacer) or (isinstance(pacer, SlidingWindowPacer) and pacer.early):
         provider = GatedProvider(provider, pacer)
     return Dispatcher(
         OutboxStore(db, clock, settings.mongodb.send_guard, sealer=signatures),
@@ -98,11 +103,22 @@ def build_dispatcher(
     )
 
 
-def build_pacer(settings: Settings, db: Db, clock: Clock) -> Pacer:
-    """Fleet pacing shares the account's limit through the database; local pacing does not."""
+def pooled_session(connections: int) -> requests.Session:
+    """An HTTP session that keeps a connection open for each send in flight."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def build_pacer(settings: Settings, db: Db, clock: Clock, concurrency: int = 1) -> Pacer:
+    """Fleet pacing shares the account's limit through the database; local pacing does not.
+    With several sends in flight, local pacing too holds each request until its own time."""
     rate = settings.flowroute.rate_per_second
     if not rate or settings.dispatch.pacing == "local":
-        return SlidingWindowPacer(rate or None, clock)
+        early = SEND_LEAD_SECONDS if rate and concurrency > 1 else 0.0
+        return SlidingWindowPacer(rate or None, clock, early=early)
     access = settings.flowroute.access_key
     account = account_id(settings.flowroute.base_url, access.get_secret_value() if access else "")
     plan = SlotPlan(rate, settings.dispatch.pacing_margin_ms / 1000)
@@ -239,6 +255,7 @@ class Daemon:
             job_defaults={"max_instances": 1, "misfire_grace_time": None},
         )
         self._cycle_lock = threading.Lock()
+        self._cycles = 0
         self._check_lock = threading.Lock()
         self.heartbeat = Heartbeat(dispatcher.clock.monotonic())
         self._ready = False
@@ -262,8 +279,10 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            # The scheduler returns at once; the cycle that was running finishes its send first.
+            # The scheduler returns at once; the cycle that was running finishes its send first,
+            # and every send in flight finishes and is recorded.
             with self._cycle_lock, self._check_lock:
+                self._finish()
                 log.info("daemon.stopped")
 
     def stop(self) -> None:
@@ -271,6 +290,12 @@ class Daemon:
         self.dispatcher.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    def _finish(self) -> None:
+        try:
+            self.dispatcher.finish()
+        except StoreError as exc:
+            log.error("daemon.finish_failed", error=type(exc).__name__, detail=str(exc))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
@@ -281,7 +306,10 @@ class Daemon:
         if self.dispatcher.stopping:
             return
         when = datetime.now(UTC) + timedelta(seconds=delay)
-        self.scheduler.add_job(self._tick, "date", run_date=when, id="cycle", replace_existing=True)
+        # Each cycle is a job of its own: the one scheduling it is still running, and a job
+        # that shared its id would be skipped as a second instance, ending the cycles for good.
+        self._cycles += 1
+        self.scheduler.add_job(self._tick, "date", run_date=when, id=f"cycle-{self._cycles}")
 
     def _check(self) -> None:
         if self.dispatcher.stopping or self.followup is None:
@@ -319,11 +347,14 @@ class Daemon:
                     return
             else:
                 self.failed_cycles = 0
-                if report.idle and self.until_idle:
+                if report.idle and self.until_idle and self.dispatcher.store.fanning_out():
+                    # Another daemon is making messages of a broadcast: they will be due soon.
+                    log.info("daemon.waiting", reason="broadcast_fanning_out")
+                elif report.idle and self.until_idle:
                     log.info("daemon.idle")
                     self.stop()
                     return
-                if not report.idle:
+                if report.claimed or report.admitted or report.recovered:
                     delay = 0.0  # there may be more: go again at once
         self._schedule(delay)
 
@@ -433,4 +464,5 @@ def describe(settings: Settings) -> dict[str, Any]:
         "rate_per_second": settings.flowroute.rate_per_second,
         "pacing": settings.dispatch.pacing,
         "batch_size": settings.dispatch.batch_size,
+        "concurrency": settings.dispatch.sends_in_flight(settings.flowroute.rate_per_second),
     }

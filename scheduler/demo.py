@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from jobs import producer
 from jobs.clock import SystemClock
+from jobs.doubles.mongomock_compat import accept_sort_keyword
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
 from jobs.mongo.directory import Directory
@@ -46,6 +47,7 @@ def run_demo() -> int:
     keys_dir = Path(tempfile.mkdtemp(prefix="sms-outbox-demo-keys-"))
     keys = KeyRing(keys_dir)
     clock = SystemClock()
+    accept_sort_keyword()
     db: Any = mongomock.MongoClient(tz_aware=True)["sms_outbox_demo"]
     directory, store = Directory(db), OutboxStore(db, clock)
     now = clock.now()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -27,6 +28,8 @@ ENV_PREFIX = "SMS_OUTBOX_"
 # Characters MongoDB refuses in a database name (on any platform).
 _BAD_DATABASE_CHARS = '/\\. "$*<>:|?\x00'
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
+MAX_CONCURRENCY = 256
+UNPACED_CONCURRENCY = 8  # `auto` with no rate limit: enough to hide a few hundred ms of latency
 
 
 def _read_secret_file(value: Any, path: Path | None, name: str) -> Any:
@@ -109,6 +112,17 @@ class DispatchSettings(BaseModel):
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
     pacing: Literal["fleet", "local"] = "fleet"
     pacing_margin_ms: float = Field(DEFAULT_MARGIN_SECONDS * 1000, gt=0, lt=500)
+    # Sends in flight at once; `auto` fills rate_per_second at 1 s of Flowroute latency.
+    concurrency: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = "auto"
+
+    def sends_in_flight(self, rate: float | None) -> int:
+        """`concurrency` as a number: `auto` keeps one second of the limit in flight (a fixed
+        number when sending is not paced)."""
+        if self.concurrency != "auto":
+            return self.concurrency
+        if not rate:
+            return UNPACED_CONCURRENCY
+        return max(1, min(MAX_CONCURRENCY, math.ceil(rate)))
 
 
 class QuietHoursSettings(BaseModel):
@@ -300,7 +314,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _lease_covers_a_batch(self) -> Settings:
         rate = self.flowroute.rate_per_second
-        pacing = self.dispatch.batch_size / rate if rate else 0.0
+        # A claimed message may wait for the workers ahead of it as well as for its batch.
+        waiting = self.dispatch.batch_size + self.dispatch.sends_in_flight(rate)
+        pacing = waiting / rate if rate else 0.0
         needed = pacing + self.flowroute.timeout_seconds
         if self.dispatch.lease_seconds <= needed:
             raise ValueError(

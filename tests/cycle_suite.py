@@ -451,6 +451,40 @@ class CycleSuite:
         assert store.find(f"{campaign}:{UNVERIFIED}") is None
         assert error_code(store, f"{campaign}:{RECIPIENT_2}") == "opted_out"
 
+    def test_a_long_fanout_hands_back_its_request_and_messages_go_out_before_it_ends(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        dispatcher: Dispatcher,
+        store: OutboxStore,
+        directory: Directory,
+        provider: FakeProvider,
+        clock: ManualClock,
+    ) -> None:
+        monkeypatch.setattr(fanout, "CHUNK", 2)
+        numbers = verified(store, directory, clock)
+        reads = directory.verified_after
+
+        def slow_read(after: str | None, limit: int) -> list[str]:
+            clock.advance(fanout.SLICE_SECONDS)  # each chunk takes a whole slice
+            return reads(after, limit)
+
+        monkeypatch.setattr(directory, "verified_after", slow_read)
+        campaign = broadcast(store)
+
+        first = dispatcher.run_once()
+        handed_back = outbox(store, campaign)
+        second = dispatcher.run_once()
+
+        assert first.outcomes == {"queued": 1}
+        assert (handed_back["state"], handed_back["attempts"]) == ("queued", 0)
+        assert handed_back["recipients"] == 2
+        assert second.outcomes.get("sent", 0) >= 1, "no message went out while fanning out"
+        assert status(store, campaign)["state"] != "expanded"
+        for _ in range(10):
+            dispatcher.run_once()
+        assert status(store, campaign)["state"] == "expanded"
+        assert sorted(provider.recipients()) == numbers
+
     def test_resumed_fanout_leaves_neither_duplicates_nor_gaps(
         self,
         monkeypatch: pytest.MonkeyPatch,

@@ -15,7 +15,7 @@ from jobs.dispatch.ports import Outbox
 from jobs.doubles.clock import ManualClock
 from jobs.errors import DuplicateKey
 from jobs.model import Problem, Reason, State
-from jobs.rules import intake
+from jobs.rules import intake, replies
 
 LEASE = timedelta(seconds=120)
 PROBLEM = Problem(Reason.PROVIDER, "503: down")
@@ -93,6 +93,34 @@ class OutboxContract:
         assert claimed == [urgent, late, later]
         assert future not in claimed
         assert outbox.claim(10, LEASE) == []
+
+    def test_at_equal_priority_users_take_turns(self, outbox: Outbox, clock: ManualClock) -> None:
+        mass = [self.queue(outbox, clock, body=f"mass {i}") for i in range(3)]
+        clock.advance(1)
+        single = self.queue(outbox, clock, user="bob", body="just one")
+
+        first = [doc["_id"] for doc in outbox.claim(2, LEASE)]
+        rest = [doc["_id"] for doc in outbox.claim(10, LEASE)]
+
+        assert first == [mass[0], single], "bob waited behind every message alice queued first"
+        assert rest == mass[1:]
+
+    def test_replies_go_first_whatever_priority_producers_use(
+        self, outbox: Outbox, clock: ManualClock
+    ) -> None:
+        urgent = self.queue(outbox, clock, body="urgent", priority=100)
+        clock.advance(1)
+        reply = {
+            "_id": f"reply:stop:in-1:{RECIPIENT}", "kind": "message", "user": replies.USER,
+            "to": RECIPIENT, "body": "You are unsubscribed.", "campaign": "reply:stop:in-1",
+            "priority": 0, "due_at": clock.now(), "state": "queued", "attempts": 0, "rev": 1,
+            "synced": False, "created_at": clock.now(), "updated_at": clock.now(),
+        }  # fmt: skip
+        outbox.add_children([reply])
+
+        claimed = [doc["_id"] for doc in outbox.claim(10, LEASE)]
+
+        assert claimed == [reply["_id"], urgent]
 
     def test_a_claim_gives_a_fresh_token_a_lease_and_counts_the_attempt(
         self, outbox: Outbox, clock: ManualClock

@@ -19,6 +19,7 @@ class DispatchConfig:
     record_retry_seconds: float = 60.0
     max_segments: int = DEFAULT_MAX_SEGMENTS
     quiet_hours: Window | None = None
+    concurrency: int = 1  # sends in flight at once
 
     @property
     def lease(self) -> timedelta:

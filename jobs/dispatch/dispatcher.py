@@ -6,6 +6,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -17,6 +18,7 @@ from jobs.dispatch import fanout, recovery
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
+from jobs.dispatch.inflight import InFlight
 from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, Sealer, claim_ticket
 from jobs.errors import (
     ProviderError,
@@ -61,10 +63,12 @@ class CycleReport:
     recovered: int = 0
     claimed: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0  # messages still being handled by the send workers after the cycle
 
     @property
     def idle(self) -> bool:
-        return self.claimed == 0 and self.admitted == 0 and self.recovered == 0
+        busy = self.claimed or self.admitted or self.recovered or self.in_flight
+        return not busy
 
     def count(self, state: str) -> None:
         self.outcomes[state] = self.outcomes.get(state, 0) + 1
@@ -95,10 +99,25 @@ class Dispatcher:
         self._stopping = threading.Event()
         # Claimed but unsent when the database went away; handed back once it is reachable.
         self._orphans: list[Doc] = []
+        self._orphans_lock = threading.Lock()
+        self._failure: StoreUnavailable | None = None  # met by a send worker, raised by the cycle
         self._scanned_at = -math.inf  # when lease recovery and resync last scanned (monotonic)
+        # With more than one send in flight, claimed messages are handled by a pool of workers
+        # while the cycle goes on claiming; with one, the cycle handles them itself, in order.
+        self._inflight = InFlight(config.concurrency) if config.concurrency > 1 else None
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def finish(self) -> CycleReport:
+        """Wait for every send in flight to finish and record their status copies; the daemon
+        calls it on its way out, tests call it to settle what `run_once` handed to workers."""
+        report = CycleReport()
+        if self._inflight is not None:
+            self._inflight.drain()
+            self._harvest(report)
+        self.store.mark_synced()
+        return report
 
     @property
     def stopping(self) -> bool:
@@ -107,6 +126,7 @@ class Dispatcher:
     def run_once(self) -> CycleReport:
         """One cycle. Database outages propagate; every per-message problem becomes a state."""
         report = CycleReport()
+        self._harvest(report)
         if self.stopping:
             return report
         self._cycle(report, CycleDirectory(self.directory))
@@ -114,7 +134,28 @@ class Dispatcher:
         # synced, in one write each.
         self.store.spent.flush()
         self.store.mark_synced()
+        self._harvest(report)
         return report
+
+    def _harvest(self, report: CycleReport) -> None:
+        """Count what the send workers finished; a database outage one of them met fails this
+        cycle, as it would have failed the cycle that handled the message itself."""
+        if self._inflight is None:
+            return
+        for state in self._inflight.harvest():
+            report.count(state)
+        report.in_flight = self._inflight.count
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def _room(self) -> int:
+        """How many messages this cycle may claim: a batch, or with sends in flight as many as
+        keep the workers busy plus one batch waiting for them."""
+        if self._inflight is None:
+            return self.config.batch_size
+        room = self.config.concurrency + self.config.batch_size - self._inflight.count
+        return max(0, min(self.config.batch_size, room))
 
     def _cycle(self, report: CycleReport, directory: CycleDirectory) -> None:
         self._release_orphans()
@@ -128,15 +169,22 @@ class Dispatcher:
         self.gate.refresh()
         # While Flowroute refuses the account, leave the queue alone until the next probe.
         held = self.gate.waiting() is not None
-        batch = [] if held else self.store.claim(self.config.batch_size, self.config.lease)
+        room = 0 if held else self._room()
+        batch = self.store.claim(room, self.config.lease) if room else []
         report.claimed = len(batch)
         if batch:
             log.info("claim.batch", size=len(batch))
             try:
                 directory.read_consent(batch)
             except StoreUnavailable:
-                self._orphans = batch  # none of it was sent: handed back once the database returns
+                self._orphan(batch)  # none of it was sent: handed back once the database returns
                 raise
+        if self._inflight is not None:
+            for doc in batch:
+                self._inflight.submit(partial(self._work, doc, directory))
+            # Back for the next batch once the workers have room for it.
+            self._inflight.wait_below(self.config.concurrency, lambda: self.stopping)
+            return
         for index, doc in enumerate(batch):
             if self.stopping:
                 self._release(batch[index:])
@@ -147,16 +195,12 @@ class Dispatcher:
                 except StoreUnavailable:
                     # Nothing from here on was sent: hand it back as soon as the database
                     # returns, rather than leaving it to wait out its lease.
-                    self._orphans = batch[index:]
+                    self._orphan(batch[index:])
                     raise
                 except StoreRefused as exc:
                     if not document_fault(exc):
                         raise
-                    # The server cannot write this document (too large, a counter at its
-                    # limit): it is rejected with the server's reason and the batch goes on.
-                    claimed = {"state": State.SENDING.value, "claim_token": doc["claim_token"]}
-                    self.store.set_aside(doc["_id"], claimed, refusal(exc))
-                    state = State.REJECTED.value
+                    state = self._refused(doc, exc)
                 except Exception:
                     # A bug met by one message must not hold up the others. This one keeps its
                     # claim and is settled by lease recovery: unknown if its request may have
@@ -164,6 +208,39 @@ class Dispatcher:
                     log.exception("message.crashed")
                     state = "crashed"
             report.count(state)
+
+    def _work(self, doc: Doc, directory: Directory) -> str:
+        """One message's handling on a send worker; every problem becomes a state."""
+        with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
+            try:
+                if self.stopping:
+                    self._release([doc])
+                    return State.QUEUED.value
+                return self._handle(doc, directory)
+            except StoreUnavailable as exc:
+                # Not sent (record writes outlast outages): handed back once the database returns.
+                self._orphan([doc])
+                self._failure = exc
+                return "orphaned"
+            except StoreRefused as exc:
+                if document_fault(exc):
+                    return self._refused(doc, exc)
+                log.exception("message.crashed")
+                return "crashed"
+            except Exception:
+                log.exception("message.crashed")  # settled by lease recovery, as in the cycle
+                return "crashed"
+
+    def _refused(self, doc: Doc, exc: StoreRefused) -> str:
+        """The server cannot write this document (too large, a counter at its limit): it is
+        rejected with the server's reason and the batch goes on."""
+        claimed = {"state": State.SENDING.value, "claim_token": doc["claim_token"]}
+        self.store.set_aside(doc["_id"], claimed, refusal(exc))
+        return State.REJECTED.value
+
+    def _orphan(self, docs: list[Doc]) -> None:
+        with self._orphans_lock:
+            self._orphans.extend(docs)
 
     def recover(self) -> int:
         """Settle documents whose worker died holding them."""
@@ -237,6 +314,9 @@ class Dispatcher:
         self.pacer.acquire()
         if self.stopping:
             self._release([doc])
+            return State.QUEUED.value
+        # Another send worker may have met an account refusal while this one waited its turn.
+        if self._held(doc):
             return State.QUEUED.value
         token = self._mark_in_flight(doc)
         if token is None:
@@ -370,15 +450,19 @@ class Dispatcher:
         log.info("claim.released", count=len(docs))
 
     def _release_orphans(self) -> None:
-        while self._orphans:
-            orphan = self._orphans[0]
+        while True:
+            with self._orphans_lock:
+                if not self._orphans:
+                    return
+                orphan = self._orphans[0]
             # The outage may have cut off the answer to a ticket or spent-id insert that landed:
             # no request left, so say so, or the next claim would take this one for a copy.
             self.store.guard.settle(claim_ticket(orphan), Outcome.NOT_SENT)
             spent_id = signing.signed_id(orphan) or str(orphan["_id"])
             self.store.spent.settle(spent_id, str(orphan["claim_token"]), Outcome.NOT_SENT)
             self.store.release(orphan)
-            self._orphans.pop(0)
+            with self._orphans_lock:
+                self._orphans.pop(0)  # workers only append
 
     def _durably(self, write: Callable[[], T]) -> T | None:
         """Retry a record write through a database outage: the send already happened."""

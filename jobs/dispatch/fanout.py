@@ -17,7 +17,14 @@ from jobs.rules import phone, replay, seal, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.fanout")
 
-CHUNK = 500
+CHUNK = 2000
+# A claim of a broadcast request fans out for about this long, then hands the request back
+# keeping its turn: its first messages are claimed and sent while the rest is still being made,
+# and a daemon with one send at a time goes on sending between slices.
+SLICE_SECONDS = 1.0
+# With several sends in flight the fan-out holds one worker while the others send, so it slices
+# less often: each hand-back waits for the next cycle to claim the request again.
+SLICE_SECONDS_BESIDE_SENDS = 10.0
 MAX_STORED_PHONE = 64
 
 
@@ -117,7 +124,13 @@ def expand(
         return State.REJECTED.value
     size = segments.measure(segments.normalize_text(doc["body"]))
     after, total = _saved_progress(doc, campaign, signatures)
+    started = clock.monotonic()
+    slice_seconds = SLICE_SECONDS_BESIDE_SENDS if config.concurrency > 1 else SLICE_SECONDS
     while not stopping():
+        if clock.monotonic() - started >= slice_seconds:
+            store.release(doc, keep_place=True)
+            log.info("broadcast.sliced", recipients=total)
+            return State.QUEUED.value
         numbers = directory.verified_after(after, CHUNK)
         if not numbers:
             break
@@ -140,6 +153,7 @@ def expand(
             progress["fanout_seal"] = signatures.seal_progress(campaign, after, total)
         if store.renew(doc, config.lease, extra=progress) is None:
             return _lost(store, doc, campaign)
+        store.mark_synced()  # this chunk's status copies, so the bookkeeping stays one chunk
         log.info("broadcast.progress", inserted=len(inserted), recipients=total)
     if stopping():
         store.release(doc)

@@ -3,6 +3,7 @@ per cycle and the consent of a claimed batch's recipients read once, just after 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -24,6 +25,7 @@ class CycleDirectory:
 
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
+        self._lock = threading.Lock()  # the send workers of one batch share this cycle's reads
         self._sources: dict[str, list[str]] = {}
         self._max_priority: dict[str, int] = {}
         self._consent: dict[str, Doc | None] = {}
@@ -34,9 +36,10 @@ class CycleDirectory:
 
     def sources_for(self, user: str) -> list[str]:
         """The numbers `user` may send from, as first read in this cycle."""
-        if user not in self._sources:
-            self._sources[user] = self.directory.sources_for(user)
-        return list(self._sources[user])
+        with self._lock:
+            if user not in self._sources:
+                self._sources[user] = self.directory.sources_for(user)
+            return list(self._sources[user])
 
     def max_priority(self, user: str) -> int:
         """The highest priority `user`'s grants allow, as first read in this cycle."""

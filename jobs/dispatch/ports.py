@@ -245,8 +245,9 @@ class Outbox(Protocol):
         """Queue a claimed document again until `due_at` (fenced); `refund` un-counts it."""
         ...
 
-    def release(self, doc: Mapping[str, Any]) -> Doc | None:
-        """Hand back a claimed, unsent document: due now, its attempt refunded (fenced)."""
+    def release(self, doc: Mapping[str, Any], *, keep_place: bool = False) -> Doc | None:
+        """Hand back a claimed, unsent document: due now (or when it was due, with
+        `keep_place`), its attempt refunded (fenced)."""
         ...
 
     def record_late_success(self, doc: Mapping[str, Any], provider_id: str) -> Doc | None:
@@ -259,6 +260,10 @@ class Outbox(Protocol):
 
     def add_children(self, children: Iterable[Doc]) -> list[Doc]:
         """Insert a broadcast's messages not already there; returns those inserted."""
+        ...
+
+    def fanning_out(self) -> bool:
+        """Whether a daemon holds a broadcast request it is still fanning out."""
         ...
 
     def count_children(self, campaign: str) -> int:

@@ -17,7 +17,7 @@ from jobs.dispatch.ports import Doc, NoGuard, Sealer, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
-from jobs.rules import interventions, replay, seal
+from jobs.rules import fairness, interventions, replay, seal
 from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.memory")
@@ -38,13 +38,6 @@ def _counter(value: object) -> bool:
 def _due(doc: Mapping[str, Any], now: datetime) -> bool:
     due_at = doc.get("due_at")
     return isinstance(due_at, datetime) and as_utc(due_at) <= now
-
-
-def _claim_order(doc: Mapping[str, Any]) -> tuple[float, datetime]:
-    """Highest priority first, then the earliest due, as the MongoDB store's claim sort."""
-    priority = doc.get("priority")
-    rank = float(priority) if _number(priority) and priority is not None else float("-inf")
-    return (-rank, as_utc(doc["due_at"]))
 
 
 class MemoryOutbox:
@@ -192,19 +185,17 @@ class MemoryOutbox:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
-        """Claim up to `limit` due documents, highest priority then earliest due first."""
+        """Claim up to `limit` due documents in the order of jobs/rules/fairness.py: replies,
+        then highest priority, users and campaigns taking turns at equal priority."""
         claimed: list[Doc] = []
         with self._lock:
-            while len(claimed) < limit:
-                now = self.clock.now()
-                due = [
-                    d
-                    for d in self._docs.values()
-                    if d.get("state") == State.QUEUED and _due(d, now)
-                ]
-                if not due:
+            now = self.clock.now()
+            due = [
+                d for d in self._docs.values() if d.get("state") == State.QUEUED and _due(d, now)
+            ]
+            for doc in fairness.take_turns(due):
+                if len(claimed) >= limit:
                     break
-                doc = min(due, key=_claim_order)
                 if not (_counter(doc.get("attempts")) and _counter(doc.get("rev"))):
                     self._quarantine(doc, now)
                     continue
@@ -283,9 +274,11 @@ class MemoryOutbox:
 
         return self._fenced(doc, change)
 
-    def release(self, doc: Mapping[str, Any]) -> Doc | None:
-        """Hand back a claimed, unsent document: due now, its attempt refunded (fenced)."""
-        fields = {"state": State.QUEUED.value, "due_at": self.clock.now()}
+    def release(self, doc: Mapping[str, Any], *, keep_place: bool = False) -> Doc | None:
+        """Hand back a claimed, unsent document: due now (or when it was due, with
+        `keep_place`), its attempt refunded (fenced)."""
+        due_at = doc.get("due_at") if keep_place else None
+        fields = {"state": State.QUEUED.value, "due_at": due_at or self.clock.now()}
 
         def change(d: Doc) -> None:
             self._apply(d, fields, list(CLAIM_FIELDS))
@@ -333,6 +326,14 @@ class MemoryOutbox:
                 self._project(self._docs[child["_id"]])
                 inserted.append(child)
         return inserted
+
+    def fanning_out(self) -> bool:
+        """Whether a broadcast request is held by a daemon that is fanning it out."""
+        with self._lock:
+            return any(
+                d.get("state") == State.SENDING and d.get("kind") == "broadcast"
+                for d in self._docs.values()
+            )
 
     def count_children(self, campaign: str) -> int:
         """How many messages a broadcast has fanned out to."""

@@ -4,6 +4,7 @@ of a document that makes it fail."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from pymongo.errors import OperationFailure
 
 from jobs.model import State
 from jobs.mongo.poison import caused_by_document, server_reason, set_aside
+from jobs.rules import replies
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
@@ -45,25 +47,78 @@ def claim_update(now: datetime, lease: timedelta) -> Doc:
     }
 
 
+# What a claim reads of each candidate: enough to order it, nothing more.
+CANDIDATE_FIELDS = {"_id": 1, "priority": 1, "due_at": 1, "user": 1, "campaign": 1}
+
+
+def candidates(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
+    """The first `limit` due documents in priority then due order, as small projections."""
+    found = outbox.find(claim_filter(now), CANDIDATE_FIELDS).sort(claim_sort()).limit(limit)
+    return list(found)
+
+
+def reply_lane(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
+    """Due replies of the daemon's own, whatever priority producers use. Their ids begin with
+    `reply:`, so the `_id` index finds them without reading the rest of the queue."""
+    prefix = replies.PREFIX
+    query = {**claim_filter(now), "_id": {"$gte": prefix, "$lt": prefix[:-1] + ";"}}
+    return list(outbox.find(query, CANDIDATE_FIELDS).sort("due_at", ASCENDING).limit(limit))
+
+
+def other_shares(
+    outbox: Collection[Doc], now: datetime, shares: Iterable[tuple[str, str]], limit: int
+) -> list[Doc]:
+    """Due documents of every user and campaign but these: the turns of the others when one
+    share fills all the candidates."""
+    skip = [{"user": user, "campaign": campaign or None} for user, campaign in shares]
+    query = {**claim_filter(now), "$nor": skip}
+    return list(outbox.find(query, CANDIDATE_FIELDS).sort(claim_sort()).limit(limit))
+
+
+def claim_by_id(
+    outbox: Collection[Doc], doc_id: Any, now: datetime, lease: timedelta
+) -> Doc | None:
+    """Claim this candidate under a fresh token if it is still due and queued; None when another
+    worker took it first."""
+    return _claim(outbox, {"_id": doc_id, **claim_filter(now)}, now, lease, sort=None)
+
+
 def claim_one(outbox: Collection[Doc], now: datetime, lease: timedelta) -> Doc | None:
     """Claim the next due document under a fresh token; None when nothing is due."""
+    return _claim(outbox, claim_filter(now), now, lease, sort=claim_sort())
+
+
+def _claim(
+    outbox: Collection[Doc],
+    query: Doc,
+    now: datetime,
+    lease: timedelta,
+    sort: list[tuple[str, int]] | None,
+) -> Doc | None:
     return outbox.find_one_and_update(
-        claim_filter(now),
+        query,
         claim_update(now, lease),
-        sort=claim_sort(),
+        sort=sort,
         return_document=ReturnDocument.AFTER,
     )
 
 
 def quarantine(
-    outbox: Collection[Doc], status: Collection[Doc], now: datetime, lease: timedelta
+    outbox: Collection[Doc],
+    status: Collection[Doc],
+    now: datetime,
+    lease: timedelta,
+    doc_id: Any = None,
 ) -> tuple[Doc | None, Doc | None]:
-    """Claiming the next due document failed on something it holds (a counter overwritten
-    with text or at its Int64 maximum, a size at the limit): it would block the queue for good.
-    The first due document is claimed alone to make sure it is the one at fault (another daemon
+    """Claiming a due document (the next one, or this one) failed on something it holds (a
+    counter overwritten with text or at its Int64 maximum, a size at the limit): it would block
+    the queue for good. It is claimed alone to make sure it is the one at fault (another daemon
     may have set the culprit aside meanwhile); if that fails too, it is rejected with the
     server's reason. Returns (claimed, rejected), either to be projected."""
-    top = outbox.find_one(claim_filter(now), {"_id": 1}, sort=claim_sort())
+    if doc_id is None:
+        top = outbox.find_one(claim_filter(now), {"_id": 1}, sort=claim_sort())
+    else:
+        top = outbox.find_one({"_id": doc_id, **claim_filter(now)}, {"_id": 1})
     if top is None:
         return None, None
     try:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 from pymongo import ASCENDING
@@ -15,7 +12,9 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jobs.errors import InputError
+from jobs.mongo import importer
 from jobs.mongo.connection import adapter
+from jobs.mongo.importer import ImportSummary
 from jobs.rules import identity, phone
 from jobs.rules.identity import Audit, spellings
 from jobs.rules.intake import check_max_priority, check_name, grant_priority
@@ -25,14 +24,6 @@ log = structlog.get_logger("sms_outbox.directory")
 
 AUTHORIZED = "authorized"
 USERS = "users"
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    """What `recipients import` did: numbers added or updated, and lines refused with why."""
-
-    added: int
-    refused: list[tuple[int, str]]
 
 
 @adapter
@@ -107,24 +98,23 @@ class Directory:
         self.end_opt_out(normalized, {"at": now, "source": by})
         return normalized
 
-    def import_csv(self, path: Path, *, verified: bool, now: datetime) -> ImportReport:
-        """Add every number in the first column of a CSV file (a header line is skipped)."""
-        added = 0
-        refused: list[tuple[int, str]] = []
-        with path.open(newline="", encoding="utf-8") as handle:
-            for line, row in enumerate(csv.reader(handle), start=1):
-                if not row or not row[0].strip():
-                    continue
-                verified_here = verified or _truthy(row[1] if len(row) > 1 else "")
-                try:
-                    self.add(row[0], verified=verified_here, now=now, by=f"import:{path.name}")
-                except InputError as exc:
-                    if line == 1 and not any(ch.isdigit() for ch in row[0]):
-                        continue
-                    refused.append((line, str(exc)))
-                else:
-                    added += 1
-        return ImportReport(added, refused)
+    def import_csv(
+        self,
+        handle: IO[str],
+        *,
+        verified: bool,
+        now: datetime,
+        source: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        """Add every number in the first column of a CSV (a header line is skipped), in chunks
+        with bulk writes (jobs/mongo/importer.py); the indexes are made first, so the lookups
+        of a fresh database are indexed too. `progress` is told each chunk's last line."""
+        self.ensure_indexes()
+        return importer.import_rows(
+            self.users, importer.rows(handle), verified=verified, now=now,
+            by=f"import:{source}", progress=progress,
+        )  # fmt: skip
 
     def recipients(self) -> Iterator[Doc]:
         """Every recipient, one per number (its records taken together, see `recipient`, with
@@ -249,7 +239,3 @@ class Directory:
     def is_source(self, number: str) -> bool:
         """Whether `number` is one any sender was granted: one of the installation's numbers."""
         return self.authorized.find_one({"source": {"$in": spellings(number)}}) is not None
-
-
-def _truthy(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "y", "verified"}

@@ -71,8 +71,9 @@ class FleetPacer:
         self._server_time = server_time or self._hello_time
         # With a `GatedProvider`, acquire returns this much before the slot and the request
         # waits for the slot itself in `wait_for_slot`.
-        self.early = min(early, plan.spacing / 2)
-        self._due: tuple[float, float] | None = None  # when to send, and the latest it may
+        self.early = min(early, plan.block_seconds / 2)
+        # Per thread: when to send, and the latest it may (each send worker holds its own slot).
+        self._handed: dict[int, tuple[float, float]] = {}
         self._offset: Offset | None = None
         self._synced_at = -math.inf
         self._indexed = False
@@ -89,40 +90,64 @@ class FleetPacer:
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
-        """Wait for this daemon's next slot (or until `early` before it, see `wait_for_slot`)."""
+        """Wait for this thread's next slot (or until `early` before it, see `wait_for_slot`).
+
+        Slots are handed out under the lock, in order; the waits happen outside it, so several
+        send workers of one daemon each hold a slot of their own while they write."""
         with self._lock:
             self._prepare()
             # A slot handed out for a message that was not sent after all (its claim was lost,
-            # it was rejected late) is still ours: the next message takes it.
-            unused = self._due if self._due is not None and self._now() <= self._due[1] else None
+            # it was rejected late) is still ours: this thread's next message takes it.
+            held = self._held_slot()
+            unused = held if held is not None and self._now() <= held[1] else None
             due, latest = unused or self._next_slot()
             if self.early:
-                self._due = (due, latest)
-                self.clock.sleep(due - self.early - self._now())
+                self._handed[threading.get_ident()] = (due, latest)
+                wait = due - self.early - self._now()
             else:
-                self.clock.sleep(due - self._now())
-                self._sent.append(self._now())
+                wait = due - self._now()
+        self.clock.sleep(wait)
+        if not self.early:
+            with self._lock:
+                self._record_sent(self._now())
+
+    def _held_slot(self) -> tuple[float, float] | None:
+        return self._handed.get(threading.get_ident())
+
+    def _others_hold_slots(self, now: float) -> bool:
+        """Whether another worker holds a slot it has not used yet."""
+        me = threading.get_ident()
+        return any(latest >= now for who, (_, latest) in self._handed.items() if who != me)
+
+    def _record_sent(self, at: float) -> None:
+        """Keep the last `rate` send times in order, whichever worker sent first."""
+        self._sent.append(at)
+        if len(self._sent) > 1 and self._sent[-2] > at:
+            ordered = sorted(self._sent)
+            self._sent.clear()
+            self._sent.extend(ordered)
 
     def wait_for_slot(self) -> None:
-        """Hold the request until the slot `acquire` handed out (see `GatedProvider`).
+        """Hold the request until the slot `acquire` handed this thread (see `GatedProvider`).
 
         A request that reaches its slot too late (slow writes, an overloaded machine) takes the
         next slot instead: sent late, it would crowd the window of the daemon after it.
         """
         with self._lock:
-            slot, self._due = self._due, None
-            try:
-                while slot is not None:
-                    due, latest = slot
-                    self.clock.sleep(due - self._now())
+            slot = self._handed.pop(threading.get_ident(), None)
+        try:
+            while slot is not None:
+                due, latest = slot
+                self.clock.sleep(due - self._now())
+                with self._lock:
                     now = self._now()
                     if now <= latest:
-                        self._sent.append(now)
+                        self._record_sent(now)
                         return
                     log.info("pacing.slot_missed", late_ms=round((now - due) * 1000))
                     slot = self._next_slot()
-            except PyMongoError as exc:
-                raise RetryableError("pacing_unavailable", type(exc).__name__) from exc
+        except PyMongoError as exc:
+            raise RetryableError("pacing_unavailable", type(exc).__name__) from exc
 
     def _next_slot(self) -> tuple[float, float]:
         """When this daemon's next slot may be used, and the latest it may still be used (fleet
@@ -137,7 +162,7 @@ class FleetPacer:
                 # Another daemon may have been refused since we reserved: look just before use.
                 look_at = self.plan.slot_time(block, self._index) - self.plan.spacing
                 if now < look_at:
-                    self.clock.sleep(look_at - now)
+                    self._sleep_unlocked(look_at - now)
                     continue
                 self._unchecked = False
                 self._read_penalty(now)
@@ -148,12 +173,22 @@ class FleetPacer:
                 continue
             self._index = index + 1
             slot = self.plan.slot_time(block, index)
-            if len(self._sent) == self.plan.rate and self._sent[0] >= self._run_start_time():
+            own_window = len(self._sent) == self.plan.rate and not self._others_hold_slots(now)
+            if own_window and self._sent[0] >= self._run_start_time():
                 # The window before this slot holds only our own sends: it may go as soon as
                 # the oldest of the last `rate` of them is a window plus margin old.
                 earliest = self._sent[0] + self.plan.block_seconds
                 return max(earliest, now, self._blocked_until), slot + self.plan.late
             return slot + self._lead(), slot + self.plan.late
+
+    def _sleep_unlocked(self, seconds: float) -> None:
+        """Wait inside a step that holds the lock, letting the other send workers take and use
+        their slots meanwhile; the caller reads the state again after."""
+        self._lock.release()
+        try:
+            self.clock.sleep(seconds)
+        finally:
+            self._lock.acquire()
 
     def _run_start_time(self) -> float:
         return self.plan.slot_time(0, self._run_start)
@@ -248,7 +283,7 @@ class FleetPacer:
         while True:
             if candidate > current + MAX_AHEAD_BLOCKS:
                 log.warning("pacing.crowded", blocks_ahead=candidate - current)
-                self.clock.sleep(self.plan.block_seconds)
+                self._sleep_unlocked(self.plan.block_seconds)
                 return
             if self._insert_block(candidate, now):
                 break

@@ -9,13 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from jobs.clock import Clock
 from jobs.model import STATUS_FIELDS
 from jobs.mongo.connection import adapter
-from jobs.mongo.poison import caused_by_document, minimal_copy
+from jobs.mongo.poison import caused_by_document, minimal_copy, refused_for_itself
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
@@ -24,6 +25,9 @@ OUTBOX = "outbox"
 STATUS = "message_status"
 # A live writer marks its copies synced within one cycle; older unsynced changes lost their writer.
 SYNC_GRACE = timedelta(seconds=10)
+# DocumentDB refuses more operations than this in one write batch, whatever it advertises.
+BULK_LIMIT = 25_000
+DUPLICATE_KEY = 11000
 
 
 def is_public(fields: Iterable[str]) -> bool:
@@ -61,9 +65,11 @@ class StatusProjection:
 
     def project(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """Copy each document's public fields unless a newer revision is already there."""
+        docs = [doc for doc in docs if self.trusts(doc)]
+        if len(docs) > 1:
+            self._project_bulk(docs)
+            return
         for doc in docs:
-            if not self.trusts(doc):
-                continue
             # A duplicate key means the status already holds a newer revision. An equal one is
             # overwritten: normally it is the same copy, but where a server lets a stale write
             # land (see jobs/mongo/tickets.py) two states can share a revision, and the later wins.
@@ -84,6 +90,27 @@ class StatusProjection:
             log.warning("status.minimal_copy", message_id=str(doc["_id"]), code=exc.code)
             with contextlib.suppress(DuplicateKeyError):
                 self.status.update_one(guard, minimal_copy(doc), upsert=True)
+
+    def _project_bulk(self, docs: list[Mapping[str, Any]]) -> None:
+        """The same copies in unordered bulk writes: one command per chunk, not per document."""
+        for start in range(0, len(docs), BULK_LIMIT):
+            chunk = docs[start : start + BULK_LIMIT]
+            ops = [
+                UpdateOne({"_id": d["_id"], "rev": {"$lte": d["rev"]}}, _copy(d), upsert=True)
+                for d in chunk
+            ]
+            try:
+                self.status.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:
+                # As for one copy: a duplicate key means a newer revision is there already.
+                errors = exc.details.get("writeErrors", [])
+                refused = [err for err in errors if err.get("code") != DUPLICATE_KEY]
+                if any(not refused_for_itself(err) for err in refused):
+                    raise
+                for err in refused:
+                    self._copy_one(chunk[err["index"]])  # a minimal copy, as for one copy
+            with self._lock:
+                self._copied.extend({"_id": d["_id"], "rev": d["rev"]} for d in chunk)
 
     def mark_synced(self) -> int:
         """Mark synced, in one command, the outbox revisions copied since the last call."""

@@ -16,23 +16,27 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError,
 
 from jobs.clock import Clock
 from jobs.dispatch.ports import Sealer, SendGuard
-from jobs.errors import StoreRefused, document_fault
+from jobs.errors import StoreRefused, StoreUnavailable, document_fault
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard, poison
 from jobs.mongo.account import AccountHold
-from jobs.mongo.claim import claim_one, quarantine
+from jobs.mongo.claim import candidates, claim_by_id, other_shares, quarantine, reply_lane
 from jobs.mongo.connection import adapter
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.poison import caused_by_document
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
-from jobs.rules import interventions, replay, seal, signing
+from jobs.rules import fairness, interventions, replay, seal, signing
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
 CANCEL_TRIES = 10
+# A claim reads this many candidates per message wanted, so some may be lost to other daemons.
+CANDIDATES_PER_CLAIM = 2
+# Reads of candidates in one claim when other daemons took all of them first.
+CLAIM_ROUNDS = 3
 
 
 @adapter
@@ -213,38 +217,75 @@ class OutboxStore:
     # Claim and fenced transitions
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
-        """Claim up to `limit` due documents, highest priority and oldest due first.
+        """Claim up to `limit` due documents: replies first, then highest priority and oldest
+        due, users and campaigns taking turns at equal priority (jobs/rules/fairness.py).
 
-        When the database fails part-way, what was claimed so far is returned rather than lost
-        to its lease: the caller sends it, or hands it back once the database returns.
+        Candidates are read in one query, then each is claimed by its id and state, so the
+        server orders the queue once per batch rather than once per message. Candidates another
+        daemon took first are skipped, and the candidates read again while more are due, so a
+        racing daemon never comes back empty while work is due. When the database fails
+        part-way, what was claimed so far is returned rather than lost to its lease: the caller
+        sends it, or hands it back once the database returns.
         """
         claimed: list[Doc] = []
-        for _ in range(limit):
-            now = self.clock.now()
+        try:
+            for _ in range(CLAIM_ROUNDS):
+                now = self.clock.now()
+                order, more = self._candidates(now, limit - len(claimed))
+                lost = self._claim_each(order, now, lease, limit, claimed)
+                if len(claimed) >= limit or not order or not (lost and more):
+                    break
+        except ConnectionFailure:
+            if not claimed:
+                raise
+            log.warning("claim.interrupted", claimed=len(claimed))
+        try:
+            self.project_many(claimed)
+        except (ConnectionFailure, StoreUnavailable):
+            # Left unsynced: resync writes these copies once the database is back.
+            log.warning("claim.interrupted", claimed=len(claimed))
+        return claimed
+
+    def _candidates(self, now: datetime, wanted: int) -> tuple[list[Doc], bool]:
+        """The candidates of one claim in claim order, and whether more are due than were read."""
+        read = wanted * CANDIDATES_PER_CLAIM
+        lane = reply_lane(self.outbox, now, wanted)
+        found = candidates(self.outbox, now, read)
+        more = len(found) == read
+        senders = [doc for doc in found if not fairness.is_reply(doc)]
+        if more and senders:
+            top = senders[0].get("priority")
+            shares = {fairness.share(doc) for doc in senders if doc.get("priority") == top}
+            if len(shares) == 1:
+                # One sender fills every candidate: look past it for the others' turns.
+                found += other_shares(self.outbox, now, shares, wanted)
+        unique = {doc["_id"]: doc for doc in [*lane, *found]}
+        return fairness.take_turns(list(unique.values())), more
+
+    def _claim_each(
+        self, order: list[Doc], now: datetime, lease: timedelta, limit: int, claimed: list[Doc]
+    ) -> int:
+        """Claim candidates in order until `claimed` holds `limit`; returns how many were lost
+        to another worker."""
+        lost = 0
+        for candidate in order:
+            if len(claimed) >= limit:
+                break
             try:
-                doc = claim_one(self.outbox, now, lease)
+                doc = claim_by_id(self.outbox, candidate["_id"], now, lease)
             except OperationFailure as exc:
                 if not caused_by_document(exc):
                     raise
-                doc, rejected = quarantine(self.outbox, self.status, now, lease)
+                doc, rejected = quarantine(self.outbox, self.status, now, lease, candidate["_id"])
                 if rejected is not None:
                     self.project(rejected)
                 if doc is None:
                     continue
-            except ConnectionFailure:
-                if not claimed:
-                    raise
-                log.warning("claim.interrupted", claimed=len(claimed))
-                break
             if doc is None:
-                break
-            claimed.append(doc)
-            try:
-                self.project(doc)
-            except ConnectionFailure:
-                log.warning("claim.interrupted", claimed=len(claimed))
-                break
-        return claimed
+                lost += 1
+            else:
+                claimed.append(doc)
+        return lost
 
     def _fenced(self, doc: Mapping[str, Any], update: Doc, *, public: bool = True) -> Doc | None:
         """Apply `update` only while `doc` still holds its claim and return the result; a public
@@ -301,10 +342,12 @@ class OutboxStore:
             update["$inc"] = {"attempts": -1}
         return self._fenced(doc, update)
 
-    def release(self, doc: Mapping[str, Any]) -> Doc | None:
-        """Hand back a claimed document that was never sent: due now, attempt refunded."""
+    def release(self, doc: Mapping[str, Any], *, keep_place: bool = False) -> Doc | None:
+        """Hand back a claimed document that was never sent: due now (or, with `keep_place`,
+        when it was due, so it keeps its turn), attempt refunded."""
+        due_at = doc.get("due_at") if keep_place else None
         update: Doc = {
-            "$set": {"state": State.QUEUED.value, "due_at": self.clock.now()},
+            "$set": {"state": State.QUEUED.value, "due_at": due_at or self.clock.now()},
             "$unset": {"claim_token": "", "lease_until": "", "in_flight": ""},
             "$inc": {"attempts": -1},
         }
@@ -483,6 +526,11 @@ class OutboxStore:
                 retried.append(new)
         self.mark_synced()
         return retried
+
+    def fanning_out(self) -> bool:
+        """Whether a daemon holds a broadcast request it is still fanning out."""
+        query = {"state": State.SENDING.value, "kind": "broadcast"}
+        return self.outbox.find_one(query, {"_id": 1}) is not None
 
     def count_children(self, campaign: str) -> int:
         """How many messages a broadcast has fanned out to."""

@@ -30,6 +30,8 @@ def test_a_wrong_secret_holds_the_broadcast_and_the_right_one_sends_it(
     cli.env.update(
         SMS_OUTBOX_FLOWROUTE__SECRET_KEY="wrong-secret", SMS_OUTBOX_DISPATCH__BATCH_SIZE="3"
     )
+    # One send at a time: with several in flight, each request already out meets the refusal.
+    cli.env["SMS_OUTBOX_DISPATCH__CONCURRENCY"] = "1"
 
     held_run = cli("run", "--until-idle")
 

@@ -149,12 +149,15 @@ def test_status_of_an_unknown_message_exits_1(cli: Cli) -> None:
     assert "no message" in result.stderr
 
 
-def test_recipients_import_reports_refused_lines(cli: Cli, tmp_path: Path) -> None:
+def test_recipients_import_reports_refused_lines_and_still_exits_0(
+    cli: Cli, tmp_path: Path
+) -> None:
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("phone,verified\n12065550101,yes\nnot-a-number,yes\n2065550102,no\n")
     result = cli("recipients", "import", str(csv_file))
-    assert result.returncode == 2
+    assert result.returncode == 0, result.stderr
     assert "line 3" in result.stderr
+    assert "new 2, already present 0, spellings merged 0, refused 1" in result.stdout
     people = {r["phone"]: r["verified"] for r in _json(cli("recipients", "list", "--json"))}
     assert people == {"12065550101": True, "12065550102": False}
 
@@ -310,7 +313,7 @@ def test_import_refuses_numbers_with_letters_instead_of_converting_them(
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("206555CALL,yes\n206555OlOl,yes\n2065550101,yes\n")
     result = cli("recipients", "import", str(csv_file), "--verified")
-    assert result.returncode == 2
+    assert result.returncode == 0  # the file was read; its refused lines are reported
     assert "line 1" in result.stderr and "line 2" in result.stderr
     assert "contains letters" in result.stderr
     assert [r["phone"] for r in _json(cli("recipients", "list", "--json"))] == ["12065550101"]

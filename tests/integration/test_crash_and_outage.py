@@ -27,6 +27,9 @@ def test_sigkill_mid_batch_another_daemon_finishes_and_the_in_doubt_send_is_unkn
         SMS_OUTBOX_DISPATCH__BATCH_SIZE="10",
         SMS_OUTBOX_DISPATCH__LEASE_SECONDS="6",
         SMS_OUTBOX_FLOWROUTE__TIMEOUT_SECONDS="5",
+        # One send at a time, so the hanging request is the only one in flight at the kill;
+        # with more, each request out at that moment would be in doubt the same way.
+        SMS_OUTBOX_DISPATCH__CONCURRENCY="1",
     )
     first = cli.popen("run")
     wait_for(lambda: len(simulator.messages()) >= 3, 60, "the first daemon to send three")

@@ -6,6 +6,7 @@ import mongomock
 import pytest
 from pymongo.database import Database
 
+from jobs.doubles.mongomock_compat import accept_sort_keyword
 from jobs.mongo.store import Doc
 from tests.unit.fixtures import (  # noqa: F401 (fixtures)
     clock,
@@ -16,6 +17,8 @@ from tests.unit.fixtures import (  # noqa: F401 (fixtures)
     provider,
     store,
 )
+
+accept_sort_keyword()
 
 
 @pytest.fixture

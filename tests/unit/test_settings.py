@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from jobs.errors import ConfigError
-from scheduler.settings import load_settings
+from scheduler.settings import DispatchSettings, load_settings
 
 ACCESS = "ak-3d1f0a9b"
 SECRET = "sk-51c7e2aa90"
@@ -282,3 +283,12 @@ def test_a_public_url_without_a_secret_path_or_a_listener_without_one_is_refused
     message = refusal(config(tmp_path, text))
     assert "webhooks." in message
     assert "7f3c0a9b1d2e4f5a6b7c" not in message
+
+
+def test_concurrency_auto_keeps_one_second_of_the_limit_in_flight() -> None:
+    auto = DispatchSettings()
+    assert (auto.sends_in_flight(5), auto.sends_in_flight(50)) == (5, 50)
+    assert auto.sends_in_flight(None) == auto.sends_in_flight(0) >= 2
+    assert DispatchSettings(concurrency=3).sends_in_flight(50) == 3
+    with pytest.raises(ValidationError):
+        DispatchSettings(concurrency=0)
