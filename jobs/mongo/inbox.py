@@ -59,40 +59,41 @@ class Inbox:
         return fresh
 
     def applied(self, entry: Doc, now: datetime, outcome: str, reason: str | None = None) -> None:
-        """Mark an entry done with `outcome` (and why, if it was set aside). An entry too large
-        (or too odd) for the server to take even this mark loses its stored payload, so it is
-        never read again."""
+        """Mark an entry done with `outcome` (and why, if it was set aside)."""
         mark: Doc = {"state": APPLIED, "applied_at": now, "outcome": outcome}
         clear: Doc = {"retry_at": "", "detail": ""}
         if reason is None:
             clear["reason"] = ""
         else:
             mark["reason"] = reason
-        try:
-            self.entries.update_one({"_id": entry["_id"]}, {"$set": mark, "$unset": clear})
-        except OperationFailure as exc:
-            if not caused_by_document(exc):
-                raise
-            self.entries.update_one(
-                {"_id": entry["_id"]},
-                {"$set": {**mark, "outcome": "invalid_document"},
-                 "$unset": {**clear, "fields": ""}},
-            )  # fmt: skip
+        self._update(entry, now, {"$set": mark, "$unset": clear})
 
     def set_aside(self, entry: Doc, now: datetime, outcome: str | None, detail: str | None) -> None:
         """Keep an entry Flowroute's record did not confirm, with reason `unverified`."""
-        self.entries.update_one(
-            {"_id": entry["_id"]},
+        self._update(
+            entry, now,
             {"$set": {"state": UNVERIFIED, "reason": UNVERIFIED, "applied_at": now,
                       "outcome": outcome, "detail": detail},
              "$unset": {"retry_at": ""}},
         )  # fmt: skip
 
+    def _update(self, entry: Doc, now: datetime, update: Doc) -> None:
+        """Write an entry's mark. An entry too large (or too odd) for the server to take it
+        loses its stored payload and is marked done, so it is never read again."""
+        try:
+            self.entries.update_one({"_id": entry["_id"]}, update)
+        except OperationFailure as exc:
+            if not caused_by_document(exc):
+                raise
+            self.entries.update_one(
+                {"_id": entry["_id"]},
+                {"$set": {"state": APPLIED, "applied_at": now, "outcome": "invalid_document"},
+                 "$unset": {"retry_at": "", "detail": "", "fields": ""}},
+            )  # fmt: skip
+
     def defer(self, entry: Doc, now: datetime) -> None:
         """Look at an entry again next cycle, without counting a try (no lookup was made)."""
-        self.entries.update_one(
-            {"_id": entry["_id"]}, {"$set": {"state": WAITING, "retry_at": now}}
-        )
+        self._update(entry, now, {"$set": {"state": WAITING, "retry_at": now}})
 
     def unverified(self, limit: int) -> tuple[int, list[Doc]]:
         """How many callbacks Flowroute's records have not confirmed (set aside for good, or
@@ -115,18 +116,18 @@ class Inbox:
         """Keep an entry aside to try again later; after `horizon` it is kept but orphaned."""
         received = entry.get("received_at")
         if horizon is not None and isinstance(received, datetime) and now - received > horizon:
-            self.entries.update_one(
-                {"_id": entry["_id"]},
+            self._update(
+                entry, now,
                 {"$set": {"state": ORPHANED, "applied_at": now}, "$unset": {"retry_at": ""}},
-            )
+            )  # fmt: skip
             return ORPHANED
         tries = int(entry.get("tries", 0)) if isinstance(entry.get("tries"), int) else 0
         fields: Doc = {"state": WAITING, "retry_at": now + delay}
         if unconfirmed is not None:
             # Waiting for Flowroute's record: unverified until it confirms the callback.
             fields.update(reason=UNVERIFIED, detail=unconfirmed)
-        self.entries.update_one(
-            {"_id": entry["_id"]},
+        self._update(
+            entry, now,
             {"$set": fields, "$inc": {"tries": 1}} if tries else {"$set": {**fields, "tries": 1}},
-        )
+        )  # fmt: skip
         return WAITING

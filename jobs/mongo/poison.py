@@ -27,6 +27,7 @@ from jobs.errors import (
     refusal,
 )
 from jobs.model import STATUS_FIELDS, Problem, Reason, State
+from jobs.rules import seal
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.poison")
@@ -38,7 +39,8 @@ MAX_PRODUCER_BYTES = 64 * 1024
 # (the rejection itself needs well under 1 KiB).
 ROOM_BYTES = 8 * 1024
 # What a set-aside write returns: what its status copy needs, not the whole document.
-STATUS_ONLY = dict.fromkeys(STATUS_FIELDS, 1)
+# What a set-aside returns: the status fields, and what its seal is checked against.
+STATUS_ONLY = dict.fromkeys((*STATUS_FIELDS, *seal.SEALED_FIELDS, "seal"), 1)
 
 
 def caused_by_document(exc: BaseException) -> bool:

@@ -77,6 +77,21 @@ class StatusProjection:
             with self._lock:
                 self._copied.append({"_id": doc["_id"], "rev": doc["rev"]})
 
+    def project_refused(self, doc: Mapping[str, Any]) -> None:
+        """The copy of a document the daemon rejected before sealing it (the server refused it
+        at intake): the state, reason and revision the daemon wrote and the user it names, so
+        its producer sees why; nothing else its writer chose."""
+        update = minimal_copy(doc)
+        user = doc.get("user")
+        if isinstance(user, str) and len(user) <= 200:
+            update["$set"]["user"] = user
+            update["$unset"].pop("user", None)
+        guard = {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}
+        with contextlib.suppress(DuplicateKeyError):
+            self.status.update_one(guard, update, upsert=True)
+        with self._lock:
+            self._copied.append({"_id": doc["_id"], "rev": doc["rev"]})
+
     def _copy_one(self, doc: Mapping[str, Any]) -> None:
         guard = {"_id": doc["_id"], "rev": {"$lte": doc["rev"]}}
         try:

@@ -175,8 +175,10 @@ class OutboxStore:
         """Reject a document the server cannot update as the step needs (see jobs/mongo/poison),
         if it still matches `expected`; None when it no longer does."""
         new = poison.set_aside(self.outbox, self.status, doc_id, expected, detail, self.clock.now())
-        if new is not None:
+        if new is not None and self.trusts(new):
             self.project(new)
+        elif new is not None:
+            self.projection.project_refused(new)  # refused before intake could seal it
         return new
 
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
