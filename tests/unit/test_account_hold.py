@@ -11,8 +11,10 @@ import pytest
 from pymongo.database import Database
 from structlog.testing import capture_logs
 
+from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.dispatcher import Dispatcher
 from jobs.doubles.clock import ManualClock
+from jobs.doubles.ledgers import MemoryHolds
 from jobs.errors import AccountError, PermanentError
 from jobs.mongo import account
 from jobs.mongo import status as status_queries
@@ -99,6 +101,27 @@ def test_each_failed_probe_waits_twice_as_long(
     assert len(provider.calls) == 3
 
 
+def test_failed_probes_never_wait_longer_than_ten_minutes(
+    db: Database[Doc],
+    dispatcher: Dispatcher,
+    store: OutboxStore,
+    provider: FakeProvider,
+    clock: ManualClock,
+) -> None:
+    queue_three(store)
+    provider.fail_next(*([UNAUTHORIZED] * 9))
+    delays = []
+    for _ in range(9):
+        dispatcher.run_once()
+        held = account.read(db)
+        assert held is not None
+        delays.append((held.probe_at - clock.now()).total_seconds())
+        clock.advance((held.probe_at - clock.now()).total_seconds())
+
+    assert delays == [30, 60, 120, 240, 480, 600, 600, 600, 600]
+    assert len(provider.calls) == 9
+
+
 def test_a_restarted_daemon_probes_at_once(
     db: Database[Doc],
     dispatcher: Dispatcher,
@@ -134,40 +157,22 @@ def test_the_hold_is_logged_at_most_once_a_minute(
     assert held[0]["code"] == "401"
 
 
-def test_other_daemons_stop_too_and_resume_when_the_hold_is_released(
-    make_dispatcher: Callable[..., Dispatcher],
-    store: OutboxStore,
-    provider: FakeProvider,
-    clock: ManualClock,
-) -> None:
-    first, second = make_dispatcher(), make_dispatcher()
-    first.run_once()
-    second.run_once()  # both have started, so neither probes at once
-    queue_three(store)
-    provider.fail_next(UNAUTHORIZED)
+def test_a_hold_that_lasts_is_logged_exactly_once_a_minute(clock: ManualClock) -> None:
+    holds = MemoryHolds(clock)
+    for _ in range(7):  # the other daemons' probes failed, so the next one is ten minutes away
+        holds.hold("401", "still refused")
+    gate = AccountGate(holds, clock)
+    gate.refresh()  # started before the refusal, so it waits for the probe
 
-    first.run_once()
-    clock.advance(5)  # the others read the shared hold at most every five seconds
-    second.run_once()
+    with capture_logs() as logs:
+        gate.refused(UNAUTHORIZED)
+        logged_at = [0]
+        for second in range(1, 180):  # three minutes, the gate asked every second
+            clock.advance(1)
+            gate.refresh()
+            assert gate.waiting() is not None
+            if len(logs) > len(logged_at):
+                logged_at.append(second)
 
-    assert len(provider.calls) == 1
-    clock.advance(26)
-    second.run_once()  # its probe goes through, and the rest of its batch after it
-    first.run_once()
-    assert len(provider.calls) == 4
-    assert not account.is_held(store.db)
-
-
-def test_campaign_status_shows_flowroutes_code_beside_provider(
-    db: Database[Doc], dispatcher: Dispatcher, store: OutboxStore, provider: FakeProvider
-) -> None:
-    campaign = broadcast(store)
-    dispatcher.run_once()
-    provider.fail_next(PermanentError("403", "recipient is on a carrier block list", 403))
-    dispatcher.run_once()
-
-    summary = status_queries.campaign(db, str(campaign))
-
-    assert summary["reasons"] == {"provider:403": 1}
-    assert summary["states"] == {"failed": 1, "sent": 1}
-    assert summary["account"] == {"held": False}
+    assert logged_at == [0, 60, 120], "a refusal is logged at once, then once a minute"
+    assert {entry["event"] for entry in logs} == {"account.held"}
