@@ -176,3 +176,42 @@ def test_a_hold_that_lasts_is_logged_exactly_once_a_minute(clock: ManualClock) -
 
     assert logged_at == [0, 60, 120], "a refusal is logged at once, then once a minute"
     assert {entry["event"] for entry in logs} == {"account.held"}
+
+
+def test_other_daemons_stop_too_and_resume_when_the_hold_is_released(
+    make_dispatcher: Callable[..., Dispatcher],
+    store: OutboxStore,
+    provider: FakeProvider,
+    clock: ManualClock,
+) -> None:
+    first, second = make_dispatcher(), make_dispatcher()
+    first.run_once()
+    second.run_once()  # both have started, so neither probes at once
+    queue_three(store)
+    provider.fail_next(UNAUTHORIZED)
+
+    first.run_once()
+    clock.advance(5)  # the others read the shared hold at most every five seconds
+    second.run_once()
+
+    assert len(provider.calls) == 1
+    clock.advance(26)
+    second.run_once()  # its probe goes through, and the rest of its batch after it
+    first.run_once()
+    assert len(provider.calls) == 4
+    assert not account.is_held(store.db)
+
+
+def test_campaign_status_shows_flowroutes_code_beside_provider(
+    db: Database[Doc], dispatcher: Dispatcher, store: OutboxStore, provider: FakeProvider
+) -> None:
+    campaign = broadcast(store)
+    dispatcher.run_once()
+    provider.fail_next(PermanentError("403", "recipient is on a carrier block list", 403))
+    dispatcher.run_once()
+
+    summary = status_queries.campaign(db, str(campaign))
+
+    assert summary["reasons"] == {"provider:403": 1}
+    assert summary["states"] == {"failed": 1, "sent": 1}
+    assert summary["account"] == {"held": False}
