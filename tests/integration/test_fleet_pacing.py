@@ -5,14 +5,17 @@ from __future__ import annotations
 import itertools
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.rules.slots import SlotPlan
+from jobs.doubles.simulator_records import Answer
+from jobs.rules.slots import WINDOW_SECONDS, SlotPlan
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
 
@@ -24,6 +27,23 @@ MARGIN_MS = 100
 PLAN = SlotPlan(RATE, MARGIN_MS / 1000)
 # A killed daemon may waste what is left of its block; anything longer is a stall.
 LONGEST_GAP = PLAN.block_seconds + PLAN.spacing + 0.5
+# How late a request may reach the local Flowroute after its slot on this loaded machine.
+SLACK = 0.1
+
+
+class RefusalLog(FlowrouteSimulator):
+    """The local Flowroute, noting when each attempt it answers with 429 arrived."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused: list[float] = []
+
+    def _send(self, auth: str, content_type: str, raw: bytes) -> Answer:
+        arrived = time.monotonic()
+        answer = super()._send(auth, content_type, raw)
+        if answer[0] == 429:
+            self.refused.append(arrived)
+        return answer
 
 
 @pytest.fixture
@@ -112,3 +132,40 @@ def test_a_daemon_killed_mid_broadcast_does_not_stall_the_others(
     assert counts["sent"] + counts["unknown"] == len(recipients)
     assert counts["unknown"] <= 1
     assert counts["sent"] == len(accepted)
+
+
+def refuse_once_more(sim: RefusalLog, count: int) -> None:
+    """Once 8 * `count` messages are accepted, answer the next attempt with 429; wait for it."""
+    wait_for(lambda: len(sim.messages()) >= 8 * count, 60, "sends under way")
+    sim.fail_next(429)
+    wait_for(lambda: len(sim.refused) >= count, 30, "Flowroute's 429")
+
+
+@pytest.mark.slow
+def test_a_429_pauses_every_daemon_of_the_account_for_a_whole_window(cli: Cli, db: Db) -> None:
+    recipients = numbers(36)
+    seed(db, recipients, keys_dir(cli.env))
+    with RefusalLog(ACCESS_KEY, SECRET_KEY, rate_per_second=RATE) as sim:
+        fleet_env(cli, sim)
+        with daemons(cli, 2) as procs:
+            # Three refusals while both daemons send, each at whatever point of a block it falls.
+            for refusals in range(1, 4):
+                refuse_once_more(sim, refusals)
+            wait_for(lambda: all_terminal(db, len(recipients)), 120, "every message to settle")
+            assert all(proc.poll() is None for proc in procs), "a daemon exited"
+        attempts = sim.attempt_times()
+
+    assert len(sim.refused) == 3, "only the forced refusals: the daemons kept to the limit"
+    for refused_at in sim.refused:
+        # after[0] is the refused attempt itself. The daemon that got the 429 waits a window
+        # plus margin; another daemon reads the penalty one spacing before its next slot, so the
+        # slot it had checked before the 429 came may still go, and nothing else.
+        after = [t for t in attempts if t >= refused_at]
+        inside = [round(t - refused_at, 3) for t in after[1:] if t - refused_at < WINDOW_SECONDS]
+        assert len(inside) <= 1, f"attempts {inside} s after the 429"
+        assert all(delay <= PLAN.spacing + SLACK for delay in inside), inside
+    accepted = Counter(m.to for m in sim.messages())
+    assert set(accepted) == set(recipients) and set(accepted.values()) == {1}
+    assert states(db) == Counter({"sent": len(recipients)})
+    holders = {doc["holder"] for doc in db["pacing"].find({"block": {"$exists": True}})}
+    assert len(holders) == 2, "both daemons were sending"
