@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, RECEIVER, definitions
+from typing import Any
+
+from jobs.mongo.roles import DAEMON, OPERATOR, PRODUCER, RECEIVER, apply, definitions
 
 
 def actions(role: str) -> dict[str, set[str]]:
@@ -53,3 +55,37 @@ def test_the_webhook_receiver_may_only_insert_into_the_inbox() -> None:
 
 def test_the_daemon_applies_the_inbox_but_cannot_remove_from_it() -> None:
     assert actions(DAEMON)["inbox"] == {"find", "update", "createIndex"}
+
+
+class RoleServer:
+    """The role commands of a MongoDB database, in memory (FerretDB, the suite's server, has
+    none, so `init --roles` is checked here and against the server in tests/e2e/test_cli.py)."""
+
+    name = "smsdb"
+
+    def __init__(self) -> None:
+        self.roles: dict[str, list[dict[str, Any]]] = {}
+        self.calls: list[str] = []
+
+    def command(self, command: str, role: str, **fields: Any) -> dict[str, Any]:
+        self.calls.append(command)
+        if command == "rolesInfo":
+            return {"roles": [{"role": role}] if role in self.roles else []}
+        assert command in ("createRole", "updateRole") and fields["roles"] == []
+        assert (role in self.roles) == (command == "updateRole"), f"{command} {role}"
+        self.roles[role] = fields["privileges"]
+        return {"ok": 1}
+
+
+def test_init_roles_creates_each_role_with_its_privileges_then_updates_them() -> None:
+    server = RoleServer()
+
+    first = apply(server)  # type: ignore[arg-type]
+    server.roles[OPERATOR] = []  # an operator's role edited by hand is put right again
+    second = apply(server)  # type: ignore[arg-type]
+
+    expected = definitions("smsdb")
+    assert first == [f"created {role}" for role in expected]
+    assert second == [f"updated {role}" for role in expected]
+    assert server.roles == expected
+    assert server.calls.count("createRole") == server.calls.count("updateRole") == len(expected)
