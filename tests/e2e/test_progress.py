@@ -66,12 +66,17 @@ def test_watch_with_json_prints_one_line_per_refresh_until_done(
 ) -> None:
     campaign = _campaign(cli)
     cli.env["SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND"] = "4"
+    # The watch starts first: a daemon that started first could finish before the first view.
+    watch = cli.popen("status", "--campaign", campaign, "--watch", "--json", "--interval", "0.3")
+    assert watch.stdout is not None
+    first = watch.stdout.readline()
     daemon = cli.popen("run")
     try:
-        out = _ok(cli("status", "--campaign", campaign, "--watch", "--json", "--interval", "0.3"))
+        rest, err = watch.communicate(timeout=120)
     finally:
         stop(daemon)
-    views = [json.loads(line) for line in out.splitlines()]
+    assert watch.returncode == 0, err
+    views = [json.loads(line) for line in (first + rest).splitlines()]
     assert views[-1]["progress"]["done"] is True
     assert views[-1]["progress"]["sent"] == len(NUMBERS)
     assert not views[0]["progress"]["done"]
