@@ -145,7 +145,8 @@ def refuse_once_more(sim: RefusalLog, count: int) -> None:
 def test_a_429_pauses_every_daemon_of_the_account_for_a_whole_window(cli: Cli, db: Db) -> None:
     recipients = numbers(36)
     seed(db, recipients, keys_dir(cli.env))
-    with RefusalLog(ACCESS_KEY, SECRET_KEY, rate_per_second=RATE) as sim:
+    sim = RefusalLog(ACCESS_KEY, SECRET_KEY, rate_per_second=RATE)
+    with sim:
         fleet_env(cli, sim)
         with daemons(cli, 2) as procs:
             # Three refusals while both daemons send, each at whatever point of a block it falls.

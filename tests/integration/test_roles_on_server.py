@@ -257,7 +257,7 @@ def test_each_program_sends_only_commands_its_role_allows(
 
 def test_the_check_finds_what_each_role_lacks() -> None:
     """The privilege check itself refuses what a role-enforcing server would."""
-    forbidden = {
+    forbidden: dict[str, list[tuple[str, dict[str, Any]]]] = {
         roles.PRODUCER: [("update", {"update": "outbox", "updates": [{"q": {}, "u": {}}]}),
                          ("find", {"find": "users"})],
         roles.OPERATOR: [("findAndModify", {"findAndModify": "outbox", "update": {}}),
