@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from bson import ObjectId
 from pymongo import MongoClient, monitoring
 from pymongo.errors import OperationFailure
@@ -162,6 +163,15 @@ class Installation:
 
 
 @pytest.fixture
+def own_logging() -> Iterator[None]:
+    """The CLI run in this process configures structlog for itself (to the captured stderr):
+    the tests after this one get the configuration they had."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
 def installation(auth_server: MongoServer) -> Iterator[Installation]:
     made = Installation(auth_server)
     yield made
@@ -183,6 +193,7 @@ def test_each_program_sends_only_commands_its_role_allows(
     guard: str,
     installation: Installation,
     recorder: Recorder,
+    own_logging: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
