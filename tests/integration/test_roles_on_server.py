@@ -188,6 +188,7 @@ def missing(role: str, database: str, commands: list[tuple[str, dict[str, Any]]]
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guard", ["none", "tickets"])
 def test_each_program_sends_only_commands_its_role_allows(
     guard: str,
