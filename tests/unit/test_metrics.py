@@ -92,6 +92,15 @@ def test_pacing_waits_are_counted_only_when_the_pacer_held_a_send(sink: Recordin
     assert event == "pacing_wait_seconds" and seconds == pytest.approx(0.3)
 
 
+def test_the_metered_pacer_passes_a_429_on_to_the_pacer_it_measures() -> None:
+    inner = CountingPacer()
+    metered = MeteredPacer(inner, ManualClock())
+
+    metered.penalize()
+
+    assert (inner.penalties, inner.acquired) == (1, 0)
+
+
 def test_nothing_is_recorded_once_the_sink_is_removed() -> None:
     recording = RecordingSink()
     metrics.install(recording)
