@@ -18,10 +18,11 @@ from pymongo.database import Database
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.processes import reap
-from tests.servers.mongo_server import MongoServer, launch
+from tests.servers.mongo_server import MongoServer, launch, launch_with_auth
 
 ACCESS_KEY = "test-access-key-7f3a"
 SECRET_KEY = "test-secret-key-91c2"
+ADMIN_PASSWORD = "test-admin-password-3e8d"
 SERVER_DIRS = ("integration", "e2e")
 
 
@@ -35,6 +36,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
     server = launch(tmp_path_factory.mktemp("mongo"))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    """A second server, FerretDB 2 with authentication on, for the tests of logging in; its
+    `uri` logs in as the administrator (see tests/servers/mongo_server.py: `add_user`)."""
+    server = launch_with_auth(tmp_path_factory.mktemp("mongo-auth"), ADMIN_PASSWORD)
     yield server
     server.close()
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from jobs import producer
@@ -19,7 +20,7 @@ from jobs.doubles.clock import ManualClock
 from jobs.errors import OptedOutError, RetryableError, ThrottledError, UnknownOutcomeError
 from jobs.mongo import status as status_queries
 from jobs.mongo.directory import Directory
-from jobs.mongo.store import OutboxStore
+from jobs.mongo.store import Doc, OutboxStore
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,
@@ -32,6 +33,7 @@ from tests.unit.fakes import (
     CountingPacer,
     FakeProvider,
 )
+from tests.unit.fixtures import GUARDS, guarded_store
 from tests.unit.helpers import broadcast, error_code, outbox, status, submit
 
 MORE_VERIFIED = ["13125550111", "13125550122", "13125550133"]
@@ -71,6 +73,13 @@ def pause_fanout_after_first_chunk(
 
 class CycleSuite:
     """The send cycle's tests; a test module subclasses this with its own `db`."""
+
+    @pytest.fixture(params=GUARDS)
+    def store(
+        self, db: Database[Doc], clock: ManualClock, request: pytest.FixtureRequest
+    ) -> OutboxStore:
+        """The store under each send guard; every fixture built on `store` follows it."""
+        return guarded_store(db, clock, request.param)
 
     def test_queued_message_is_sent_and_recorded(
         self,

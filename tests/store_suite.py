@@ -8,13 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pymongo.database import Database
 
 from jobs.doubles.clock import ManualClock
 from jobs.errors import DuplicateKey
 from jobs.model import Problem, Reason, State
-from jobs.mongo.store import OutboxStore
+from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake
 from tests.unit.fakes import LEASE, RECIPIENT, RECIPIENT_2
+from tests.unit.fixtures import GUARDS, guarded_store
 from tests.unit.helpers import outbox, status
 
 PROBLEM = Problem(Reason.PROVIDER, "503: down")
@@ -65,6 +67,13 @@ def lose_lease_in_flight(store: OutboxStore, clock: ManualClock) -> dict[str, An
 
 class StoreSuite:
     """The store's tests; a test module subclasses this with its own `db`."""
+
+    @pytest.fixture(params=GUARDS)
+    def store(
+        self, db: Database[Doc], clock: ManualClock, request: pytest.FixtureRequest
+    ) -> OutboxStore:
+        """The store under each send guard; every fixture built on `store` follows it."""
+        return guarded_store(db, clock, request.param)
 
     def test_admit_queues_the_document_and_projects_its_status(
         self, store: OutboxStore, clock: ManualClock

@@ -46,11 +46,14 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
 
     return {
         PRODUCER: [on(OUTBOX, "insert"), on(STATE, "find")],
+        # `recipients check --fix` deletes the records it merged; `enqueue` makes sure of the
+        # store's indexes (the send guard's among them) before its first keyed insert.
         OPERATOR: [
             on(AUTHORIZED, "find", "insert", "update", "remove"),
-            on(USERS, "find", "insert", "update"),
+            on(USERS, "find", "insert", "update", "remove"),
             on(OUTBOX, "find", "insert", "createIndex"),
-            on(STATUS, "find"),
+            on(STATUS, "find", "createIndex"),
+            on(TICKETS, "createIndex"),
             on(INBOUND, "find"),
             on(INBOX, "find"),  # `status` lists the callbacks Flowroute did not confirm
             on(STATE, "find"),

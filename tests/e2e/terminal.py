@@ -8,7 +8,7 @@ import re
 import select
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +28,15 @@ class Screen:
 
 
 def run_in_terminal(
-    argv: Sequence[str], env: dict[str, str], cwd: Path, timeout: float, columns: int = 100
+    argv: Sequence[str],
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+    columns: int = 100,
+    on_first_output: Callable[[], object] | None = None,
 ) -> Screen:
-    """Run `argv` with a pty as its terminal until it exits (or `timeout`, then kill it)."""
+    """Run `argv` with a pty as its terminal until it exits (or `timeout`, then kill it);
+    `on_first_output` is called once the command has drawn something."""
     master, slave = pty.openpty()
     env = {**env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "30"}
     env.pop("NO_COLOR", None)
@@ -52,6 +58,8 @@ def run_in_terminal(
                 if not data:
                     break
                 chunks.append(data)
+                if on_first_output is not None and len(chunks) == 1:
+                    on_first_output()
             elif process.poll() is not None:
                 break
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from datetime import datetime
 from typing import Any
 
@@ -42,14 +43,18 @@ def test_watch_shows_live_progress_in_a_terminal_and_ends_with_the_campaign(
     campaign = _campaign(cli)
     simulator.fail_next(400, detail="bad request")
     cli.env["SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND"] = "2"
-    daemon = cli.popen("run")
+    daemons: list[subprocess.Popen[str]] = []
     try:
+        # The daemon starts once the watch shows its first view, not before: it could be done.
         screen = run_in_terminal(
             [*cli.argv0, "status", "--campaign", campaign, "--watch", "--interval", "0.3"],
             cli.env, cli.cwd, timeout=120,
+            on_first_output=lambda: daemons.append(cli.popen("run")),
         )  # fmt: skip
     finally:
-        stop(daemon)
+        for daemon in daemons:
+            stop(daemon)
+    assert daemons, "the watch never drew anything"
     assert screen.returncode == 0, screen.text
     text = screen.text
     assert "━" in screen.raw  # rich drew its bar
@@ -66,12 +71,17 @@ def test_watch_with_json_prints_one_line_per_refresh_until_done(
 ) -> None:
     campaign = _campaign(cli)
     cli.env["SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND"] = "4"
+    # The watch starts first: a daemon that started first could finish before the first view.
+    watch = cli.popen("status", "--campaign", campaign, "--watch", "--json", "--interval", "0.3")
+    assert watch.stdout is not None
+    first = watch.stdout.readline()
     daemon = cli.popen("run")
     try:
-        out = _ok(cli("status", "--campaign", campaign, "--watch", "--json", "--interval", "0.3"))
+        rest, err = watch.communicate(timeout=120)
     finally:
         stop(daemon)
-    views = [json.loads(line) for line in out.splitlines()]
+    assert watch.returncode == 0, err
+    views = [json.loads(line) for line in (first + rest).splitlines()]
     assert views[-1]["progress"]["done"] is True
     assert views[-1]["progress"]["sent"] == len(NUMBERS)
     assert not views[0]["progress"]["done"]

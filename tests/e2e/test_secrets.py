@@ -4,35 +4,50 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
 from tests.conftest import Cli, cli_env
 from tests.integration.helpers import Db, wait_for
-from tests.servers.mongo_server import MongoServer
+from tests.servers.mongo_server import MongoServer, add_user
 
 ACCESS = "AK-leak-canary-5d1e"
 SECRET = "SK-leak-canary-77b0"
 DAEMON_KEY = "daemon-key-leak-canary-0c4f"
 PASSWORD = "pw-leak-canary-a93"
+WRONG_PASSWORD = "pw-wrong-canary-6b2"
 SOURCE, FRIEND, STOPPED = "12065550100", "12065550101", "12065550102"
 
 
-def _uri(server: MongoServer) -> str:
-    """The server's URI with a password in it, where the server accepts one."""
-    if server.backend != "postgresql":
-        return server.uri  # FerretDB 2 runs with --no-auth; SQLite and external: no password
-    host = server.uri.split("://", 1)[1].split("/", 1)[0]
-    return f"mongodb://postgres:{PASSWORD}@{host}/?authMechanism=PLAIN"
+@pytest.fixture
+def daemon_db(auth_server: MongoServer) -> Iterator[tuple[str, Db]]:
+    """A database on the server that requires a login, and the URI of the user the CLI and the
+    daemon log in as, with PASSWORD in it."""
+    suffix = uuid.uuid4().hex[:12]
+    uri = add_user(auth_server.uri, f"sms_daemon_{suffix}", PASSWORD)
+    admin: MongoClient[dict[str, Any]] = MongoClient(
+        auth_server.uri, tz_aware=True, serverSelectionTimeoutMS=10_000
+    )
+    name = f"t_{suffix}"
+    yield uri, admin[name]
+    try:
+        admin.drop_database(name)
+        admin.admin.command("dropUser", f"sms_daemon_{suffix}")
+    finally:
+        admin.close()
 
 
 def test_no_secret_appears_in_any_output_or_record(
-    mongo_server: MongoServer, db: Db, tmp_path: Path, request: pytest.FixtureRequest
+    daemon_db: tuple[str, Db], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    uri, db = daemon_db
     keys = tmp_path / "keys"
     outputs: list[str] = []
 
@@ -43,7 +58,7 @@ def test_no_secret_appears_in_any_output_or_record(
 
     with FlowrouteSimulator(ACCESS, SECRET, rate_per_second=None) as sim:
         env = cli_env(
-            _uri(mongo_server),
+            uri,
             db.name,
             sim.url,
             keys,
@@ -94,6 +109,12 @@ def test_no_secret_appears_in_any_output_or_record(
     cli.env["SMS_OUTBOX_FLOWROUTE__BASE_URL"] = "http://127.0.0.1:9"
     send("unreachable")
     run(cli, "run")
+    # A wrong password: refused by the server, in one line that holds neither password.
+    cli.env["SMS_OUTBOX_MONGODB__URI"] = uri.replace(PASSWORD, WRONG_PASSWORD)
+    refused = run(cli, "run")
+    assert refused.returncode == 78, refused.stderr
+    assert "setting mongodb.uri: the server refused its credentials" in refused.stderr
+    cli.env["SMS_OUTBOX_MONGODB__URI"] = uri
     cli.env["SMS_OUTBOX_DISPATCH__BATCH_SIZE"] = "many"
     assert run(cli, "run").returncode == 78
 
@@ -101,7 +122,8 @@ def test_no_secret_appears_in_any_output_or_record(
     assert len(records) > 20, "the run should have produced many records to search"
     haystack = "\n".join(outputs + records)
     assert "message.sent" in haystack and "provider" in haystack
-    for secret in (ACCESS, SECRET, DAEMON_KEY, PASSWORD, signing_key):
+    assert PASSWORD in uri and "sms_daemon_" in uri
+    for secret in (ACCESS, SECRET, DAEMON_KEY, PASSWORD, WRONG_PASSWORD, signing_key, uri):
         assert secret not in haystack
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from tests.servers.errors import ServerUnavailableError, log_tail
 from tests.servers.postgres_cluster import (
     DEBIAN_POSTGRES_BINS,
+    POSTGRES_USER,
     PostgresCluster,
     find_bin_dir,
 )
@@ -57,13 +58,23 @@ class FerretDB:
     postgres: PostgresCluster | None
 
 
-def plan(workdir: Path, env: Mapping[str, str], port: int, postgres_port: int) -> FerretDB:
+def plan(
+    workdir: Path,
+    env: Mapping[str, str],
+    port: int,
+    postgres_port: int,
+    admin_password: str | None = None,
+) -> FerretDB:
     """The FerretDB that SMS_OUTBOX_FERRETDB_BACKEND chooses, built or installed if need be.
 
     documentdb (the default) is FerretDB 2 on PostgreSQL 15 with DocumentDB; postgresql and
-    sqlite are FerretDB 1.x on those backends.
+    sqlite are FerretDB 1.x on those backends. With `admin_password`, FerretDB 2 runs with
+    authentication on: PostgreSQL's `postgres` user gets that password, and every client must
+    log in as a PostgreSQL user (FerretDB checks the password against PostgreSQL's).
     """
     choice = env.get(BACKEND_ENV, "") or "documentdb"
+    if admin_password is not None:
+        choice = "documentdb"
     common = [
         f"--listen-addr=127.0.0.1:{port}",
         "--telemetry=disable",
@@ -73,18 +84,17 @@ def plan(workdir: Path, env: Mapping[str, str], port: int, postgres_port: int) -
     data_dir = workdir / "data"
     if choice == "documentdb":
         binary = _binary(workdir, env, DOCUMENTDB_INSTALL_SCRIPT, DOCUMENTDB_FERRETDB)
+        setup = ["CREATE EXTENSION IF NOT EXISTS documentdb CASCADE"]
+        if admin_password is not None:
+            setup.append(f"ALTER USER {POSTGRES_USER} PASSWORD '{admin_password}'")
         postgres = PostgresCluster(
-            DOCUMENTDB_POSTGRES_BIN,
-            workdir,
-            postgres_port,
-            DOCUMENTDB_SETTINGS,
-            ["CREATE EXTENSION IF NOT EXISTS documentdb CASCADE"],
+            DOCUMENTDB_POSTGRES_BIN, workdir, postgres_port, DOCUMENTDB_SETTINGS, setup
         )
         argv = [
             str(binary),
             *common,
             f"--postgresql-url={postgres.url}",
-            "--no-auth",
+            "--no-auth" if admin_password is None else "--auth",
             f"--state-dir={data_dir}",
             "--log-level=warn",
         ]

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
+from urllib.parse import quote
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -161,6 +162,59 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
         server.close()
         raise
     return server
+
+
+def launch_with_auth(
+    workdir: Path, admin_password: str, environ: Mapping[str, str] | None = None
+) -> MongoServer:
+    """A fresh FerretDB 2 on PostgreSQL with DocumentDB that requires clients to log in.
+
+    Its `uri` logs in as the administrator (PostgreSQL's `postgres` user with `admin_password`);
+    `uri_for` gives the URI of another user. MONGODB_URI and mongod are not used here.
+    """
+    env = os.environ if environ is None else environ
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir = workdir / "data"
+    data_dir.mkdir(exist_ok=True)
+    port, postgres_port = _free_ports(2)
+    chosen = ferretdb.plan(workdir, env, port, postgres_port, admin_password)
+    uri = uri_for(f"mongodb://127.0.0.1:{port}/", "postgres", admin_password)
+    server = MongoServer(
+        uri, "ferretdb2", port, chosen.argv, data_dir, workdir / "ferretdb.log",
+        chosen.backend, chosen.postgres,
+    )  # fmt: skip
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+def add_user(admin_uri: str, user: str, password: str) -> str:
+    """Create a user that may read and write every database (FerretDB 2 grants nothing finer);
+    returns the URI that logs in as them."""
+    client: MongoClient[dict[str, object]] = MongoClient(admin_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        client.admin.command(
+            "createUser",
+            user,
+            pwd=password,
+            roles=[
+                {"role": "clusterAdmin", "db": "admin"},
+                {"role": "readWriteAnyDatabase", "db": "admin"},
+            ],
+        )
+    finally:
+        client.close()
+    return uri_for(admin_uri, user, password)
+
+
+def uri_for(uri: str, user: str, password: str) -> str:
+    """`uri` (with or without credentials) logging in as `user` with `password`."""
+    scheme, rest = uri.split("://", 1)
+    host = rest.rsplit("@", 1)[-1]
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}"
 
 
 def _free_ports(count: int) -> list[int]:

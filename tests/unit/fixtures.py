@@ -12,6 +12,7 @@ from pymongo.database import Database
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
 from jobs.mongo.directory import Directory
+from jobs.mongo.guard import GuardSetting
 from jobs.mongo.store import Doc, OutboxStore
 from tests.unit.fakes import (
     LEASE,
@@ -31,11 +32,20 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture
-def store(db: Database[Doc], clock: ManualClock) -> OutboxStore:
-    outbox = OutboxStore(db, clock)
+# Both send guards production uses: tickets (FerretDB 1.x, unknown servers) and none (MongoDB,
+# FerretDB 2). The shared store and cycle suites run under each.
+GUARDS: tuple[GuardSetting, ...] = ("tickets", "none")
+
+
+def guarded_store(db: Database[Doc], clock: ManualClock, guard: GuardSetting) -> OutboxStore:
+    outbox = OutboxStore(db, clock, guard)
     outbox.ensure_indexes()
     return outbox
+
+
+@pytest.fixture
+def store(db: Database[Doc], clock: ManualClock) -> OutboxStore:
+    return guarded_store(db, clock, "tickets")
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ import pytest
 from pymongo.database import Database
 from structlog.testing import capture_logs
 
+from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.dispatcher import Dispatcher
 from jobs.doubles.clock import ManualClock
+from jobs.doubles.ledgers import MemoryHolds
 from jobs.errors import AccountError, PermanentError
 from jobs.mongo import account
 from jobs.mongo import status as status_queries
@@ -99,6 +101,27 @@ def test_each_failed_probe_waits_twice_as_long(
     assert len(provider.calls) == 3
 
 
+def test_failed_probes_never_wait_longer_than_ten_minutes(
+    db: Database[Doc],
+    dispatcher: Dispatcher,
+    store: OutboxStore,
+    provider: FakeProvider,
+    clock: ManualClock,
+) -> None:
+    queue_three(store)
+    provider.fail_next(*([UNAUTHORIZED] * 9))
+    delays = []
+    for _ in range(9):
+        dispatcher.run_once()
+        held = account.read(db)
+        assert held is not None
+        delays.append((held.probe_at - clock.now()).total_seconds())
+        clock.advance((held.probe_at - clock.now()).total_seconds())
+
+    assert delays == [30, 60, 120, 240, 480, 600, 600, 600, 600]
+    assert len(provider.calls) == 9
+
+
 def test_a_restarted_daemon_probes_at_once(
     db: Database[Doc],
     dispatcher: Dispatcher,
@@ -132,6 +155,27 @@ def test_the_hold_is_logged_at_most_once_a_minute(
     held = [entry for entry in logs if entry["event"] == "account.held"]
     assert 2 <= len(held) <= 4
     assert held[0]["code"] == "401"
+
+
+def test_a_hold_that_lasts_is_logged_exactly_once_a_minute(clock: ManualClock) -> None:
+    holds = MemoryHolds(clock)
+    for _ in range(7):  # the other daemons' probes failed, so the next one is ten minutes away
+        holds.hold("401", "still refused")
+    gate = AccountGate(holds, clock)
+    gate.refresh()  # started before the refusal, so it waits for the probe
+
+    with capture_logs() as logs:
+        gate.refused(UNAUTHORIZED)
+        logged_at = [0]
+        for second in range(1, 180):  # three minutes, the gate asked every second
+            clock.advance(1)
+            gate.refresh()
+            assert gate.waiting() is not None
+            if len(logs) > len(logged_at):
+                logged_at.append(second)
+
+    assert logged_at == [0, 60, 120], "a refusal is logged at once, then once a minute"
+    assert {entry["event"] for entry in logs} == {"account.held"}
 
 
 def test_other_daemons_stop_too_and_resume_when_the_hold_is_released(

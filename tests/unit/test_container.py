@@ -4,6 +4,7 @@ package; the image runs as non-root with its keys on a volume and has a HEALTHCH
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -66,14 +67,22 @@ def test_the_wheel_from_the_dockerfile_files_installs_and_runs_without_a_tests_p
             shutil.copy2(origin, source / target)
     assert not (source / "tests").exists()
 
+    # The fresh virtualenv must import its own copy, whatever this run's PYTHONPATH says.
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environment["PIP_NO_INDEX"] = "1"
+
     def run(*args: str | Path, cwd: Path = tmp_path) -> str:
         result = subprocess.run(
-            [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600
-        )
+            [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600,
+            env=environment,
+        )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", source)
+    # Offline: no package index, and the build backend this environment already has.
+    offline = ("--no-index", "--no-deps")
+    wheel_args = ("-q", *offline, "--no-build-isolation", "-w", tmp_path / "dist", source)
+    run(sys.executable, "-m", "pip", "wheel", *wheel_args)
     [wheel] = (tmp_path / "dist").glob("sms_outbox-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {"jobs", "scheduler"} <= tops
@@ -82,7 +91,7 @@ def test_the_wheel_from_the_dockerfile_files_installs_and_runs_without_a_tests_p
     fresh = tmp_path / "venv"
     run(sys.executable, "-m", "venv", fresh)
     bin_dir = fresh / "bin"
-    run(bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", wheel)
+    run(bin_dir / "python", "-m", "pip", "install", "-q", *offline, wheel)
     site = Path(
         run(
             bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"

@@ -10,7 +10,7 @@ from jobs.dispatch.grants import CycleDirectory
 from jobs.errors import OptedOutError
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import OutboxStore
-from tests.unit.fakes import RECIPIENT, RECIPIENT_2, SENDER, FakeProvider
+from tests.unit.fakes import OTHER_SENDER, RECIPIENT, RECIPIENT_2, SENDER, FakeProvider
 from tests.unit.helpers import status, submit
 
 
@@ -154,3 +154,22 @@ def test_a_cycle_directory_hands_out_copies_of_the_grants_it_holds(directory: Di
     cycle.sources_for("alice").clear()
 
     assert cycle.sources_for("alice") == directory.sources_for("alice")
+
+
+def test_a_revoked_grant_stops_sending_from_that_number_from_the_next_cycle(
+    store: OutboxStore, directory: Directory, dispatcher: Dispatcher, provider: FakeProvider
+) -> None:
+    before = submit(store, body="before", **{"from": SENDER})
+    dispatcher.run_once()
+    assert status(store, before)["state"] == "sent"
+
+    revoked = directory.authorized.delete_one({"user": "alice", "source": SENDER})
+    assert revoked.deleted_count == 1
+    asked = submit(store, body="asked", **{"from": SENDER})
+    chosen = submit(store, body="chosen")
+    dispatcher.run_once()
+
+    assert provider.calls == [(RECIPIENT, SENDER, "before"), (RECIPIENT, OTHER_SENDER, "chosen")]
+    refused = status(store, asked)
+    assert (refused["state"], refused["error"]["code"]) == ("rejected", "source_not_granted")
+    assert status(store, chosen)["state"] == "sent"

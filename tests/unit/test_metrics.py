@@ -92,9 +92,28 @@ def test_pacing_waits_are_counted_only_when_the_pacer_held_a_send(sink: Recordin
     assert event == "pacing_wait_seconds" and seconds == pytest.approx(0.3)
 
 
-def test_nothing_is_recorded_without_a_sink() -> None:
+def test_the_metered_pacer_passes_a_429_on_to_the_pacer_it_measures() -> None:
+    inner = CountingPacer()
+    metered = MeteredPacer(inner, ManualClock())
+
+    metered.penalize()
+
+    assert (inner.penalties, inner.acquired) == (1, 0)
+
+
+def test_nothing_is_recorded_once_the_sink_is_removed() -> None:
+    recording = RecordingSink()
+    metrics.install(recording)
     metrics.claim_lost()
-    metrics.sent(None, 0.1)  # the no-op default: nothing to assert but that it does not fail
+
+    assert metrics.install(None) is recording
+    metrics.claim_lost()
+    metrics.sent(None, 0.1)
+    metrics.paced(0.5)
+
+    assert recording.counts == [("claim_losses", 1.0, {})]
+    assert recording.observed == []
+    assert isinstance(metrics.install(None), metrics.NoSink)
 
 
 def test_labels_from_the_database_stay_bounded() -> None:

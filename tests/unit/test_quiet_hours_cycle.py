@@ -13,6 +13,8 @@ from jobs.dispatch.dispatcher import Dispatcher
 from jobs.doubles.clock import ManualClock
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import OutboxStore
+from jobs.rules import replies
+from jobs.rules.keywords import Keyword
 from jobs.rules.quiet_hours import Window
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
 from tests.unit.helpers import outbox, status
@@ -179,3 +181,41 @@ def test_a_recipient_with_no_allowed_hour_fails_with_its_own_reason_not_a_crash(
     assert status(store, doc_id)["error"]["code"] == "no_allowed_hours"
     assert "share no" in status(store, doc_id)["error"]["detail"]
     assert provider.calls == []
+
+
+def queue_reply(store: OutboxStore, keyword: Keyword, now: datetime) -> str:
+    """A reply as the daemon queues it when NEW_YORK texts SENDER (see jobs/dispatch/inbound.py)."""
+    inbound_id = f"mdr2-{keyword.value}"
+    doc = {
+        "_id": replies.message_id(keyword, inbound_id, NEW_YORK),
+        "kind": "message", "user": replies.USER, "to": NEW_YORK, "from": SENDER,
+        "body": f"{keyword.value} answered", "campaign": replies.campaign(keyword, inbound_id),
+        "reply_to": inbound_id, "segments": 1, "encoding": "GSM-7", "priority": 10,
+        "due_at": now, "state": "queued", "attempts": 0, "rev": 1, "synced": False,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    store.add_children([doc])
+    return str(doc["_id"])
+
+
+@pytest.mark.parametrize("keyword", [Keyword.STOP, Keyword.HELP], ids=["stop", "help"])
+def test_a_reply_goes_out_at_once_in_the_recipient_s_quiet_hours(
+    quiet: Dispatcher,
+    store: OutboxStore,
+    directory: Directory,
+    provider: FakeProvider,
+    clock: ManualClock,
+    keyword: Keyword,
+) -> None:
+    if keyword is Keyword.STOP:
+        evidence = {"inbound_id": f"mdr2-{keyword.value}"}
+        directory.opt_out(NEW_YORK, now=clock.now(), reason="stop", evidence=evidence)
+    reply_id = queue_reply(store, keyword, clock.now())
+    neighbour = directory.add("12125550143", verified=True, now=clock.now())
+    waiting = submit(store, to=neighbour)  # an ordinary message at the same hour waits for eight
+
+    quiet.run_once()
+
+    assert provider.calls == [(NEW_YORK, SENDER, f"{keyword.value} answered")]
+    assert status(store, reply_id)["state"] == "sent"
+    assert outbox(store, waiting)["due_at"] == EIGHT_AM_NEW_YORK

@@ -74,7 +74,7 @@ def test_only_the_daemon_may_change_a_message_or_its_status() -> None:
     for role in (PRODUCER, OPERATOR):
         granted = actions(role)
         assert "update" not in granted.get("outbox", set())
-        assert granted.get("message_status", set()) <= {"find"}
+        assert granted.get("message_status", set()) <= {"find", "createIndex"}
     assert {"find", "update"} <= actions(DAEMON)["outbox"]
     assert {"insert", "update"} <= actions(DAEMON)["message_status"]
 
