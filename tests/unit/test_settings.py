@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import ConfigError
-from scheduler.settings import load_settings
+from scheduler.settings import load_settings, unknown_environment
 
 ACCESS = "ak-3d1f0a9b"
 SECRET = "sk-51c7e2aa90"
@@ -282,3 +282,18 @@ def test_a_public_url_without_a_secret_path_or_a_listener_without_one_is_refused
     message = refusal(config(tmp_path, text))
     assert "webhooks." in message
     assert "7f3c0a9b1d2e4f5a6b7c" not in message
+
+
+def test_environment_names_that_name_no_setting_section_are_found() -> None:
+    environ = {
+        "SMS_OUTBOX_FLOWRUOTE__BASE_URL": "http://x",  # a typo in the section
+        "SMS_OUTBOX_FLOWROUTE_BASE_URL": "http://x",  # one underscore where two belong
+        "SMS_OUTBOX_FLOWROUTE__BASE_URL": "http://x",
+        "sms_outbox_quiet_hours__enabled": "false",  # names are not case sensitive
+        "SMS_OUTBOX_CONFIG": "x.toml",
+        "SMS_OUTBOX_FERRETDB_BACKEND": "sqlite",  # the test suite's own
+        "HOME": "/root",
+    }
+    assert unknown_environment(environ) == [
+        "SMS_OUTBOX_FLOWROUTE_BASE_URL", "SMS_OUTBOX_FLOWRUOTE__BASE_URL",
+    ]  # fmt: skip
