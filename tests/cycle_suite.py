@@ -477,6 +477,32 @@ class CycleSuite:
         assert status(store, campaign)["recipients"] == len(numbers)
         assert sorted(provider.recipients()) == numbers
 
+    def test_a_fanout_finished_after_its_daemon_died_keeps_no_stale_lease_reason(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        dispatcher: Dispatcher,
+        store: OutboxStore,
+        directory: Directory,
+        provider: FakeProvider,
+        clock: ManualClock,
+    ) -> None:
+        numbers, campaign = pause_fanout_after_first_chunk(
+            monkeypatch, dispatcher, store, directory, clock
+        )
+        # Its daemon died holding the claim; the lease runs out and recovery hands it on.
+        [_claimed] = store.claim(1, LEASE)
+        clock.advance(LEASE.total_seconds() + 1)
+        dispatcher.recover()
+        assert error_code(store, campaign) == "lease_expired"
+
+        dispatcher.run_once()
+        dispatcher.run_once()
+
+        done = status(store, campaign)
+        assert (done["state"], done["recipients"]) == ("expanded", len(numbers))
+        assert "error" not in done and "error" not in outbox(store, campaign)
+        assert sorted(provider.recipients()) == numbers
+
     def test_fanout_resumed_after_a_crash_before_saving_progress_inserts_no_duplicate(
         self,
         monkeypatch: pytest.MonkeyPatch,
