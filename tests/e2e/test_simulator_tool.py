@@ -275,7 +275,10 @@ def test_the_readme_receipts_and_stop_example_runs_as_written(
     cli: Cli, mongo_server: MongoServer
 ) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "--inbound-to" in b)
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    # The README runs it in the same terminal, after the first example.
+    first = next(b for b in blocks if "simulator --port 8080" in b)
+    block = first + next(b for b in blocks if "--inbound-to" in b)
     api, hooks = str(free_port()), str(free_port())
     script = block.replace("mongodb://localhost:27017", mongo_server.uri)
     script = script.replace("8080", api).replace("8081", hooks)
