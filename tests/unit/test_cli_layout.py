@@ -3,10 +3,13 @@ the simulator loading the test doubles or mongomock (which only the extras insta
 
 from __future__ import annotations
 
+import argparse
 import ast
 import subprocess
 import sys
 from pathlib import Path
+
+from scheduler.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_MODULES = [ROOT / "scheduler" / "cli.py", ROOT / "scheduler" / "parser.py",
@@ -36,3 +39,15 @@ def test_cli_modules_stay_short_and_so_do_their_functions() -> None:
             if isinstance(node, ast.FunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 assert length <= 60, f"{path.name}: {node.name} has {length} lines"
+
+
+def test_every_command_and_action_has_a_help_description() -> None:
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = [] if parser.description else [path]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    missing += walk(child, f"{path} {name}")
+        return missing
+
+    assert walk(build_parser(), "sms-outbox") == []
