@@ -11,6 +11,7 @@ from typing import Any
 from jobs.mongo import reports
 from jobs.mongo.connection import connect
 from jobs.mongo.directory import Directory
+from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc
 from jobs.rules import phone
 from scheduler import watch
@@ -41,17 +42,17 @@ def register(sub: Subparsers) -> None:
         actions, "verify", "record that NUMBER opted in",
         "Record that NUMBER gave consent, when and how (--source); ends an earlier opt-out.",
     )  # fmt: skip
-    verify.add_argument("number")
+    verify.add_argument("number", metavar="NUMBER")
     verify.add_argument("--source", default="cli", help="how consent was given")
     opt_out = command(actions, "opt-out", "never text NUMBER again, from any sender")
-    opt_out.add_argument("number")
+    opt_out.add_argument("number", metavar="NUMBER")
     opt_out.add_argument("--reason", default="requested", help="why, for the record")
     imp = command(
         actions, "import", "add the numbers in a CSV file's first column",
         "Add the numbers in a CSV file's first column; a second column of yes/true marks"
         " that number verified.",
     )  # fmt: skip
-    imp.add_argument("file")
+    imp.add_argument("file", metavar="FILE")
     imp.add_argument("--verified", action="store_true", help="every number has opted in")
     rlist = command(actions, "list", "list recipients, one line per number, with opt-outs")
     rlist.add_argument("--json", action="store_true")
@@ -60,7 +61,7 @@ def register(sub: Subparsers) -> None:
         "Show NUMBER's records, every consent and opt-out with its evidence, and the newest"
         " messages sent to it (any spelling of the number).",
     )  # fmt: skip
-    show.add_argument("number")
+    show.add_argument("number", metavar="NUMBER")
     show.add_argument("--limit", type=int, default=20, help="messages to show (default 20)")
     show.add_argument("--json", action="store_true")
     check = command(
@@ -142,18 +143,26 @@ def recipient_line(row: Doc) -> str:
 def _show(directory: Directory, args: argparse.Namespace, settings: Settings) -> int:
     number = phone.normalize(args.number)
     records = directory.records(number)
-    messages = reports.messages_to(connect(settings.mongodb), number, args.limit)
-    if not records and not messages:
+    db = connect(settings.mongodb)
+    messages = reports.messages_to(db, number, args.limit)
+    texts = InboundLog(db).texts_from(number, args.limit)
+    if not records and not messages and not texts:
         print(f"{number} is not a recipient and was never texted")
         return EXIT_NOT_FOUND
     merged = directory.recipient(number) or {"phone": number}
     events = _history(records)
     if args.json:
-        emit({"recipient": merged, "history": events, "messages": messages}, True)
+        emit({"recipient": merged, "history": events, "messages": messages, "texts": texts}, True)
         return EXIT_OK
     print(recipient_line(merged))
     for event in events:
         print(f"  {watch.iso(event['at']) if event['at'] else '-':<26}{event['what']}")
+    for text in texts:
+        when = text.get("received_at")
+        stamp = watch.iso(when) if isinstance(when, datetime) else "-"
+        print(
+            f"  {stamp:<26}texted {text.get('body')!r} to {text.get('to')}: {text.get('outcome')}"
+        )
     print(f"messages to {number} ({len(messages)}, newest first):")
     for doc in messages:
         error = doc.get("error") or {}

@@ -23,8 +23,8 @@ def register(sub: Subparsers) -> None:
         actions, "grant", "allow USER to send from NUMBER",
         "Allow USER to send from NUMBER and create USER's signing key file if it has none.",
     )  # fmt: skip
-    grant.add_argument("user")
-    grant.add_argument("number")
+    grant.add_argument("user", metavar="USER")
+    grant.add_argument("number", metavar="NUMBER")
     listing = command(actions, "list", "list every grant, by user")
     listing.add_argument("--json", action="store_true")
     revoke = command(
@@ -33,8 +33,8 @@ def register(sub: Subparsers) -> None:
         " signing key file, so nothing USER signed is sent any more. The daemons honour it"
         " from their next batch.",
     )  # fmt: skip
-    revoke.add_argument("user")
-    revoke.add_argument("number", nargs="?")
+    revoke.add_argument("user", metavar="USER")
+    revoke.add_argument("number", nargs="?", metavar="NUMBER")
     senders.set_defaults(handler=_senders)
 
 

@@ -301,5 +301,6 @@ def test_the_readme_receipts_and_stop_example_runs_as_written(
     assert process.returncode == 0, out + err
     assert "1 undelivered" in out and "2 delivered" in out, out
     assert "inbound text from 12065550101 to 12065550100: posted 200" in out
-    assert re.search(r"12065550101\s+opted out", out), out
+    assert re.search(r"12065550101\s+opted out \(texted 'STOP' at ", out), out
+    assert "texted 'STOP' to 12065550100: opted_out" in out  # `recipients show` has the text
     assert "OVER THRESHOLD" in out, out
