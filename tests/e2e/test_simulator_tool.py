@@ -250,6 +250,16 @@ def test_receipts_go_to_receipts_to_and_inbound_texts_need_a_callback(
     assert "receipts for the message to 12065550141: delivered, posted 200 200" in out
 
 
+def _readme_environment(cli: Cli) -> dict[str, str]:
+    """The reader's environment: no setting but the README's own, except the database name and
+    the keys folder, which keep the test apart from others and change nothing else."""
+    kept = ("SMS_OUTBOX_MONGODB__DATABASE", "SMS_OUTBOX_SECURITY__KEYS_DIR")
+    env = {k: v for k, v in cli.env.items() if not k.startswith("SMS_OUTBOX_") or k in kept}
+    if Path(cli.argv0[0]).name == "sms-outbox":
+        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 @pytest.mark.slow
 def test_the_readme_try_it_section_runs_as_written(cli: Cli, mongo_server: MongoServer) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -258,9 +268,7 @@ def test_the_readme_try_it_section_runs_as_written(cli: Cli, mongo_server: Mongo
     )
     port = str(free_port())
     script = block.replace("mongodb://localhost:27017", mongo_server.uri).replace("8080", port)
-    env = dict(cli.env)
-    if Path(cli.argv0[0]).name == "sms-outbox":
-        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = _readme_environment(cli)
     result = subprocess.run(
         ["bash", "-e", "-c", script], env=env, cwd=cli.cwd, capture_output=True, text=True,
         timeout=300,
@@ -282,9 +290,7 @@ def test_the_readme_receipts_and_stop_example_runs_as_written(
     api, hooks = str(free_port()), str(free_port())
     script = block.replace("mongodb://localhost:27017", mongo_server.uri)
     script = script.replace("8080", api).replace("8081", hooks)
-    env = dict(cli.env)
-    if Path(cli.argv0[0]).name == "sms-outbox":
-        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = _readme_environment(cli)
     # Each step waits for what it needs; the timeout only stops a broken run.
     process = subprocess.Popen(
         ["bash", "-e", "-c", script], env=env, cwd=cli.cwd, stdout=subprocess.PIPE,
