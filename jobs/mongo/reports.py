@@ -28,6 +28,8 @@ LABEL = re.compile(r"^[a-z0-9_]{1,40}$")
 MAX_LABELS = 40
 OTHER = "other"
 RATE_WINDOW = timedelta(seconds=60)
+# A live daemon renews a claim just before each send; one not renewed for this long is stale.
+STALE_CLAIM = timedelta(seconds=60)
 WAITING = (State.QUEUED.value, State.SENDING.value)
 
 
@@ -136,8 +138,11 @@ def _count_campaigns(db: Db, ids: list[str]) -> dict[str, CampaignCounts]:
 
 
 @translating
-def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
-    """A campaign's counts, the due times of its waiting messages and its recent sends."""
+def campaign(
+    db: Db, campaign_id: str, now: datetime, lease: timedelta | None = None
+) -> CampaignCounts:
+    """A campaign's counts, the due times of its waiting messages and its recent sends.
+    `lease` is `dispatch.lease_seconds`: it tells a claim its daemon stopped renewing."""
     counts = _count_campaigns(db, [campaign_id])[campaign_id]
     counts.request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
     if counts.request is None:
@@ -150,9 +155,8 @@ def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
     due: list[tuple[datetime, str]] = []
     for state in WAITING:  # equalities only: servers that push down nothing else stay quick
         query = {"state": state, "campaign": campaign_id}
-        for doc in db[OUTBOX].find(query, {"due_at": 1, "to": 1}):
-            when = doc.get("due_at") if state == State.QUEUED.value else None
-            due.append((when if isinstance(when, datetime) else now, str(doc.get("to", ""))))
+        for doc in db[OUTBOX].find(query, {"due_at": 1, "to": 1, "lease_until": 1}):
+            due.append((_earliest(doc, state, now, lease), str(doc.get("to", ""))))
     request_state = (counts.request or {}).get("state")
     if request_state not in progress.REQUEST_SETTLED:
         # Still to be fanned out: the messages not made yet wait too, due now at the earliest.
@@ -164,6 +168,19 @@ def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
     if first is not None and isinstance(first.get("sent_at"), datetime):
         counts.rate_since = first["sent_at"]
     return counts
+
+
+def _earliest(doc: Doc, state: str, now: datetime, lease: timedelta | None) -> datetime:
+    """When a waiting message can go at the earliest: a queued one when it is due; one being
+    sent now, unless its daemon has not renewed the claim for a while (it died, most likely):
+    then when the lease ends and another daemon takes it back."""
+    if state == State.QUEUED.value:
+        due = doc.get("due_at")
+        return due if isinstance(due, datetime) else now
+    until = doc.get("lease_until")
+    if lease is None or not isinstance(until, datetime):
+        return now
+    return until if now - (until - lease) > STALE_CLAIM else now
 
 
 def _audience(db: Db) -> int:

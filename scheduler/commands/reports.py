@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
@@ -109,7 +109,8 @@ def _account_status(args: argparse.Namespace, settings: Settings, db: Db) -> int
 def _campaign_status(args: argparse.Namespace, settings: Settings, db: Db) -> int:
     def read() -> dict[str, Any]:
         now = datetime.now(UTC)
-        counts = reports.campaign(db, args.campaign, now)
+        lease = timedelta(seconds=settings.dispatch.lease_seconds)
+        counts = reports.campaign(db, args.campaign, now, lease)
         rate = settings.flowroute.rate_per_second or None
         view = watch.summary(counts, now, rate, settings.quiet_hours.window())
         return {**view, "delivery": status.delivery(counts.states), "account": status.account(db)}

@@ -60,3 +60,23 @@ def test_a_broadcast_cancelled_before_any_daemon_saw_it_is_listed_as_cancelled(d
         "cancelled", "cancelled",
     )  # fmt: skip
     assert [r["request"] for r in rows.values()].count("new") == 1
+
+
+def test_the_eta_waits_for_the_lease_of_a_claim_its_daemon_stopped_renewing(db: Db) -> None:
+    lease = timedelta(seconds=120)
+    db["message_status"].insert_one({"_id": "c2", "kind": "broadcast", "state": "expanded"})
+    for number, lease_until in (
+        ("12065550101", NOW + timedelta(seconds=100)),  # renewed 20 s ago
+        ("12065550102", NOW + timedelta(seconds=30)),
+    ):  # 90 s ago: dead
+        doc = {"_id": f"c2:{number}", "kind": "message", "campaign": "c2", "state": "sending",
+               "to": number, "lease_until": lease_until}  # fmt: skip
+        db["outbox"].insert_one(doc)
+        db["message_status"].insert_one(doc)
+
+    counts = reports.campaign(db, "c2", NOW, lease)
+    assert sorted(counts.waiting_due) == [
+        (NOW, "12065550101"), (NOW + timedelta(seconds=30), "12065550102"),
+    ]  # fmt: skip
+    assert watch.summary(counts, NOW, 5, None)["eta"] == NOW + timedelta(seconds=30.2)
+    assert {when for when, _ in reports.campaign(db, "c2", NOW).waiting_due} == {NOW}
