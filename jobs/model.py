@@ -1,4 +1,4 @@
-"""The vocabulary of messages: states, reason codes, and the parsed form of an outbox document."""
+"""The vocabulary of messages: states, reason codes, problems and the fields a claim settles."""
 
 from __future__ import annotations
 
@@ -25,10 +25,6 @@ class State(StrEnum):
     EXPANDED = "expanded"
     # An operator stopped it before it was sent (`sms-outbox cancel`).
     CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (State.QUEUED, State.SENDING)
 
 
 class Reason(StrEnum):
@@ -87,36 +83,6 @@ class Problem:
         return error
 
 
-@dataclass(frozen=True)
-class Message:
-    """A claimed message, as the send cycle sees it."""
-
-    id: Any
-    user: str
-    to: str
-    body: str
-    source: str | None
-    campaign: str | None
-    attempts: int
-    claim_token: str
-    rev: int
-
-
-@dataclass(frozen=True)
-class Broadcast:
-    """A claimed broadcast request: send `body` from `user` to every verified recipient."""
-
-    id: Any
-    user: str
-    body: str
-    source: str | None
-    priority: int
-    send_at: datetime | None
-    fanout_after: str | None
-    claim_token: str
-    rev: int
-
-
 # What a claim adds to an outbox document; every settlement of the claim removes them.
 CLAIM_FIELDS = ("claim_token", "lease_until", "in_flight")
 
@@ -143,5 +109,8 @@ def outcome_fields(
     gone = list(CLAIM_FIELDS)
     if state is State.SENT:
         fields["sent_at"] = now
-        gone.append("error")  # what an earlier, retried attempt ran into
+    if state in (State.SENT, State.EXPANDED):
+        # What an earlier attempt ran into (a retried send, a fan-out whose daemon died) is
+        # over once it succeeded: a stale `lease_expired` would read as a fault.
+        gone.append("error")
     return fields, gone

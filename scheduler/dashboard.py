@@ -59,7 +59,8 @@ h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:1.4rem 0 .5rem}
 .grid section{flex:1;min-width:18rem}
 table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;width:100%;font-size:13px}
 th,td{padding:.35rem .5rem;border-bottom:1px solid #e5e9ef;text-align:right;white-space:nowrap}
-th{background:#eef2f6;font-weight:600}td.l,th.l{text-align:left}code{font-size:12px}
+th{background:#eef2f6;font-weight:600;white-space:normal}td.l,th.l{text-align:left}
+code{font-size:12px}td.id{white-space:normal;word-break:break-all;min-width:6rem;max-width:8rem}
 tr.over td{color:#c62828;font-weight:600}
 .bar{width:70px;height:.6rem;background:#e5e9ef;border-radius:.3rem;overflow:hidden;
 display:inline-block;vertical-align:middle;margin-right:.4rem}
@@ -139,7 +140,7 @@ def _campaign_row(
     created = request.get("created_at")
     eta = view.get("eta")
     cells = [
-        f'<td class="l"><code>{cid}</code></td>',
+        f'<td class="l id"><code>{cid}</code></td>',
         f'<td class="l">{quote(request.get("user") or "-")}</td>',
         f'<td class="l">{created:%m-%d %H:%M}</td>'
         if isinstance(created, datetime)
@@ -149,7 +150,7 @@ def _campaign_row(
         f'<td data-field="total">{view["total"]}</td>',
         *(f'<td class="{f}" data-field="{f}">{prog[f]}</td>' for f in FIELDS),
         f'<td data-field="delivery_rate">{_percent(view["delivery_rate"])}</td>',
-        f"<td>{'done' if prog['done'] else (f'{eta:%m-%d %H:%M}' if eta else '-')}</td>",
+        f'<td data-field="ended">{prog["ended"] or (f"{eta:%m-%d %H:%M}" if eta else "-")}</td>',
         '<td class="reasons">'
         + (", ".join(f"{quote(code)}&nbsp;{n}" for code, n in view["reasons"].items()) or "-")
         + "</td>",
@@ -204,8 +205,8 @@ def render(
         for k, n in sorted(failures.items(), key=lambda item: -item[1])
     )
     sender_rows = "".join(
-        f'<tr data-sender="{quote(mask(r.source))}"{OVER if r.over(optout_warn_rate) else ""}>'
-        f'<td class="l">{quote(mask(r.source))}</td><td data-field="sent">{r.sent}</td>'
+        f'<tr data-sender="{quote(r.source)}"{OVER if r.over(optout_warn_rate) else ""}>'
+        f'<td class="l">{quote(r.source)}</td><td data-field="sent">{r.sent}</td>'
         f'<td data-field="opt_outs">{r.opt_outs}</td>'
         f'<td data-field="rate">{_percent(r.rate)}</td></tr>'
         for r in senders

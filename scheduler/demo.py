@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mongomock
 from pydantic import SecretStr
 
 from jobs import producer
@@ -35,6 +34,28 @@ BANNER = """\
   Quiet hours are off so the demo sends at any hour.
 ==========================================================================
 """
+SETUP = """\
+1. Set up: user {sender} may send from {source}.
+   Five people opted in ({first} to {last}),
+   {not_verified} never gave consent, and {opted_out} opted out.
+2. Queued: a broadcast "{body}" to everyone who opted in,
+   signed with {sender}'s key; a message to {not_verified}; and a document
+   written straight into the database without a signature, as an intruder
+   with write access to the database could.
+3. Ran the daemon until nothing was due: it checked every message, paced the
+   sends to Flowroute's 5 per second, and recorded each outcome.
+"""
+WHY = {
+    "sent": "accepted by Flowroute (the simulator)",
+    "signature": "refused: not signed with the sender's key, so never sent",
+    "opted_out": "refused: this person opted out, so no sender may text them",
+    "not_verified": "refused: no consent on record",
+}
+NEXT = """
+Every message ended in a state with a reason, kept in `message_status` for any
+client to read. Nothing was sent to a real phone.
+Next: "Try it" in the README runs the same daemon on a real database, with
+receipts and a STOP, still without a Flowroute account."""
 SENDER, SOURCE = "demo-staff", "12065550100"
 VERIFIED = [f"1206555{n:04d}" for n in range(101, 106)]
 NOT_VERIFIED, OPTED_OUT = "12065550199", "12065550198"
@@ -42,8 +63,15 @@ NOT_VERIFIED, OPTED_OUT = "12065550199", "12065550198"
 
 def run_demo() -> int:
     """Seed a throw-away database, broadcast once, run the daemon until idle, print the result."""
+    try:
+        import mongomock
+    except ImportError:
+        print("sms-outbox demo needs the demo extra: python3 -m pip install '.[demo]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
     print(BANNER)
-    logs.configure("info", "console", stream=sys.stderr)
+    # The daemon's events would bury the story; `sms-outbox run` logs each one.
+    logs.configure("warning", "console", stream=sys.stderr)
     keys_dir = Path(tempfile.mkdtemp(prefix="sms-outbox-demo-keys-"))
     keys = KeyRing(keys_dir)
     clock = SystemClock()
@@ -84,12 +112,18 @@ def run_demo() -> int:
         Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=True).run()
         accepted = len(sim.messages())
 
-    print(f"\ncampaign {campaign.id}; the simulator accepted {accepted} messages\n")
-    print(f"{'to':<13}{'state':<10}{'detail'}")
+    print(SETUP.format(sender=SENDER, source=SOURCE, first=VERIFIED[0], last=VERIFIED[-1],
+                       not_verified=NOT_VERIFIED, opted_out=OPTED_OUT, body=body))  # fmt: skip
+    print(f"4. What became of each message (the simulator accepted {accepted}):\n")
+    print(f"{'to':<13}{'state':<10}{'reason or id':<19}why")
     for doc in db["message_status"].find({"kind": "message"}).sort("to", 1):
         error = doc.get("error") or {}
-        detail = doc.get("provider_id") or f"{error.get('code')}: {error.get('detail')}"
-        print(f"{doc.get('to')!s:<13}{doc['state']:<10}{detail}")
+        detail = str(doc.get("provider_id") or error.get("code"))
+        detail = detail if len(detail) < 18 else detail[:16] + "…"
+        why = WHY.get(str(error.get("code") or doc["state"]), str(error.get("detail")))
+        print(f"{doc.get('to')!s:<13}{doc['state']:<10}{detail:<19}{why}")
     shutil.rmtree(keys_dir, ignore_errors=True)
-    print("\nDEMO finished: nothing was sent to a real phone.")
+    print(NEXT)
+    print(f"\n(campaign id {campaign.id})")
+    print("DEMO finished: nothing was sent to a real phone.")
     return 0

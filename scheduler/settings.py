@@ -30,6 +30,8 @@ _BAD_DATABASE_CHARS = '/\\. "$*<>:|?\x00'
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 MAX_CONCURRENCY = 256
 UNPACED_CONCURRENCY = 8  # `auto` with no rate limit: enough to hide a few hundred ms of latency
+# The test suite's own variables (which server to start), not settings.
+_SUITE_PREFIX = ENV_PREFIX + "FERRETDB"
 
 
 def _read_secret_file(value: Any, path: Path | None, name: str) -> Any:
@@ -400,6 +402,21 @@ def load_settings(config: Path | None, environ: dict[str, str]) -> Settings:
     except ValueError as exc:  # a TOML syntax error
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     return settings
+
+
+def unknown_environment(environ: dict[str, str]) -> list[str]:
+    """SMS_OUTBOX_* names that name no setting section (a typo such as SMS_OUTBOX_FLOWRUOTE__...),
+    which pydantic-settings would silently ignore."""
+    sections = set(Settings.model_fields)
+    unknown = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        section, nested, _ = upper.removeprefix(ENV_PREFIX).partition("__")
+        if not (nested and section.lower() in sections) and not upper.startswith(_SUITE_PREFIX):
+            unknown.append(name)
+    return sorted(unknown)
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -25,8 +25,10 @@ BUCKET_STYLES = {
     "failed": "red",
     "rejected": "magenta",
     "waiting": "yellow",
+    "cancelled": "bright_black",
     "other": "white",
 }
+OPTIONAL = ("cancelled", "other")
 
 
 def summary(
@@ -41,7 +43,12 @@ def summary(
         "total": counts.total,
         "states": counts.states,
         "reasons": counts.reasons,
-        "progress": {**prog.counts, "done": prog.done, "fraction": round(prog.fraction, 4)},
+        "progress": {
+            **prog.counts,
+            "done": prog.done,
+            "ended": prog.ended,
+            "fraction": round(prog.fraction, 4),
+        },
         "delivery_rate": progress.delivery_rate(counts.states),
         "rate_per_second": round(counts.rate(now), 2),
         "eta": finish,
@@ -65,13 +72,15 @@ def render(view: dict[str, Any]) -> Group:
     )
     counts = Text()
     for name, style in BUCKET_STYLES.items():
-        if name == "other" and not buckets[name]:
+        if name in OPTIONAL and not buckets[name]:
             continue
         counts.append(f"{name} ", style=style)
         counts.append(f"{buckets[name]:,}   ", style=f"bold {style}")
     lines: list[Any] = [head, bar, counts]
     rate = Text(f"rate {view['rate_per_second']:.1f}/s")
-    if buckets["done"]:
+    if buckets["ended"] == "cancelled":
+        rate.append("   cancelled", style="bold")
+    elif buckets["done"]:
         rate.append("   done", style="bold green")
     elif view["eta"] is not None:
         eta: datetime = view["eta"]
@@ -130,6 +139,7 @@ def campaign_rows(found: Iterable[CampaignCounts]) -> list[dict[str, Any]]:
                 "total": counts.total,
                 **prog.counts,
                 "done": prog.done,
+                "ended": prog.ended,
                 "fraction": round(prog.fraction, 4),
             }
         )
@@ -141,12 +151,16 @@ def campaign_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("campaign", "created (UTC)", "user", "progress", "total"):
         table.add_column(column, no_wrap=True)
-    for name in BUCKET_STYLES:
-        table.add_column(name, justify="right", style=BUCKET_STYLES[name])
+    # `cancelled` and `other` only when some campaign has any.
+    buckets = [b for b in BUCKET_STYLES if b not in OPTIONAL or any(r[b] for r in rows)]
+    for name in buckets:
+        table.add_column(name, justify="right", style=BUCKET_STYLES[name], no_wrap=True)
     for row in rows:
         created = row["created_at"]
         state = f"{100 * row['fraction']:.0f}%" + ("" if row["done"] else " …")
-        if row["request"] not in (None, "expanded"):
+        if row["ended"] == "cancelled":
+            state = "cancelled"
+        elif row["request"] not in (None, "expanded"):
             state = str(row["request"])
         table.add_row(
             row["campaign"],
@@ -154,7 +168,7 @@ def campaign_table(rows: list[dict[str, Any]]) -> Table:
             str(row["user"] or "-"),
             state,
             f"{row['total']:,}",
-            *(f"{row[name]:,}" for name in BUCKET_STYLES),
+            *(f"{row[name]:,}" for name in buckets),
         )
     return table
 

@@ -520,6 +520,36 @@ class CycleSuite:
         assert status(store, campaign)["recipients"] == len(numbers)
         assert sorted(provider.recipients()) == numbers
 
+    def test_a_fanout_finished_after_its_daemon_died_keeps_no_stale_lease_reason(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        dispatcher: Dispatcher,
+        store: OutboxStore,
+        directory: Directory,
+        provider: FakeProvider,
+        clock: ManualClock,
+    ) -> None:
+        numbers, campaign = pause_fanout_after_first_chunk(
+            monkeypatch, dispatcher, store, directory, clock
+        )
+        # Its daemon died holding the claim; the lease runs out and recovery hands it on.
+        store.outbox.update_one(
+            {"_id": campaign},
+            {"$set": {"state": "sending", "claim_token": "t-dead", "lease_until": clock.now()},
+             "$inc": {"attempts": 1, "rev": 1}},
+        )  # fmt: skip
+        clock.advance(1)
+        dispatcher.recover()
+        assert error_code(store, campaign) == "lease_expired"
+
+        dispatcher.run_once()
+        dispatcher.run_once()
+
+        done = status(store, campaign)
+        assert (done["state"], done["recipients"]) == ("expanded", len(numbers))
+        assert "error" not in done and "error" not in outbox(store, campaign)
+        assert sorted(provider.recipients()) == numbers
+
     def test_fanout_resumed_after_a_crash_before_saving_progress_inserts_no_duplicate(
         self,
         monkeypatch: pytest.MonkeyPatch,

@@ -59,6 +59,16 @@ class Directory:
         docs = self.authorized.find({"user": user}, {"max_priority": 1})
         return max((grant_priority(doc) for doc in docs), default=0)
 
+    def revoke(self, user: str, number: str | None = None) -> list[str]:
+        """Take back `user`'s grant of `number`, or every grant without one; returns the
+        numbers revoked. The daemons read grants once per cycle, so it holds from the next."""
+        query: Doc = {"user": user}
+        if number is not None:
+            query["source"] = {"$in": spellings(phone.normalize(number))}
+        revoked = sorted(str(doc.get("source")) for doc in self.authorized.find(query))
+        self.authorized.delete_many(query)
+        return revoked
+
     def sources_for(self, user: str) -> list[str]:
         """The numbers `user` may send from, oldest grant first."""
         docs = self.authorized.find({"user": user}).sort("_id", ASCENDING)
@@ -140,6 +150,10 @@ class Directory:
         # index for it, reads the whole collection instead).
         records = self.users.find({"phone": {"$in": spellings(number)}})
         return identity.view(number, records)
+
+    def records(self, number: str) -> list[Doc]:
+        """Every `users` record of a normalised number, however it was spelled, oldest first."""
+        return list(self.users.find({"phone": {"$in": spellings(number)}}).sort("_id", ASCENDING))
 
     def consent_of(self, numbers: list[str]) -> dict[str, Doc | None]:
         """`recipient` for each normalised number, in one read: one $in over every spelling of

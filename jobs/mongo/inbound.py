@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -53,6 +53,11 @@ class InboundLog:
             {"_id": inbound_id},
             {"$set": {"keyword": keyword, "outcome": outcome, "replied": replied}},
         )
+
+    def texts_from(self, number: str, limit: int = 20) -> list[Doc]:
+        """The newest texts `number` sent us, with what was done about each."""
+        docs = self.messages.find({"from": number}).sort("received_at", DESCENDING).limit(limit)
+        return list(docs)
 
     def replies_since(self, number: str, since: datetime) -> int:
         """How many of `number`'s texts were answered since then."""

@@ -15,8 +15,11 @@ from pymongo import ASCENDING, DESCENDING
 
 from jobs.model import State
 from jobs.mongo.connection import Db, translating
+from jobs.mongo.directory import USERS
 from jobs.mongo.projection import OUTBOX, STATUS
 from jobs.mongo.status import parse_id
+from jobs.rules import progress
+from jobs.rules.identity import spellings
 
 Doc = dict[str, Any]
 # States and reason codes become metric labels and table rows; anyone who can write to the
@@ -25,6 +28,8 @@ LABEL = re.compile(r"^[a-z0-9_]{1,40}$")
 MAX_LABELS = 40
 OTHER = "other"
 RATE_WINDOW = timedelta(seconds=60)
+# A live daemon renews a claim just before each send; one not renewed for this long is stale.
+STALE_CLAIM = timedelta(seconds=60)
 WAITING = (State.QUEUED.value, State.SENDING.value)
 
 
@@ -133,8 +138,11 @@ def _count_campaigns(db: Db, ids: list[str]) -> dict[str, CampaignCounts]:
 
 
 @translating
-def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
-    """A campaign's counts, the due times of its waiting messages and its recent sends."""
+def campaign(
+    db: Db, campaign_id: str, now: datetime, lease: timedelta | None = None
+) -> CampaignCounts:
+    """A campaign's counts, the due times of its waiting messages and its recent sends.
+    `lease` is `dispatch.lease_seconds`: it tells a claim its daemon stopped renewing."""
     counts = _count_campaigns(db, [campaign_id])[campaign_id]
     counts.request = db[STATUS].find_one({"_id": parse_id(campaign_id)}, {"rev": 0})
     if counts.request is None:
@@ -147,9 +155,12 @@ def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
     due: list[tuple[datetime, str]] = []
     for state in WAITING:  # equalities only: servers that push down nothing else stay quick
         query = {"state": state, "campaign": campaign_id}
-        for doc in db[OUTBOX].find(query, {"due_at": 1, "to": 1}):
-            when = doc.get("due_at") if state == State.QUEUED.value else None
-            due.append((when if isinstance(when, datetime) else now, str(doc.get("to", ""))))
+        for doc in db[OUTBOX].find(query, {"due_at": 1, "to": 1, "lease_until": 1}):
+            due.append((_earliest(doc, state, now, lease), str(doc.get("to", ""))))
+    request_state = (counts.request or {}).get("state")
+    if request_state not in progress.REQUEST_SETTLED:
+        # Still to be fanned out: the messages not made yet wait too, due now at the earliest.
+        due += [(now, "")] * max(_audience(db) - counts.total, 0)
     counts.waiting_due = due
     recent = {"campaign": campaign_id, "sent_at": {"$gte": now - RATE_WINDOW}}
     counts.sent_recently = db[STATUS].count_documents(recent)
@@ -157,6 +168,26 @@ def campaign(db: Db, campaign_id: str, now: datetime) -> CampaignCounts:
     if first is not None and isinstance(first.get("sent_at"), datetime):
         counts.rate_since = first["sent_at"]
     return counts
+
+
+def _earliest(doc: Doc, state: str, now: datetime, lease: timedelta | None) -> datetime:
+    """When a waiting message can go at the earliest: a queued one when it is due; one being
+    sent now, unless its daemon has not renewed the claim for a while (it died, most likely):
+    then when the lease ends and another daemon takes it back."""
+    if state == State.QUEUED.value:
+        due = doc.get("due_at")
+        return due if isinstance(due, datetime) else now
+    until = doc.get("lease_until")
+    if lease is None or not isinstance(until, datetime):
+        return now
+    return until if now - (until - lease) > STALE_CLAIM else now
+
+
+def _audience(db: Db) -> int:
+    """About how many people a broadcast fanned out now reaches: the verified records with no
+    opt-out (a person stored under two spellings counts twice)."""
+    query = {"verified": True, "opted_out": {"$exists": False}}
+    return int(db[USERS].count_documents(query))
 
 
 @translating
@@ -168,11 +199,11 @@ def recent_campaigns(db: Db, limit: int = 20) -> list[CampaignCounts]:
         .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         .limit(limit)
     )
-    # Broadcasts no daemon has admitted yet have no status copy; they are the newest.
-    waiting = (
-        db[OUTBOX].find({"state": None, "audience": {"$exists": True}}, {"user": 1}).limit(limit)
-    )
-    requests = [{**doc, "state": "new"} for doc in waiting] + requests
+    # Broadcasts no daemon has admitted yet (waiting, or cancelled before that) have no `kind`
+    # in their status copy, if they have one; they are the newest.
+    query = {"kind": {"$exists": False}, "audience": {"$exists": True}}
+    waiting = db[OUTBOX].find(query, {"user": 1, "state": 1, "cancelled": 1}).limit(limit)
+    requests = [{**doc, "state": doc.get("state") or "new"} for doc in waiting] + requests
     ids = [str(doc["_id"]) for doc in requests[:limit]]
     found = _count_campaigns(db, ids) if ids else {}
     for doc in requests[:limit]:
@@ -185,3 +216,11 @@ def recipients(db: Db, campaign_id: str) -> list[Doc]:
     """One status document per message of the campaign, by number."""
     projection = {"to": 1, "state": 1, "error": 1, "created_at": 1, "sent_at": 1, "updated_at": 1}
     return list(db[STATUS].find({"campaign": campaign_id}, projection).sort("to", ASCENDING))
+
+
+@translating
+def messages_to(db: Db, number: str, limit: int = 50) -> list[Doc]:
+    """The newest messages to a normalised number, whatever spelling they were addressed to."""
+    projection = {"rev": 0, "receipts": 0, "reconciliation": 0}
+    query = {"to": {"$in": spellings(number)}, "kind": "message"}
+    return list(db[STATUS].find(query, projection).sort("created_at", DESCENDING).limit(limit))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -12,7 +13,7 @@ from pymongo.database import Database
 
 from jobs.mongo import account as account_hold
 from jobs.mongo.connection import translating
-from jobs.mongo.store import STATUS, Doc
+from jobs.mongo.store import OUTBOX, STATUS, Doc
 from jobs.rules import progress
 
 
@@ -28,6 +29,14 @@ def parse_id(text: str) -> Any:
 def get(db: Database[Doc], message_id: str) -> Doc | None:
     """The status document of one message (or broadcast request)."""
     return db[STATUS].find_one({"_id": parse_id(message_id)}, {"rev": 0})
+
+
+@translating
+def lease_until(db: Database[Doc], message_id: str) -> datetime | None:
+    """When the claim on a message being sent runs out (its daemon renews it while alive)."""
+    doc = db[OUTBOX].find_one({"_id": parse_id(message_id)}, {"lease_until": 1})
+    value = (doc or {}).get("lease_until")
+    return value if isinstance(value, datetime) else None
 
 
 @translating

@@ -70,13 +70,16 @@ def requeued(doc: Mapping[str, Any], by: str, at: datetime) -> Doc:
     }
 
 
-def why_waiting(doc: Mapping[str, Any], now: datetime) -> str | None:
-    """Why a message that is not finished has not gone yet, for `status`; None when finished."""
+def why_waiting(
+    doc: Mapping[str, Any], now: datetime, lease_until: datetime | None = None
+) -> str | None:
+    """Why a message that is not finished has not gone yet, for `status`; None when finished.
+    `lease_until` is the claim's lease (from the outbox), for a message being sent."""
     state = doc.get("state")
     if state is None:
         return "new: a daemon has not admitted it yet (is one running?)"
     if state == State.SENDING.value:
-        return "claimed by a daemon, being sent"
+        return _being_sent(lease_until, now)
     if state != State.QUEUED.value:
         return None
     due = doc.get("due_at")
@@ -89,3 +92,18 @@ def why_waiting(doc: Mapping[str, Any], now: datetime) -> str | None:
     if code:
         return f"retrying after {code}; due {as_utc(due).isoformat()}"
     return f"scheduled (send_at); due {as_utc(due).isoformat()}"
+
+
+def _being_sent(lease_until: datetime | None, now: datetime) -> str:
+    if lease_until is None:
+        return "claimed by a daemon, being sent"
+    until = as_utc(lease_until)
+    if until <= now:
+        return (
+            f"its daemon stopped: the claim's lease ended {until.isoformat()}; a running daemon"
+            " takes it back within seconds (is one running?)"
+        )
+    return (
+        f"claimed by a daemon, being sent; if that daemon died, another takes it back when the"
+        f" lease ends, {until.isoformat()}"
+    )

@@ -16,6 +16,7 @@ BUCKETS: Mapping[str, frozenset[str]] = {
     "failed": frozenset({"failed", "undelivered", "expired"}),
     "rejected": frozenset({"rejected"}),
     "waiting": WAITING,
+    "cancelled": frozenset({"cancelled"}),
 }
 # A broadcast request in these states has made (or will never make) all its messages.
 REQUEST_SETTLED = frozenset({"expanded", "rejected", "failed", "cancelled"})
@@ -28,6 +29,12 @@ class Progress:
     counts: dict[str, int]
     total: int
     done: bool
+    cancelled: bool = False  # an operator stopped the campaign before all of it was sent
+
+    @property
+    def ended(self) -> str | None:
+        """How it ended, `cancelled` or `done`, or None while it runs."""
+        return "cancelled" if self.cancelled else "done" if self.done else None
 
     @property
     def finished(self) -> int:
@@ -45,7 +52,10 @@ def progress(states: Mapping[str, int], request_state: str | None) -> Progress:
         bucket = next((name for name, members in BUCKETS.items() if state in members), "other")
         counts[bucket] += count
     settled = request_state is None or request_state in REQUEST_SETTLED
-    return Progress(counts, sum(states.values()), settled and counts["waiting"] == 0)
+    done = settled and counts["waiting"] == 0
+    # Stopped by an operator: its request before the fan-out, or its messages after it.
+    cancelled = done and (request_state == "cancelled" or counts["cancelled"] > 0)
+    return Progress(counts, sum(states.values()), done, cancelled)
 
 
 def delivery_rate(states: Mapping[str, int]) -> float | None:

@@ -106,4 +106,4 @@ def check(
             return None
         detail = f"signed in the retired {RETIRED_VERSION} form; sign the _id too ({VERSION})"
         return Problem(Reason.SIGNATURE, detail)
-    return Problem(Reason.SIGNATURE, f"the signature does not match {signer}'s key")
+    return Problem(Reason.SIGNATURE, f"the signature does not match the key of {signer}")

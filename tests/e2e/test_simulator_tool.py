@@ -250,6 +250,16 @@ def test_receipts_go_to_receipts_to_and_inbound_texts_need_a_callback(
     assert "receipts for the message to 12065550141: delivered, posted 200 200" in out
 
 
+def _readme_environment(cli: Cli) -> dict[str, str]:
+    """The reader's environment: no setting but the README's own, except the database name and
+    the keys folder, which keep the test apart from others and change nothing else."""
+    kept = ("SMS_OUTBOX_MONGODB__DATABASE", "SMS_OUTBOX_SECURITY__KEYS_DIR")
+    env = {k: v for k, v in cli.env.items() if not k.startswith("SMS_OUTBOX_") or k in kept}
+    if Path(cli.argv0[0]).name == "sms-outbox":
+        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 @pytest.mark.slow
 def test_the_readme_try_it_section_runs_as_written(cli: Cli, mongo_server: MongoServer) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -258,9 +268,7 @@ def test_the_readme_try_it_section_runs_as_written(cli: Cli, mongo_server: Mongo
     )
     port = str(free_port())
     script = block.replace("mongodb://localhost:27017", mongo_server.uri).replace("8080", port)
-    env = dict(cli.env)
-    if Path(cli.argv0[0]).name == "sms-outbox":
-        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = _readme_environment(cli)
     result = subprocess.run(
         ["bash", "-e", "-c", script], env=env, cwd=cli.cwd, capture_output=True, text=True,
         timeout=300,
@@ -275,13 +283,14 @@ def test_the_readme_receipts_and_stop_example_runs_as_written(
     cli: Cli, mongo_server: MongoServer
 ) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "--inbound-to" in b)
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    # The README runs it in the same terminal, after the first example.
+    first = next(b for b in blocks if "simulator --port 8080" in b)
+    block = first + next(b for b in blocks if "--inbound-to" in b)
     api, hooks = str(free_port()), str(free_port())
     script = block.replace("mongodb://localhost:27017", mongo_server.uri)
     script = script.replace("8080", api).replace("8081", hooks)
-    env = dict(cli.env)
-    if Path(cli.argv0[0]).name == "sms-outbox":
-        env["PATH"] = f"{Path(cli.argv0[0]).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = _readme_environment(cli)
     # Each step waits for what it needs; the timeout only stops a broken run.
     process = subprocess.Popen(
         ["bash", "-e", "-c", script], env=env, cwd=cli.cwd, stdout=subprocess.PIPE,
@@ -298,5 +307,6 @@ def test_the_readme_receipts_and_stop_example_runs_as_written(
     assert process.returncode == 0, out + err
     assert "1 undelivered" in out and "2 delivered" in out, out
     assert "inbound text from 12065550101 to 12065550100: posted 200" in out
-    assert re.search(r"12065550101\s+opted out", out), out
+    assert re.search(r"12065550101\s+opted out \(texted 'STOP' at ", out), out
+    assert "texted 'STOP' to 12065550100: opted_out" in out  # `recipients show` has the text
     assert "OVER THRESHOLD" in out, out

@@ -123,12 +123,15 @@ class MongoServer:
         return self._argv, self._log_path
 
 
-def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServer:
+def launch(
+    workdir: Path, environ: Mapping[str, str] | None = None, port: int | None = None
+) -> MongoServer:
     """Return a running server: MONGODB_URI if set, else a fresh mongod, else a fresh FerretDB.
 
     FerretDB is 2.x on a fresh PostgreSQL 15 cluster with DocumentDB, installed by
     install-documentdb.sh if need be; SMS_OUTBOX_FERRETDB_BACKEND=postgresql|sqlite chooses
     FerretDB 1.x instead. Logs live in `workdir`; `environ` defaults to the process environment.
+    `port` fixes the server's port (scripts/dev-server); by default any free one is used.
     """
     env = os.environ if environ is None else environ
     external_uri = env.get("MONGODB_URI")
@@ -142,7 +145,8 @@ def launch(workdir: Path, environ: Mapping[str, str] | None = None) -> MongoServ
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
-    port, postgres_port = _free_ports(2)
+    free, postgres_port = _free_ports(2)
+    port = port or free
     uri = f"mongodb://127.0.0.1:{port}/"
 
     mongod = shutil.which("mongod", path=env.get("PATH"))

@@ -18,9 +18,19 @@ def test_states_fall_in_buckets_and_new_states_in_other() -> None:
         "expanded",
     )  # fmt: skip
     assert prog.counts == {
-        "sent": 3, "delivered": 2, "failed": 2, "rejected": 1, "waiting": 5, "other": 3,
+        "sent": 3, "delivered": 2, "failed": 2, "rejected": 1, "waiting": 5, "cancelled": 2,
+        "other": 1,
     }  # fmt: skip
     assert prog.total == 16 and prog.finished == 11 and not prog.done
+
+
+def test_a_cancelled_campaign_ends_cancelled_not_done() -> None:
+    stopped = progress({"sent": 2, "cancelled": 3}, "cancelled")
+    assert (stopped.done, stopped.ended, stopped.counts["cancelled"]) == (True, "cancelled", 3)
+    assert progress({}, "cancelled").ended == "cancelled"  # cancelled before its fan-out
+    assert progress({"sent": 2, "cancelled": 1}, "expanded").ended == "cancelled"  # after it
+    assert progress({"sent": 2}, "expanded").ended == "done"
+    assert progress({"sent": 1, "sending": 1}, "cancelled").ended is None  # one still in flight
 
 
 def test_a_campaign_is_done_once_it_fanned_out_and_nothing_waits() -> None:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.errors import ConfigError
-from scheduler.settings import DispatchSettings, load_settings
+from scheduler.settings import DispatchSettings, load_settings, unknown_environment
 
 ACCESS = "ak-3d1f0a9b"
 SECRET = "sk-51c7e2aa90"
@@ -292,3 +292,18 @@ def test_concurrency_auto_keeps_one_second_of_the_limit_in_flight() -> None:
     assert DispatchSettings(concurrency=3).sends_in_flight(50) == 3
     with pytest.raises(ValidationError):
         DispatchSettings(concurrency=0)
+
+
+def test_environment_names_that_name_no_setting_section_are_found() -> None:
+    environ = {
+        "SMS_OUTBOX_FLOWRUOTE__BASE_URL": "http://x",  # a typo in the section
+        "SMS_OUTBOX_FLOWROUTE_BASE_URL": "http://x",  # one underscore where two belong
+        "SMS_OUTBOX_FLOWROUTE__BASE_URL": "http://x",
+        "sms_outbox_quiet_hours__enabled": "false",  # names are not case sensitive
+        "SMS_OUTBOX_CONFIG": "x.toml",
+        "SMS_OUTBOX_FERRETDB_BACKEND": "sqlite",  # the test suite's own
+        "HOME": "/root",
+    }
+    assert unknown_environment(environ) == [
+        "SMS_OUTBOX_FLOWROUTE_BASE_URL", "SMS_OUTBOX_FLOWRUOTE__BASE_URL",
+    ]  # fmt: skip

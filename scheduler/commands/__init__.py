@@ -1,0 +1,1 @@
+"""The `sms-outbox` commands, one module per group; each registers its own subcommands."""
