@@ -420,6 +420,12 @@ def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     return serve_dashboard(settings, connect(settings.mongodb), args.listen)
 
 
+def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.web_app import serve_web
+
+    return serve_web(settings, connect(settings.mongodb), args.listen)
+
+
 def _operator(given: str | None) -> str:
     if given:
         return intake.check_name(given, "--by")
@@ -540,6 +546,7 @@ def _campaign_text(summary: dict[str, Any]) -> str:
 HANDLERS: dict[str, Handler] = {
     "campaigns": _cmd_campaigns,
     "dashboard": _cmd_dashboard,
+    "web": _cmd_web,
     "simulator": lambda args, settings: EXIT_USAGE,  # runs before settings are read
     "check": _cmd_check,
     "cancel": _cmd_cancel,
