@@ -103,7 +103,7 @@ def _answers(url: str, app: Any) -> bool:
 def _form_action(html: str, base: str) -> str:
     found = re.search(r'<form[^>]*action="([^"]+)"', html)
     assert found, html[:2000]
-    return urljoin(base, found.group(1).replace("&amp;", "&"))
+    return urljoin(base, str(found.group(1)).replace("&amp;", "&"))
 
 
 def sign_in(url: str, login: str, next_path: str = "/campaigns") -> tuple[requests.Session, str]:
