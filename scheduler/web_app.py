@@ -7,9 +7,11 @@ from types import FrameType
 
 import structlog
 
+from jobs.clock import SystemClock
 from jobs.errors import ConfigError
 from jobs.mongo.audit import AuditLog
 from jobs.mongo.connection import Db
+from jobs.mongo.store import OutboxStore
 from jobs.webapp import WebConfig, create_app
 from scheduler.settings import Settings, keyring
 from scheduler.web import Served, split_listen
@@ -62,6 +64,8 @@ def serve_web(settings: Settings, db: Db, listen: str | None) -> int:
     except ValueError as exc:
         raise ConfigError(f"web listen address: {exc}") from None
     app = create_app(web_config(settings, address), db, send_guard=settings.mongodb.send_guard)
+    # As `enqueue` does: the unique key index must exist before the first keyed insert.
+    OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
     AuditLog(db).ensure_indexes()
     try:
         served = Served(app, address, threads=8)
