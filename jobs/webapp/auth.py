@@ -71,6 +71,21 @@ def _failed(why: str, who: str | None = None) -> tuple[str, int]:
     return page, 401
 
 
+def _with_userinfo(claims: dict[str, Any], token: dict[str, Any]) -> dict[str, Any]:
+    """The ID token's claims, completed from the userinfo endpoint when the user claim or a
+    display name is not in the token (providers put `email` and `name` there). Userinfo must
+    be about the same `sub`, or it is ignored."""
+    w = web()
+    if w.config.user_claim in claims and ("name" in claims or "email" in claims):
+        return claims
+    if not w.issuer.metadata.get("userinfo_endpoint"):
+        return claims
+    info = dict(w.oauth.userinfo(token=token))
+    if info.get("sub") != claims.get("sub"):
+        raise TokenRefused("the userinfo endpoint answered about another subject")
+    return {**info, **claims}
+
+
 @bp.get("/callback")
 def callback() -> Any:
     """Finish the code flow: check state, exchange the code, check the ID token's signature,
@@ -82,6 +97,7 @@ def callback() -> Any:
     try:
         token = w.oauth.authorize_access_token()
         claims = w.issuer.verify(str(token.get("id_token")), w.config.client_id, nonce=nonce)
+        claims = _with_userinfo(claims, token)
     except (OAuthError, TokenRefused, requests.RequestException) as exc:
         return _failed(f"the sign-in could not be completed ({type(exc).__name__}: {exc})")
     user = claims.get(w.config.user_claim)

@@ -19,6 +19,7 @@ from jobs.webapp.context import client_address, current_person, web
 
 bp = Blueprint("pages", __name__)
 RECENT = 20
+MAX_RECIPIENTS = 500
 
 
 def _views() -> list[dict[str, Any]]:
@@ -98,8 +99,8 @@ def _fields(view: dict[str, Any]) -> dict[str, str]:
         opt_outs=str(view["opt_outs"]),
         eta="done" if prog["done"] else present.when(view["eta"]),
         request_state=str(view["request_state"] or "-"),
+        created=present.when(view["created_at"]),
     )
-    fields.update({f"state_{k}": str(v) for k, v in view["states"].items()})
     return fields
 
 
@@ -110,17 +111,33 @@ def campaign(cid: str) -> str:
     person = current_person()
     assert person is not None
     may_cancel = (person.admin or person.user == view["user"]) and not view["progress"]["done"]
-    recipients = reports.recipients(web().db, cid)[:500]
+    recipients = reports.recipients(web().db, cid)[:MAX_RECIPIENTS]
     return render_template(
         "campaign.html", view=view, fields=_fields(view), may_cancel=may_cancel,
-        recipients=recipients, mask=present.mask, when=present.when,
+        tables=_tables(view, recipients), when=present.when,
     )  # fmt: skip
+
+
+def _tables(view: dict[str, Any], recipients: list[dict[str, Any]]) -> dict[str, list[list[str]]]:
+    """The campaign page's tables as rows of text, for the page and its polling alike."""
+    people = [
+        [present.mask(r.get("to")), str(r.get("state")), str((r.get("error") or {}).get("code")
+         or ""), present.when(r.get("sent_at"))]
+        for r in recipients
+    ]  # fmt: skip
+    return {
+        "states": [[state, str(n)] for state, n in view["states"].items()],
+        "reasons": [[code, str(n)] for code, n in view["reasons"].items()],
+        "recipients": people,
+    }
 
 
 @bp.get("/campaigns/<cid>.json")
 @require("look")
 def campaign_json(cid: str) -> Any:
-    return jsonify(fields=_fields(_campaign_view(cid)))
+    view = _campaign_view(cid)
+    recipients = reports.recipients(web().db, cid)[:MAX_RECIPIENTS]
+    return jsonify(fields=_fields(view), tables=_tables(view, recipients))
 
 
 @bp.post("/campaigns/<cid>/cancel")

@@ -40,6 +40,24 @@
     });
   }
 
+  function renderTables(tables) {
+    Object.keys(tables).forEach(function (id) {
+      var table = document.getElementById(id);
+      if (!table || !table.tBodies.length) return;
+      var body = document.createElement("tbody");
+      tables[id].forEach(function (cells) {
+        var tr = document.createElement("tr");
+        cells.forEach(function (text) {
+          var td = document.createElement("td");
+          td.textContent = text;
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+      table.replaceChild(body, table.tBodies[0]);
+    });
+  }
+
   function poll(el) {
     fetch(el.getAttribute("data-poll"), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
@@ -47,6 +65,7 @@
         if (!data) return;
         if (data.rows && el.tBodies && data.rows.length) renderRows(el, data.rows);
         if (data.fields) renderFields(document, data.fields);
+        if (data.tables) renderTables(data.tables);
         var stamp = document.getElementById("as-of");
         if (stamp && data.as_of) stamp.textContent = "As of " + data.as_of.slice(0, 19) + " UTC.";
         document.body.setAttribute("data-polled", String(Date.now()));
