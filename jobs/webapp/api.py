@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, g, jsonify, request
 
 from jobs.errors import InputError
-from jobs.model import Reason
+from jobs.model import STATUS_FIELDS, Reason
 from jobs.mongo import reports, status
 from jobs.webapp import present
 from jobs.webapp.context import Person, client_address, person_for, web
@@ -134,6 +134,11 @@ def post_broadcast() -> Any:
 def get_message(mid: str) -> Any:
     caller = _caller()
     doc = status.get(web().db, mid)
+    if doc is None:  # inserted, not admitted by a daemon yet: no status copy exists
+        new = web().store.find(status.parse_id(mid))
+        if new is not None:
+            doc = {k: new[k] for k in ("_id", *STATUS_FIELDS) if k in new}
+            doc["state"] = new.get("state") or "new"
     if doc is None or not (caller.admin or caller.viewer or doc.get("user") == caller.user):
         return problem(404, "not_found", f"no message {mid[:80]}")
     doc.pop("signature", None)

@@ -27,6 +27,7 @@ API_AUDIENCE = "https://sms-outbox.test/api"
 OTHER_AUDIENCE = "https://elsewhere.test/api"
 ROBOT, ROBOT_SECRET = "reporting-robot", "robot-secret-52c9e0a7f4b1d3"
 SOURCE = "12065550100"
+READ_TOKEN = "read-only-token-for-machines-83f1"
 ACCOUNTS = {
     "alice": {"email": "alice@example.org", "name": "Alice Sender"},
     "victor": {"email": "victor@example.org", "name": "Victor Viewer"},
@@ -82,6 +83,7 @@ def web_stack(cli: Cli, db: Database[dict[str, Any]], tmp_path: Path) -> Iterato
             SMS_OUTBOX_WEB__ADMINS='["ada"]',
             SMS_OUTBOX_WEB__API_AUDIENCE=API_AUDIENCE,
             SMS_OUTBOX_WEB__PRICE_PER_SEGMENT="0.0079",
+            SMS_OUTBOX_WEB__READ_TOKEN=READ_TOKEN,
         )
         app = cli.popen("web", "--listen", app_url.removeprefix("http://"))
         wait_for(lambda: _answers(app_url, app), "the web app to answer", timeout=60)
