@@ -212,7 +212,6 @@ class WebSettings(BaseModel):
     broadcasts_per_hour: int = Field(5, ge=0)
     price_per_segment: float = Field(0.0, ge=0)
     currency: str = Field("USD", max_length=8)
-    refresh_seconds: int = Field(5, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _check(self) -> WebSettings:

@@ -47,7 +47,6 @@ def web_config(settings: Settings, listen: str) -> WebConfig:
         broadcasts_per_hour=web.broadcasts_per_hour,
         price_per_segment=web.price_per_segment,
         currency=web.currency,
-        refresh_seconds=web.refresh_seconds,
         rate_per_second=settings.flowroute.rate_per_second or None,
         quiet_hours=settings.quiet_hours.window(),
         max_segments=settings.dispatch.max_segments,

@@ -30,7 +30,6 @@ class WebConfig:
     broadcasts_per_hour: int = 5
     price_per_segment: float = 0.0
     currency: str = "USD"
-    refresh_seconds: int = 5
     rate_per_second: float | None = None
     quiet_hours: Window | None = None
     max_segments: int = 10
