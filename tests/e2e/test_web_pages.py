@@ -150,3 +150,22 @@ def test_recipients_are_counted_masked_and_searchable(web_stack: WebStack) -> No
         f"{web_stack.url}/recipients", params={"number": "(206) 555-0305"}, timeout=10
     ).text
     assert 'id="person"' in found and "12065550305" in found and "requested" in found
+
+
+def test_a_broadcast_can_be_sent_at_a_time_in_the_senders_zone(web_stack: WebStack) -> None:
+    assert web_stack.cli("recipients", "add", *NUMBERS, "--verified").returncode == 0
+    session, _ = sign_in(web_stack.url, "alice")
+    later = {"when": "later", "at": "2030-01-02T09:30", "zone": "America/New_York"}
+    page = session.post(
+        f"{web_stack.url}/compose/preview", data=_form(session, web_stack.url, **later)
+    )
+    assert page.status_code == 200 and "2030-01-02 14:30 UTC" in page.text
+    key = re.search(r'name="key" value="([^"]+)"', page.text)
+    assert key
+    form = _form(session, web_stack.url, **later, key=key.group(1))
+    assert session.post(f"{web_stack.url}/compose/send", data=form).status_code == 200
+    (doc,) = _outbox(web_stack)
+    assert doc["send_at"].isoformat() == "2030-01-02T14:30:00+00:00"
+    past = _form(session, web_stack.url, when="later", at="2001-01-01T00:00", zone="UTC")
+    refused = session.post(f"{web_stack.url}/compose/preview", data=past)
+    assert refused.status_code == 400 and "that time has passed" in refused.text
