@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import requests
+import structlog
 from authlib.integrations.base_client.errors import OAuthError
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -18,6 +19,7 @@ from jobs.webapp.context import client_address, current_person, web
 from jobs.webapp.tokens import TokenRefused
 
 bp = Blueprint("auth", __name__)
+log = structlog.get_logger("sms_outbox.web")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -66,6 +68,7 @@ def login() -> Any:
 def _failed(why: str, who: str | None = None) -> tuple[str, int]:
     w = web()
     w.audit.record("sign_in_failed", who, client_address(), w.clock.now(), reason=why)
+    log.info("web.sign_in_failed", reason=why, address=client_address())
     session.clear()
     page = render_template("message.html", title="Sign-in failed", text=why, retry=True)
     return page, 401
@@ -114,6 +117,7 @@ def callback() -> Any:
         id_token=token["id_token"],
     )
     w.audit.record("sign_in", user, client_address(), w.clock.now())
+    log.info("web.signed_in", user=user, address=client_address())
     return redirect(target)
 
 
