@@ -105,6 +105,12 @@ def test_a_sender_composes_previews_and_sends_and_the_campaign_page_follows_it(
             until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, row))
             assert _text(driver, row) == str(len(NUMBERS))
             _snap(driver, tmp_path, "campaigns")
+
+            driver.get(f"{url}/recipients?number=(206)%20555-0401")
+            until(driver, lambda d: d.find_elements(By.ID, "person"))
+            assert "sent" in _text(driver, "#messages") and campaign in _text(driver, "#messages")
+            assert _text(driver, "#count-verified") == str(len(NUMBERS))
+            _snap(driver, tmp_path, "recipients")
         finally:
             if daemon is not None:
                 stop(daemon)
