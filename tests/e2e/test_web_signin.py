@@ -24,6 +24,7 @@ from tests.web.stack import (
     clients,
     csrf_token,
     needs_provider,
+    session_contents,
     sign_in,
     web_stack,
 )  # fmt: skip
@@ -45,15 +46,18 @@ def test_a_sender_signs_in_and_lands_where_they_asked_to_go(web_stack: WebStack)
 
 def test_the_session_cookie_is_httponly_lax_and_renewed_on_sign_in(web_stack: WebStack) -> None:
     session = requests.Session()
-    session.get(f"{web_stack.url}/login", timeout=10)  # a session from before signing in
-    before = session.cookies.get("sms_outbox_session")
-    assert before
-    signed, _ = sign_in(web_stack.url, "alice")
-    answer = requests.get(f"{web_stack.url}/login", timeout=10, allow_redirects=False)
+    # A session from before signing in: the start of a sign-in.
+    answer = session.get(f"{web_stack.url}/login", allow_redirects=False, timeout=10)
     set_cookie = answer.headers["Set-Cookie"]
     assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
     assert "Secure" not in set_cookie  # loopback without TLS: a browser would drop it otherwise
-    assert signed.cookies.get("sms_outbox_session") != before
+    before = session_contents(session)
+    assert "nonce" in before and "user" not in before
+    sign_in(web_stack.url, "alice", session=session)
+    after = session_contents(session)
+    assert after["user"] == "alice"
+    # Nothing from the session before sign-in survives it: not its nonce, not its state.
+    assert not set(before) & set(after)
     csp = answer.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
 

@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
+from flask import Flask
 from pymongo.database import Database
 
 from tests.conftest import Cli
@@ -108,9 +109,12 @@ def _form_action(html: str, base: str) -> str:
     return urljoin(base, str(found.group(1)).replace("&amp;", "&"))
 
 
-def sign_in(url: str, login: str, next_path: str = "/campaigns") -> tuple[requests.Session, str]:
-    """Sign in through the provider's login and consent pages; the session and the final URL."""
-    session = requests.Session()
+def sign_in(
+    url: str, login: str, next_path: str = "/campaigns", session: requests.Session | None = None
+) -> tuple[requests.Session, str]:
+    """Sign in through the provider's login and consent pages (in `session`, or a new one);
+    the session and the final URL."""
+    session = session or requests.Session()
     page = session.get(f"{url}/login", params={"next": next_path}, timeout=10)
     for _ in range(3):
         if 'name="prompt" value="login"' in page.text:
@@ -127,3 +131,13 @@ def csrf_token(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, html[:2000]
     return found.group(1)
+
+
+def session_contents(session: requests.Session) -> dict[str, Any]:
+    """What the app's signed session cookie holds, read with the app's own secret."""
+    app = Flask(__name__)
+    app.secret_key = SESSION_SECRET
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    assert serializer is not None
+    found: dict[str, Any] = serializer.loads(session.cookies.get("sms_outbox_session"))
+    return found
