@@ -206,6 +206,52 @@ class DashboardSettings(BaseModel):
         return self
 
 
+class WebSettings(BaseModel):
+    """`[web]`: the web app (`sms-outbox web`): OpenID Connect sign-in, pages and a JSON API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8000"
+    # Where browsers reach the app; the callback is <public_url>/callback.
+    public_url: str = "http://127.0.0.1:8000"
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    session_secret: SecretStr | None = None
+    session_secret_file: Path | None = None
+    # The ID-token (and access-token) claim whose value is the user id in `authorized`.
+    user_claim: str = Field("sub", min_length=1)
+    viewers: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)
+    # The `aud` that access tokens for the JSON API must carry; no API without it.
+    api_audience: str | None = None
+    # A read-only token for machines, sent as `Authorization: Bearer ...` to /campaigns.json.
+    read_token: SecretStr | None = None
+    read_token_file: Path | None = None
+    broadcasts_per_hour: int = Field(5, ge=0)
+    price_per_segment: float = Field(0.0, ge=0)
+    currency: str = Field("USD", max_length=8)
+
+    @model_validator(mode="after")
+    def _check(self) -> WebSettings:
+        _check_listen(self.listen, "web.listen")
+        for name in ("public_url", "issuer"):
+            value = getattr(self, name)
+            if value is not None:
+                parts = urlsplit(value)
+                if parts.scheme not in ("http", "https") or not parts.netloc:
+                    raise ValueError(f"web.{name} must be an http:// or https:// URL")
+        self.client_secret = _read_secret_file(
+            self.client_secret, self.client_secret_file, "web.client_secret"
+        )
+        self.session_secret = _read_secret_file(
+            self.session_secret, self.session_secret_file, "web.session_secret"
+        )
+        self.read_token = _read_secret_file(self.read_token, self.read_token_file, "web.read_token")
+        return self
+
+
 MIN_TOKEN_CHARS = 16
 
 
@@ -298,6 +344,7 @@ class Settings(BaseSettings):
     logging: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -340,6 +387,11 @@ class Settings(BaseSettings):
             values.append(self.security.daemon_key.get_secret_value())
         if self.dashboard.token is not None:
             values.append(self.dashboard.token.get_secret_value())
+        values += [
+            s.get_secret_value()
+            for s in (self.web.client_secret, self.web.session_secret, self.web.read_token)
+            if s
+        ]
         password = _uri_password(self.mongodb.uri.get_secret_value())
         for url in (self.webhooks.public_url, self.flowroute.dlr_callback):
             if url is not None:

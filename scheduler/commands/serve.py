@@ -36,7 +36,7 @@ from scheduler.webhooks import WebhookServer, build_receiver
 
 
 def register(sub: Subparsers) -> None:
-    """`run`, `webhooks`, `check` and `init`."""
+    """`run`, `webhooks`, `web`, `check` and `init`."""
     run = command(
         sub, "run", "run the daemon until SIGTERM/SIGINT",
         "Run the daemon: admit, fan out, claim and send due messages, apply receipts and"
@@ -52,6 +52,14 @@ def register(sub: Subparsers) -> None:
         " them in `inbox` for the daemon; for a separate user holding only smsOutboxReceiver.",
     )  # fmt: skip
     hooks.set_defaults(handler=_webhooks, daemon=True)
+    web = command(
+        sub, "web", "serve the web app: sign-in, campaigns, compose, JSON API",
+        "Serve the web app on web.listen: staff sign in with the organisation's OpenID"
+        " provider, follow campaigns, look up recipients and compose signed broadcasts;"
+        " programs use its JSON API with the provider's access tokens.",
+    )  # fmt: skip
+    web.add_argument("--listen", help="HOST:PORT (default: web.listen)")
+    web.set_defaults(handler=_web, daemon=True)
     health = command(
         sub, "check", "health check: exit 0 if healthy, 69 if not",
         "With metrics.listen set, ask the daemon's /healthz whether its send cycle is alive;"
@@ -127,6 +135,12 @@ def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
         pass
     server.close()
     return EXIT_OK
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.web_app import serve_web  # Flask and Authlib load only for this command
+
+    return serve_web(settings, connect(settings.mongodb), args.listen)
 
 
 def _init(args: argparse.Namespace, settings: Settings) -> int:
