@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+import phonenumbers
 from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
 
@@ -171,15 +172,10 @@ _PLAIN = re.compile(r"^\+?[\d\s().-]+$")
 
 
 class Normalizer:
-    """`phone.normalize` for a whole file, without asking phonenumbers again for every number.
-
-    Whether a North American number is assigned depends on its area code and the first digit of
-    its exchange only (libphonenumber's patterns end in `[2-9]\\d{6}`), so once one number of such
-    a prefix was found valid, another written with digits and punctuation alone is its digits.
-    Anything else goes through `phone.normalize`, which also words every refusal."""
-
-    def __init__(self) -> None:
-        self._valid: set[str] = set()
+    """`phone.normalize` for a whole file, faster: a number written with digits and punctuation
+    alone is checked from its digits, without parsing the text (the costly part), and anything
+    else, or any number found invalid, goes through `phone.normalize`, which words every
+    refusal. The verdict is libphonenumber's either way."""
 
     def normalize(self, spelling: str) -> str:
         text = spelling.strip()
@@ -190,12 +186,10 @@ class Normalizer:
             digits = "1" + digits
         if len(digits) != 11 or digits[0] != "1":
             return phone.normalize(spelling)
-        if digits[:5] in self._valid:
+        number = phonenumbers.PhoneNumber(country_code=1, national_number=int(digits[1:]))
+        if digits[1] != "0" and phonenumbers.is_valid_number(number):
             return digits
-        number = phone.normalize(spelling)
-        if number == digits:
-            self._valid.add(digits[:5])
-        return number
+        return phone.normalize(spelling)
 
 
 def _same_instant(value: Any, now: datetime) -> bool:
