@@ -420,6 +420,12 @@ def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     return serve_dashboard(settings, connect(settings.mongodb), args.listen)
 
 
+def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.optin import serve_web
+
+    return serve_web(settings, connect(settings.mongodb), args.listen)
+
+
 def _operator(given: str | None) -> str:
     if given:
         return intake.check_name(given, "--by")
@@ -551,6 +557,7 @@ HANDLERS: dict[str, Handler] = {
     "senders": _cmd_senders,
     "status": _cmd_status,
     "webhooks": _cmd_webhooks,
+    "web": _cmd_web,
 }
 
 

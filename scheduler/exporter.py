@@ -46,6 +46,7 @@ class PrometheusSink:
             ),
             "opt_outs": counter("opt_outs", "Recipients who opted out, by how", "via"),
             "receipts": counter("receipts", "Delivery receipts by final state", "state"),
+            "optin": counter("optin", "Sign-up steps: codes sent, verified, refusals", "step"),
         }
         self._histograms: dict[str, Histogram] = {
             "send_seconds": Histogram(

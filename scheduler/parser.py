@@ -123,6 +123,10 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     dash.add_argument("--listen", help="HOST:PORT (default: dashboard.listen)")
     dash.set_defaults(handler=handlers["dashboard"])
 
+    web = sub.add_parser("web", help="serve the public sign-up page (/join)")
+    web.add_argument("--listen", help="HOST:PORT (default: optin.listen)")
+    web.set_defaults(handler=handlers["web"])
+
     sim = sub.add_parser(
         "simulator", help="run a local Flowroute stand-in for trying sms-outbox without an account"
     )

@@ -23,7 +23,17 @@ from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
-from jobs.rules import intake, outcomes, quiet_hours, replay, replies, segments, signing, vetting
+from jobs.rules import (
+    intake,
+    optin,
+    outcomes,
+    quiet_hours,
+    replay,
+    replies,
+    segments,
+    signing,
+    vetting,
+)
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
@@ -174,8 +184,9 @@ class Dispatcher:
             return self._reject(doc, vetted.problem, vetted.state)
         if self._early(doc):
             return State.QUEUED.value
-        # A reply answers a text the recipient just sent: it does not wait for their morning.
-        if not replies.is_reply(doc):
+        # A reply answers a text the recipient just sent, an opt-in text a page or a JOIN the
+        # person is waiting on: neither waits for their morning.
+        if not (replies.is_reply(doc) or optin.is_optin(doc)):
             waiting = self._defer(doc, vetted.to)
             if waiting is not None:
                 return waiting
