@@ -89,3 +89,8 @@ class NoProviderIdError(UnknownOutcomeError):
 class AccountError(ProviderError):
     """Flowroute refused the account, not the message: bad credentials (401), or a 403 that names
     the account or the sending number. Sending stops and the message waits."""
+
+
+class NotConfirmedYet(OutboxError):
+    """Flowroute has no record of an inbound text yet (records can lag a few seconds): the text
+    is applied again later, and believed only once its record is found."""

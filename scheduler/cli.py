@@ -29,6 +29,7 @@ from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
+from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake, interventions, phone, segments
 from jobs.rules.optout_rate import Rate
@@ -165,6 +166,7 @@ def _cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     DeliveryStore(store).ensure_indexes()
     Inbox(db).ensure_indexes()
     InboundLog(db).ensure_indexes()
+    OptInStore(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:
@@ -421,7 +423,7 @@ def _cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_web(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.optin import serve_web
+    from scheduler.optin_web import serve_web
 
     return serve_web(settings, connect(settings.mongodb), args.listen)
 

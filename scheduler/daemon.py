@@ -39,6 +39,7 @@ from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
 from jobs.records import FlowrouteRecords, MessageRecords
 from jobs.rules import signing
 from jobs.rules.slots import SlotPlan, account_id
+from scheduler.optin import build_keywords
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
@@ -179,7 +180,10 @@ def build_followup(
         rs.program, rs.help_text, rs.stop_text, rs.start_text,
         timedelta(hours=rs.help_interval_hours),
     )  # fmt: skip
-    handler = InboundHandler(store, directory, inbound, clock, texts, dispatcher.signatures)
+    joins = build_keywords(settings, store.db, records, clock)
+    handler = InboundHandler(
+        store, directory, inbound, clock, texts, dispatcher.signatures, optin=joins
+    )
     return Followup(
         delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
         inbound_log=inbound,

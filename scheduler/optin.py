@@ -1,33 +1,17 @@
-"""Wiring of opt-in: the `[optin]` settings as the sign-up service's config, and the small app
-that `sms-outbox web` serves with the /join blueprint (a fuller web app registers the same
-blueprint: `jobs.optin.pages.blueprint`)."""
+"""Wiring of opt-in: the `[optin]` settings as the sign-up service and the keyword handler."""
 
 from __future__ import annotations
-
-import hashlib
-import hmac
-import signal
-import threading
-from types import FrameType
-
-import structlog
-from flask import Flask
-from flask_wtf import CSRFProtect
 
 from jobs.clock import Clock, SystemClock
 from jobs.mongo.connection import Db
 from jobs.mongo.directory import Directory
 from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import OutboxStore
-from jobs.optin.pages import blueprint
+from jobs.optin.keywords import KeywordOptIn
 from jobs.optin.service import OptInConfig, SignUp
+from jobs.records import MessageRecords
 from jobs.rules.optin import Limits, Program
 from scheduler.settings import Settings, keyring
-from scheduler.web import Served, WsgiApp
-
-log = structlog.get_logger("sms_outbox.web")
-MAX_FORM_BYTES = 16 * 1024
-THREADS = 4
 
 
 def optin_config(settings: Settings) -> OptInConfig:
@@ -60,41 +44,8 @@ def build_signup(settings: Settings, db: Db, clock: Clock | None = None) -> Sign
     )  # fmt: skip
 
 
-def create_app(signup: SignUp, program: Program, secret_key: bytes) -> Flask:
-    """A minimal app serving /join: sessions only carry the CSRF token."""
-    app = Flask("sms_outbox_optin")
-    app.config.update(
-        SECRET_KEY=secret_key, MAX_CONTENT_LENGTH=MAX_FORM_BYTES, WTF_CSRF_TIME_LIMIT=3600,
-        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-    )  # fmt: skip
-    CSRFProtect(app)
-    app.register_blueprint(blueprint(lambda: signup, program))
-    return app
-
-
-def session_key(daemon_key: str) -> bytes:
-    """The app's cookie-signing key, derived from the daemon's key (no setting of its own)."""
-    return hmac.new(daemon_key.encode(), b"sms-outbox optin web session", hashlib.sha256).digest()
-
-
-def serve_web(settings: Settings, db: Db, listen: str | None) -> int:
-    """Serve /join on waitress until SIGTERM or SIGINT."""
-    signup = build_signup(settings, db)
-    signup.store.ensure_indexes()
-    app = create_app(signup, signup.config.program, session_key(signup.keys.daemon_key()))
-    wsgi: WsgiApp = app.wsgi_app
-    served = Served(wsgi, listen or settings.optin.listen, threads=THREADS)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    served.start("web")
-    log.info("web.listening", url=served.url)
-    while not stop.wait(0.5):
-        pass
-    served.close()
-    log.info("web.stopped")
-    return 0
+def build_keywords(
+    settings: Settings, db: Db, records: MessageRecords | None, clock: Clock | None = None
+) -> KeywordOptIn:
+    """The JOIN/YES handler of the daemon's inbound step; `records` confirms each text."""
+    return KeywordOptIn(build_signup(settings, db, clock), records)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch import receipts
-from jobs.errors import InputError, StoreError
+from jobs.errors import InputError, NotConfirmedYet, StoreError
 from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
@@ -19,6 +20,9 @@ from jobs.rules import callbacks
 log = structlog.get_logger("sms_outbox.followup")
 
 InboundHandler = Callable[[Mapping[str, Any]], str]
+# An inbound text whose Flowroute record is missing is tried again this often, for this long.
+CONFIRM_RETRY = timedelta(seconds=5)
+CONFIRM_HORIZON = timedelta(minutes=10)
 Check = Callable[[], int]
 
 
@@ -64,6 +68,10 @@ class Followup:
                     self.inbox.applied(entry, self.clock.now(), self.inbound(entry))
                 else:
                     raise InputError(f"no such callback kind: {str(kind)[:20]!r}")
+            except NotConfirmedYet as exc:
+                # Flowroute's record of the text is not there yet: applied again later.
+                log.info("inbox.unconfirmed", entry=str(entry.get("_id")), reason=str(exc))
+                self.inbox.wait(entry, self.clock.now(), CONFIRM_RETRY, CONFIRM_HORIZON)
             except InputError as exc:
                 log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
                 self.inbox.applied(entry, self.clock.now(), "invalid")

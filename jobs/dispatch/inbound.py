@@ -18,6 +18,7 @@ from jobs.model import State
 from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc, OutboxStore
+from jobs.optin.keywords import KeywordOptIn
 from jobs.rules import keywords, replies, segments
 from jobs.rules.keywords import Keyword
 
@@ -72,6 +73,7 @@ class InboundHandler:
         clock: Clock,
         texts: ReplyTexts,
         signatures: Signatures | None,
+        optin: KeywordOptIn | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -79,12 +81,23 @@ class InboundHandler:
         self.clock = clock
         self.texts = texts
         self.signatures = signatures
+        self.optin = optin
 
     def __call__(self, entry: Mapping[str, Any]) -> str:
         fields = stored_inbound(entry.get("fields"))
         now = self.clock.now()
         if not self.inbound.record(fields, now):
             return "duplicate"
+        # Opt-in by keyword (JOIN, then YES), each confirmed with Flowroute first.
+        if self.optin is not None and self.directory.is_source(fields["to"]):
+            handled = self.optin(fields, entry.get("received_at"))
+            if handled is not None:
+                self.inbound.settle(
+                    fields["inbound_id"], handled.keyword, handled.outcome, handled.replied
+                )
+                log.info("inbound.applied", inbound_id=fields["inbound_id"],
+                         keyword=handled.keyword, outcome=handled.outcome)  # fmt: skip
+                return handled.outcome
         keyword = keywords.classify(fields["body"])
         ours = fields["to"]
         bound = log.bind(inbound_id=fields["inbound_id"], keyword=keyword)

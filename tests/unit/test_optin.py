@@ -63,9 +63,7 @@ def cycle(
     keys: KeyRing,
 ) -> Dispatcher:  # fmt: skip
     config = DispatchConfig(lease_seconds=LEASE.total_seconds(), max_attempts=3)
-    return Dispatcher(
-        store, directory, provider, CountingPacer(), clock, config, Signatures(keys)
-    )
+    return Dispatcher(store, directory, provider, CountingPacer(), clock, config, Signatures(keys))
 
 
 def texts_to(provider: FakeProvider, number: str) -> list[str]:

@@ -1,0 +1,110 @@
+"""Opt-in by keyword: a JOIN texted to a program number gets "Reply YES to confirm"; a YES within
+24 hours verifies the number, with both inbound ids as evidence. Both texts are believed only
+once Flowroute's records confirm them (jobs/optin/confirm.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from jobs import metrics
+from jobs.optin import messages
+from jobs.optin.confirm import confirmed
+from jobs.optin.service import SignUp
+from jobs.records import MessageRecords
+from jobs.rules import identity, keywords, optin
+from jobs.rules.optin import Kind
+
+log = structlog.get_logger("sms_outbox.optin")
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What came of an opt-in keyword, as the inbound log records it."""
+
+    keyword: str
+    outcome: str
+    replied: bool = False
+
+
+class KeywordOptIn:
+    """Handles JOIN and YES texts; any other text is not its business (None)."""
+
+    def __init__(self, signup: SignUp, records: MessageRecords | None) -> None:
+        self.signup = signup
+        self.records = records
+
+    def __call__(self, fields: Mapping[str, Any], received_at: Any) -> Handled | None:
+        word = keywords.normalize(fields["body"])
+        config = self.signup.config
+        if word in config.keywords:
+            return self._join(fields, received_at)
+        if word in config.confirm_words:
+            return self._yes(fields, received_at)
+        return None
+
+    def _join(self, fields: Mapping[str, Any], received_at: Any) -> Handled:
+        now = self.signup.clock.now()
+        store, number = self.signup.store, fields["from"]
+        if not confirmed(self.records, fields, received_at, now):
+            return Handled("join", "unconfirmed")
+        view = identity.view(number, store.consent_of(number))
+        if view is not None and view.get("verified") and not view.get("opted_out"):
+            return Handled("join", "already_opted_in")
+        refusal = self.signup.take_number_slots(number, now)
+        if refusal is not None:
+            log.info("optin.refused", reason=refusal.value, via="keyword")
+            return Handled("join", f"join_{refusal.value}")
+        expires = now + optin.KEYWORD_WINDOW
+        join = {"_id": fields["inbound_id"], "phone": number, "to": fields["to"],
+                "text": fields["body"][:160], "at": now, "expires_at": expires}  # fmt: skip
+        store.add_join(join)
+        prompt = messages.message(
+            Kind.PROMPT, fields["inbound_id"], number, fields["to"],
+            self.signup.config.program.prompt_text(), now, self.signup.signatures,
+        )  # fmt: skip
+        messages.queue(self.signup.outbox, prompt)
+        store.record_event(number, "join_prompted", now, inbound_id=fields["inbound_id"],
+                           message_id=prompt["_id"])  # fmt: skip
+        metrics.optin("join_prompted")
+        return Handled("join", "join_prompted", replied=True)
+
+    def _yes(self, fields: Mapping[str, Any], received_at: Any) -> Handled:
+        now = self.signup.clock.now()
+        store, number = self.signup.store, fields["from"]
+        join = store.open_join(number, now)
+        if join is None:
+            return Handled("yes", "yes_without_join")  # YES alone enrols nobody
+        if not confirmed(self.records, fields, received_at, now):
+            return Handled("yes", "unconfirmed")
+        if not store.use_join(join["_id"], fields["inbound_id"], now):
+            return Handled("yes", "already_opted_in")
+        prompt_id = optin.message_id(Kind.PROMPT, str(join["_id"]), number)
+        evidence = self._evidence(join, fields, now, prompt_id)
+        store.verify(number, evidence, now)
+        store.record_event(number, "verified", now, via="keyword", inbound_id=fields["inbound_id"])
+        log.info("optin.verified", via="keyword", inbound_id=fields["inbound_id"])
+        metrics.optin("verified")
+        welcome = messages.message(
+            Kind.WELCOME, fields["inbound_id"], number, fields["to"],
+            self.signup.config.program.welcome_text(), now, self.signup.signatures,
+        )  # fmt: skip
+        messages.queue(self.signup.outbox, welcome)
+        return Handled("yes", "opted_in", replied=True)
+
+    def _evidence(
+        self, join: Mapping[str, Any], fields: Mapping[str, Any], now: datetime, prompt_id: str
+    ) -> dict[str, Any]:
+        return {
+            "at": now, "source": "keyword", "method": "join_yes",
+            "join_inbound_id": join["_id"], "join_text": join.get("text"),
+            "join_at": join.get("at"), "yes_inbound_id": fields["inbound_id"],
+            "yes_text": fields["body"][:160], "texted": fields["to"],
+            "terms": self.signup.config.program.terms_record(), "prompt_message_id": prompt_id,
+            "prompt_provider_id": self.signup.store.provider_id(prompt_id),
+            "confirmed_with": "flowroute_records",
+        }  # fmt: skip
