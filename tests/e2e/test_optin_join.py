@@ -1,0 +1,124 @@
+"""/join as a person uses it: `sms-outbox web` and the daemon against the simulator, the page
+filled in headless Chromium (Selenium with Debian's chromium-driver), the code read from the
+texts the simulator accepted, as the phone would show it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from jobs.doubles.simulator import FlowrouteSimulator
+from tests.conftest import Cli
+from tests.e2e.observe import free_port, get, wait_for
+from tests.integration.stack import Db
+from tests.processes import stop
+
+SOURCE, PERSON = "12065550100", "12065550142"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@contextmanager
+def chromium(tmp_path: Path) -> Iterator[WebDriver]:
+    """Headless Chromium driven by chromedriver; quit on every path."""
+    assert CHROMIUM is not None and CHROMEDRIVER is not None
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(arg)  # fmt: skip
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _ok(result: Any) -> str:
+    assert result.returncode == 0, result.stderr
+    return str(result.stdout)
+
+
+def _shown(driver: WebDriver, element_id: str) -> str:
+    found = WebDriverWait(driver, 30).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id))
+    )
+    return str(found.text)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="needs chromium-driver")
+def test_a_person_signs_up_on_join_with_the_code_texted_to_their_phone(
+    cli: Cli, simulator: FlowrouteSimulator, db: Db, tmp_path: Path
+) -> None:
+    _ok(cli("senders", "grant", "ops", SOURCE))
+    base = f"http://127.0.0.1:{free_port()}"
+    cli.env["SMS_OUTBOX_OPTIN__PROGRAM"] = "Pool News"
+    cli.env["SMS_OUTBOX_OPTIN__TERMS_URL"] = "https://example.org/terms"
+    web = cli.popen("web", "--listen", base.removeprefix("http://"))
+    daemon = None
+    try:
+        wait_for(lambda: get(base + "/join")[0] == 200, "the sign-up page")
+        daemon = cli.popen("run")  # after the page made the daemon key, so neither races for it
+        with chromium(tmp_path) as driver:
+            driver.get(base + "/join")
+            assert "Pool News" in driver.find_element(By.ID, "terms").text
+            consent = driver.find_element(By.ID, "consent")
+            assert not consent.is_selected()
+            driver.find_element(By.ID, "phone").send_keys("(206) 555-0142")
+            consent.click()
+            driver.find_element(By.ID, "send-code").click()
+            assert "Check your phone" in _shown(driver, "check-phone")
+
+            text = wait_for(
+                lambda: next((m for m in simulator.messages() if m.to == PERSON), None),
+                "the code to reach the phone",
+            )
+            code = re.search(r"\b(\d{6})\b", text.body)
+            assert text.from_ == SOURCE and code, text.body
+            wait_for(lambda: (db["outbox"].find_one({"provider_id": text.id}) or None),
+                     "the daemon to record the code's send")  # fmt: skip
+            driver.find_element(By.ID, "code").send_keys(code.group(1))
+            driver.find_element(By.ID, "confirm").click()
+            assert "You are subscribed" in _shown(driver, "subscribed")
+            driver.save_screenshot(str(tmp_path / "join.png"))
+
+        user = db["users"].find_one({"phone": PERSON}) or {}
+        consent_record = user["consent"]
+        assert user["verified"] is True
+        assert consent_record["client"] == "127.0.0.1"
+        assert "Chrome" in consent_record["user_agent"]
+        assert consent_record["terms"]["version"] == "1"
+        assert "https://example.org/terms" in consent_record["terms"]["text"]
+        assert consent_record["code_provider_id"] == text.id
+        welcome = wait_for(
+            lambda: [m for m in simulator.messages() if m.to == PERSON][1:] or None,
+            "the welcome text",
+        )
+        assert "Pool News" in welcome[0].body and "STOP" in welcome[0].body
+        # Once the daemon has nothing left, the person got the code and one welcome.
+        assert _ok(cli("run", "--until-idle", timeout=60)) is not None
+        assert len([m for m in simulator.messages() if m.to == PERSON]) == 2
+    finally:
+        _, err = stop(web)
+        if daemon is not None:
+            stop(daemon)
+    assert web.returncode == 0, err
