@@ -31,6 +31,7 @@ from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import Doc, OutboxStore
+from jobs.optin import history
 from jobs.rules import intake, interventions, phone, segments
 from jobs.rules.optout_rate import Rate
 from scheduler import logs, watch
@@ -216,12 +217,29 @@ def _cmd_recipients(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE if report.refused else EXIT_OK
     elif args.action == "check":
         return _check_recipients(directory, fix=args.fix, as_json=args.json)
+    elif args.action in ("show", "export"):
+        return _consent_history(args, OptInStore(directory.users.database))
     else:
         rows = list(directory.recipients())
         if args.json:
             _print(rows, True)
         else:
             _print([_recipient_line(r) for r in rows], False)
+    return EXIT_OK
+
+
+def _consent_history(args: argparse.Namespace, store: OptInStore) -> int:
+    """`recipients show NUMBER` and `recipients export --evidence` (jobs/optin/history.py)."""
+    if args.action == "show":
+        shown = history.history(store, args.number)
+        _print(shown, True) if args.json else print(history.text(shown))
+        return EXIT_OK
+    if args.output is None:
+        history.export(store, sys.stdout)
+        return EXIT_OK
+    with Path(args.output).open("w", newline="", encoding="utf-8") as out:
+        rows = history.export(store, out)
+    print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

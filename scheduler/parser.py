@@ -64,6 +64,13 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
         "--fix", action="store_true", help="merge each number's records into one, keeping evidence"
     )
     check.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="NUMBER's whole consent history, with its evidence")
+    show.add_argument("number")
+    show.add_argument("--json", action="store_true")
+    export = actions.add_parser("export", help="write every consent history as CSV, for an audit")
+    export.add_argument("--evidence", action="store_true", required=True,
+                        help="one row per consent, opt-out, sign-up step and text")  # fmt: skip
+    export.add_argument("--output", metavar="FILE", help="write here instead of standard output")
     recipients.set_defaults(handler=handlers["recipients"])
 
     for name, help_text in (

@@ -182,5 +182,16 @@ class OptInStore:
     def events_of(self, number: str) -> list[Doc]:
         return list(self.events.find({"phone": number}, {"_id": 0}).sort("at", ASCENDING))
 
+    def texts_of(self, number: str) -> list[Doc]:
+        """The texts `number` sent us, as the inbound log keeps them (with what came of each)."""
+        fields = {"body": 1, "to": 1, "keyword": 1, "outcome": 1, "received_at": 1}
+        return list(self.db["inbound"].find({"from": number}, fields).sort("received_at", 1))
+
+    def numbers(self) -> list[str]:
+        """Every number with a `users` record or an opt-in event, as stored."""
+        found = {p for p in self.users.distinct("phone") if isinstance(p, str)}
+        found |= {p for p in self.events.distinct("phone") if isinstance(p, str)}
+        return sorted(found)
+
     def all_events(self) -> Iterator[Doc]:
         yield from self.events.find({}, {"_id": 0}).sort([("phone", ASCENDING), ("at", ASCENDING)])

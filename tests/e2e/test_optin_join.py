@@ -4,6 +4,7 @@ texts the simulator accepted, as the phone would show it."""
 
 from __future__ import annotations
 
+import csv
 import re
 import shutil
 from collections.abc import Iterator
@@ -117,6 +118,23 @@ def test_a_person_signs_up_on_join_with_the_code_texted_to_their_phone(
         # Once the daemon has nothing left, the person got the code and one welcome.
         assert _ok(cli("run", "--until-idle", timeout=60)) is not None
         assert len([m for m in simulator.messages() if m.to == PERSON]) == 2
+
+        # Operators see the whole history, and can export it for an audit.
+        _ok(cli("recipients", "opt-out", PERSON, "--reason", "asked by phone"))
+        shown = _ok(cli("recipients", "show", "(206) 555-0142"))
+        lines = shown.splitlines()
+        assert lines[0] == f"{PERSON}\topted out"
+        events = [line.split()[1] for line in lines[1:]]
+        assert events == ["code_sent", "consent", "verified", "opt_out"], shown
+        assert text.id in shown and consent_record["terms"]["sha256"] in shown
+        exported = tmp_path / "evidence.csv"
+        _ok(cli("recipients", "export", "--evidence", "--output", str(exported)))
+        rows = list(csv.DictReader(exported.open(encoding="utf-8")))
+        (row,) = [r for r in rows if r["event"] == "consent"]
+        assert (row["phone"], row["client"], row["code_provider_id"]) == (
+            PERSON, "127.0.0.1", text.id,
+        )  # fmt: skip
+        assert row["terms_sha256"] == consent_record["terms"]["sha256"]
     finally:
         _, err = stop(web)
         if daemon is not None:

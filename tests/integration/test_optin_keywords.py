@@ -126,3 +126,30 @@ def test_a_yes_without_a_join_enrols_nobody(
     loop.drain()
     assert simulator.messages() == []
     assert db["users"].find_one({"phone": person}) is None
+
+
+def test_an_opted_out_number_joins_again_by_text_and_its_opt_out_stays_on_record(
+    loop: Stack, simulator: FlowrouteSimulator, db: Db
+) -> None:
+    (person,) = numbers(1, start=70)
+    simulator.send_inbound(person, SOURCE, "STOP")
+    loop.drain()
+    simulator.send_inbound(person, SOURCE, "JOIN")
+    loop.drain()
+    simulator.send_inbound(person, SOURCE, "YES")
+    loop.drain()
+    user = db["users"].find_one({"phone": person}) or {}
+    assert user["verified"] is True and "opted_out" not in user
+    (earlier,) = user["opt_outs"]
+    assert earlier["reason"] == "texted STOP"
+    assert texts_to(simulator, person)[-1] == CONFIG.program.welcome_text()
+
+
+def test_join_is_limited_per_number(loop: Stack, simulator: FlowrouteSimulator, db: Db) -> None:
+    (person,) = numbers(1, start=80)
+    for _ in range(4):
+        simulator.send_inbound(person, SOURCE, "JOIN")
+    loop.drain()
+    assert texts_to(simulator, person) == [CONFIG.program.prompt_text()] * 3
+    outcomes = sorted(d["outcome"] for d in db["inbound"].find({"from": person}))
+    assert outcomes == ["join_number_hourly"] + ["join_prompted"] * 3
