@@ -9,14 +9,13 @@ path writes it, with each earlier consent and opt-out kept in `consents` and `op
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jobs.mongo.connection import adapter
 from jobs.rules.identity import spellings
@@ -70,11 +69,9 @@ class OptInStore:
             if taken is not None:
                 previous = taken["until"]
                 return previous if isinstance(previous, datetime) else now
-            try:
-                self.slots.insert_one({"_id": slot_id, "until": until})
-            except DuplicateKeyError:
-                continue  # in use (or taken by a concurrent request just now)
-            return now
+            if self._insert_once(self.slots, {"_id": slot_id, "until": until}):
+                return now
+            # in use (or taken by a concurrent request just now): try the next slot
         return None
 
     def give_back(self, window: Window, taken_until: datetime, previous: datetime) -> None:
@@ -90,16 +87,30 @@ class OptInStore:
     def count_code(self, hour: datetime, cap: int) -> int | None:
         """Count one code in the global counter of `hour`; its new count, or None when the
         cap was already reached (nothing counted)."""
-        try:
-            done = self.hours.find_one_and_update(
-                {"_id": hour.isoformat(), "count": {"$lt": cap}},
-                {"$inc": {"count": 1}, "$setOnInsert": {"purge_at": hour + timedelta(days=2)}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            return None  # the hour's counter exists and is at the cap: the upsert collided
+        doc_id = hour.isoformat()
+        self._insert_once(
+            self.hours, {"_id": doc_id, "count": 0, "purge_at": hour + timedelta(days=2)}
+        )
+        done = self.hours.find_one_and_update(
+            {"_id": doc_id, "count": {"$lt": cap}},
+            {"$inc": {"count": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
         return int(done["count"]) if done is not None else None
+
+    @staticmethod
+    def _insert_once(collection: Collection[Doc], doc: Doc) -> bool:
+        """Insert `doc`; False when its _id exists. FerretDB reports a concurrent insert of the
+        same _id as an internal error naming the duplicate key, not as 11000."""
+        try:
+            collection.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        except OperationFailure as exc:
+            if "duplicate key" not in str(exc):
+                raise
+            return False
+        return True
 
     def codes_in_hour(self, hour: datetime) -> int:
         doc = self.hours.find_one({"_id": hour.isoformat()}) or {}
@@ -136,8 +147,7 @@ class OptInStore:
     # Keyword joins
 
     def add_join(self, doc: Doc) -> None:
-        with suppress(DuplicateKeyError):  # the same JOIN applied again
-            self.joins.insert_one({**doc, "purge_at": doc["expires_at"] + KEEP_LAPSED})
+        self._insert_once(self.joins, {**doc, "purge_at": doc["expires_at"] + KEEP_LAPSED})
 
     def open_join(self, number: str, now: datetime) -> Doc | None:
         """The latest JOIN of `number` still waiting for its YES."""

@@ -37,15 +37,19 @@ class KeywordOptIn:
     def __init__(self, signup: SignUp, records: MessageRecords | None) -> None:
         self.signup = signup
         self.records = records
+        self._indexed = False
 
     def __call__(self, fields: Mapping[str, Any], received_at: Any) -> Handled | None:
         word = keywords.normalize(fields["body"])
         config = self.signup.config
+        if word not in config.keywords and word not in config.confirm_words:
+            return None
+        if not self._indexed:  # the web app makes them too; a daemon alone needs them here
+            self.signup.store.ensure_indexes()
+            self._indexed = True
         if word in config.keywords:
             return self._join(fields, received_at)
-        if word in config.confirm_words:
-            return self._yes(fields, received_at)
-        return None
+        return self._yes(fields, received_at)
 
     def _join(self, fields: Mapping[str, Any], received_at: Any) -> Handled:
         now = self.signup.clock.now()
