@@ -98,6 +98,10 @@ class OptInStore:
         )
         return int(done["count"]) if done is not None else None
 
+    def note_capped(self, hour: datetime) -> None:
+        """Count a request the cap refused, for the metric the daemon serves."""
+        self.hours.update_one({"_id": hour.isoformat()}, {"$inc": {"refused": 1}})
+
     @staticmethod
     def _insert_once(collection: Collection[Doc], doc: Doc) -> bool:
         """Insert `doc`; False when its _id exists. FerretDB reports a concurrent insert of the
@@ -113,9 +117,13 @@ class OptInStore:
         return True
 
     def codes_in_hour(self, hour: datetime) -> int:
+        return self.hour_counts(hour)[0]
+
+    def hour_counts(self, hour: datetime) -> tuple[int, int]:
+        """Codes (and YES prompts) sent in `hour`, and those refused by the global cap."""
         doc = self.hours.find_one({"_id": hour.isoformat()}) or {}
-        count = doc.get("count")
-        return count if isinstance(count, int) else 0
+        count, refused = doc.get("count"), doc.get("refused")
+        return (count if isinstance(count, int) else 0, refused if isinstance(refused, int) else 0)
 
     # Codes
 

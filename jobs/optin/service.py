@@ -203,6 +203,7 @@ class SignUp:
         log.warning("optin.paused", codes_per_hour=limits.codes_per_hour,
                     spend_per_hour=round(spend, 4), client=client)  # fmt: skip
         metrics.optin("paused")
+        self.store.note_capped(optin.hour_bucket(self.clock.now()))
         return Answer(number=number, refusal=Refusal.PAUSED)
 
     def _refused(self, refusal: Refusal, number: str | None, client: str) -> Answer:

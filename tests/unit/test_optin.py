@@ -246,3 +246,21 @@ def test_terms_carry_a_version_and_the_hash_of_the_text_shown() -> None:
     changed = replace(program, frequency="Up to 8 msgs/month").terms_record()
     assert changed["sha256"] != record["sha256"]
     assert all(len(optin.new_code()) == 6 for _ in range(50))
+
+
+def test_the_cap_shows_in_the_daemons_metrics_whichever_process_served_the_page(
+    signup: SignUp, db: Database[Doc], clock: ManualClock
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from jobs import health
+    from scheduler.exporter import OutboxCollector
+
+    signup.config = replace(signup.config, limits=Limits(codes_per_hour=1))
+    ask(signup, "13125550900", "10.2.0.1")
+    ask(signup, "13125550901", "10.2.0.2")
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(db, clock, health.AlwaysActive(), cache_seconds=5))
+    scraped = generate_latest(registry).decode()
+    assert "sms_outbox_optin_codes_this_hour 1.0" in scraped
+    assert "sms_outbox_optin_capped_this_hour 1.0" in scraped
