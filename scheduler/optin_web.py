@@ -48,7 +48,12 @@ def serve_web(settings: Settings, db: Db, listen: str | None) -> int:
     signup = build_signup(settings, db)
     signup.store.ensure_indexes()
     app = create_app(signup, signup.config.program, session_key(signup.keys.daemon_key()))
-    served = Served(app, listen or settings.optin.listen, threads=THREADS)
+    proxy: dict[str, object] = {}
+    if settings.optin.trusted_proxy:
+        # The client address the limits count is the one the proxy saw, not the proxy's own.
+        proxy = {"trusted_proxy": settings.optin.trusted_proxy, "trusted_proxy_count": 1,
+                 "trusted_proxy_headers": "x-forwarded-for"}  # fmt: skip
+    served = Served(app, listen or settings.optin.listen, threads=THREADS, **proxy)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -252,6 +252,8 @@ class OptInSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     listen: str = "127.0.0.1:8091"
+    # The reverse proxy in front of /join, whose X-Forwarded-For gives the client address.
+    trusted_proxy: str | None = None
     program: str | None = Field(None, min_length=1, max_length=40)  # default: replies.program
     number: str | None = None  # the program number codes come from; default: the first granted
     description: str = Field("Alerts and updates", min_length=1, max_length=120)

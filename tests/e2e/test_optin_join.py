@@ -8,11 +8,13 @@ import csv
 import re
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -139,4 +141,43 @@ def test_a_person_signs_up_on_join_with_the_code_texted_to_their_phone(
         _, err = stop(web)
         if daemon is not None:
             stop(daemon)
+    assert web.returncode == 0, err
+
+
+def _form(session: requests.Session, base: str) -> str:
+    page = session.get(base + "/join", timeout=10).text
+    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def test_hammering_the_form_sends_no_more_codes_than_the_limits_allow(
+    cli: Cli, simulator: FlowrouteSimulator, db: Db
+) -> None:
+    _ok(cli("senders", "grant", "ops", SOURCE))
+    base = f"http://127.0.0.1:{free_port()}"
+    web = cli.popen("web", "--listen", base.removeprefix("http://"))
+    try:
+        wait_for(lambda: get(base + "/join")[0] == 200, "the sign-up page")
+        session = requests.Session()
+        token = _form(session, base)
+
+        def post(number: str) -> int:
+            form = {"csrf_token": token, "phone": number, "consent": "y"}
+            return session.post(base + "/join", data=form, timeout=30).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            same = list(pool.map(post, [PERSON] * 12))
+        assert sorted(same) == [200] * 3 + [429] * 9
+        others = [f"1312555{n:04d}" for n in range(100, 120)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            spread = list(pool.map(post, others))
+        assert spread.count(200) == 7 and spread.count(429) == 13  # 10 per address in all
+        without_token = requests.post(base + "/join", data={"phone": others[0], "consent": "y"},
+                                      timeout=10)  # fmt: skip
+        assert without_token.status_code == 400
+        assert db["outbox"].count_documents({}) == 10
+        assert db["outbox"].count_documents({"to": PERSON}) == 3
+    finally:
+        _, err = stop(web)
     assert web.returncode == 0, err

@@ -4,6 +4,7 @@ pumping; on the in-memory database with a manual clock and the real send cycle."
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +15,13 @@ from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
+from jobs.errors import NotConfirmedYet, RetryableError
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo.directory import Directory
 from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.optin import messages
+from jobs.optin.keywords import KeywordOptIn
 from jobs.optin.service import OptInConfig, SignUp
 from jobs.rules import optin, signing
 from jobs.rules.optin import Kind, Limits, Refusal
@@ -264,3 +267,60 @@ def test_the_cap_shows_in_the_daemons_metrics_whichever_process_served_the_page(
     scraped = generate_latest(registry).decode()
     assert "sms_outbox_optin_codes_this_hour 1.0" in scraped
     assert "sms_outbox_optin_capped_this_hour 1.0" in scraped
+
+
+class Records:
+    """Flowroute's message records as the keyword path reads them: known ids or a 404."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, dict[str, Any]] = {}
+
+    def get(self, provider_id: str) -> dict[str, Any]:
+        if provider_id not in self.known:
+            raise RetryableError("404", "record lookup refused")
+        return self.known[provider_id]
+
+    def between(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def text(self, body: str, *, recorded: bool = True) -> dict[str, Any]:
+        fields = {"inbound_id": f"mdr2-{len(self.known) + 100:032x}", "from": UNKNOWN,
+                  "to": SENDER, "body": body}  # fmt: skip
+        if recorded:
+            self.known[fields["inbound_id"]] = {"direction": "inbound", "from": UNKNOWN,
+                                                "to": "+" + SENDER, "body": body}  # fmt: skip
+        return fields
+
+
+def test_a_yes_after_24_hours_verifies_nothing(
+    signup: SignUp, clock: ManualClock, db: Database[Doc]
+) -> None:
+    records = Records()
+    joins = KeywordOptIn(signup, records)
+    handled = joins(records.text("join"), clock.now())
+    assert handled is not None and handled.outcome == "join_prompted"
+    clock.advance(optin.KEYWORD_WINDOW.total_seconds() + 1)
+    late = joins(records.text("Yes"), clock.now())
+    assert late is not None and late.outcome == "yes_without_join"
+    assert db["users"].find_one({"phone": UNKNOWN}) is None
+
+
+def test_a_yes_whose_record_is_missing_waits_then_counts_for_nothing(
+    signup: SignUp, clock: ManualClock, db: Database[Doc]
+) -> None:
+    records = Records()
+    joins = KeywordOptIn(signup, records)
+    joins(records.text("JOIN"), clock.now())
+    yes = records.text("YES", recorded=False)
+    received = clock.now()
+    with pytest.raises(NotConfirmedYet):
+        joins(yes, received)
+    clock.advance(180)
+    handled = joins(yes, received)
+    assert handled is not None and handled.outcome == "unconfirmed"
+    assert not (db["users"].find_one({"phone": UNKNOWN}) or {}).get("verified")
+    # A record that says something else is no confirmation either.
+    other = records.text("YES")
+    records.known[other["inbound_id"]]["body"] = "no"
+    contradicted = joins(other, clock.now())
+    assert contradicted is not None and contradicted.outcome == "unconfirmed"
