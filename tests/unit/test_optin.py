@@ -324,3 +324,23 @@ def test_a_yes_whose_record_is_missing_waits_then_counts_for_nothing(
     records.known[other["inbound_id"]]["body"] = "no"
     contradicted = joins(other, clock.now())
     assert contradicted is not None and contradicted.outcome == "unconfirmed"
+
+
+def test_optin_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.errors import ConfigError
+    from scheduler.optin import optin_config
+    from scheduler.settings import load_settings
+
+    for name, value, setting in (
+        ("NUMBER", "not a number", r"optin\.number"),
+        ("TERMS_URL", "javascript:alert(1)", r"optin\.terms_url"),
+    ):
+        with monkeypatch.context() as env:
+            env.setenv(f"SMS_OUTBOX_OPTIN__{name}", value)
+            with pytest.raises(ConfigError, match=setting):
+                load_settings(None, {})
+    monkeypatch.setenv("SMS_OUTBOX_OPTIN__NUMBER", "(206) 555-0100")
+    monkeypatch.setenv("SMS_OUTBOX_OPTIN__KEYWORDS", '["JOIN", "Sign Up!"]')
+    config = optin_config(load_settings(None, {}))
+    assert config.number == "12065550100" and config.keywords == ("join", "sign up")
+    assert config.program.name == "sms-outbox"
