@@ -20,7 +20,8 @@ from jobs.rules import callbacks
 log = structlog.get_logger("sms_outbox.followup")
 
 InboundHandler = Callable[[Mapping[str, Any]], str]
-# An inbound text whose Flowroute record is missing is tried again this often, for this long.
+# An inbound text whose Flowroute record is missing is tried again after this, doubling each
+# time (a few lookups per forged text), for at most this long.
 CONFIRM_RETRY = timedelta(seconds=5)
 CONFIRM_HORIZON = timedelta(minutes=10)
 Check = Callable[[], int]
@@ -71,7 +72,9 @@ class Followup:
             except NotConfirmedYet as exc:
                 # Flowroute's record of the text is not there yet: applied again later.
                 log.info("inbox.unconfirmed", entry=str(entry.get("_id")), reason=str(exc))
-                self.inbox.wait(entry, self.clock.now(), CONFIRM_RETRY, CONFIRM_HORIZON)
+                tries = entry.get("tries")
+                backoff = CONFIRM_RETRY * 2 ** min(tries if isinstance(tries, int) else 0, 4)
+                self.inbox.wait(entry, self.clock.now(), backoff, CONFIRM_HORIZON)
             except InputError as exc:
                 log.warning("inbox.invalid", entry=str(entry.get("_id")), reason=str(exc))
                 self.inbox.applied(entry, self.clock.now(), "invalid")

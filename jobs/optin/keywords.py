@@ -54,11 +54,11 @@ class KeywordOptIn:
     def _join(self, fields: Mapping[str, Any], received_at: Any) -> Handled:
         now = self.signup.clock.now()
         store, number = self.signup.store, fields["from"]
-        if not confirmed(self.records, fields, received_at, now):
-            return Handled("join", "unconfirmed")
         view = identity.view(number, store.consent_of(number))
         if view is not None and view.get("verified") and not view.get("opted_out"):
-            return Handled("join", "already_opted_in")
+            return Handled("join", "already_opted_in")  # nothing to do: no lookup spent on it
+        if not confirmed(self.records, fields, received_at, now):
+            return Handled("join", "unconfirmed")
         refusal = self.signup.take_number_slots(number, now)
         if refusal is not None:
             log.info("optin.refused", reason=refusal.value, via="keyword")
