@@ -88,6 +88,8 @@ def test_a_person_signs_up_on_join_with_the_code_texted_to_their_phone(
             assert not consent.is_selected()
             driver.find_element(By.ID, "phone").send_keys("(206) 555-0142")
             consent.click()
+            driver.set_window_size(900, 900)
+            driver.save_screenshot(str(tmp_path / "join.png"))
             driver.find_element(By.ID, "send-code").click()
             assert "Check your phone" in _shown(driver, "check-phone")
 
@@ -102,7 +104,6 @@ def test_a_person_signs_up_on_join_with_the_code_texted_to_their_phone(
             driver.find_element(By.ID, "code").send_keys(code.group(1))
             driver.find_element(By.ID, "confirm").click()
             assert "You are subscribed" in _shown(driver, "subscribed")
-            driver.save_screenshot(str(tmp_path / "join.png"))
 
         user = db["users"].find_one({"phone": PERSON}) or {}
         consent_record = user["consent"]
