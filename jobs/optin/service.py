@@ -73,8 +73,13 @@ class SignUp:
     def program_number(self) -> str | None:
         """The number opt-in texts come from: the configured one, else the first granted."""
         if self.config.number is not None:
-            return self.config.number
+            if self.directory.is_source(self.config.number):
+                return self.config.number
+            log.error("optin.no_number", detail="optin.number is not granted to any sender")
+            return None
         grants = self.directory.senders()
+        if not grants:
+            log.error("optin.no_number", detail="no number is granted to any sender")
         return str(grants[0]["source"]) if grants else None
 
     def request(self, raw: object, consent: bool, client: str, user_agent: str) -> Answer:
@@ -100,8 +105,7 @@ class SignUp:
             log.info("optin.code_skipped", number=_masked(number), client=client)
             return Answer(request_id=request_id, number=number)
         source = self.program_number()
-        if source is None:
-            log.error("optin.no_number", detail="no number is granted to any sender")
+        if source is None:  # logged as optin.no_number: codes wait for a granted number
             self._give_back(taken)
             return self._refused(Refusal.PAUSED, number, client)
         if self.store.count_code(hour, limits.codes_per_hour) is None:

@@ -182,3 +182,30 @@ def test_hammering_the_form_sends_no_more_codes_than_the_limits_allow(
     finally:
         _, err = stop(web)
     assert web.returncode == 0, err
+
+
+def test_behind_a_trusted_proxy_each_visitor_has_its_own_limit(
+    cli: Cli, simulator: FlowrouteSimulator, db: Db
+) -> None:
+    _ok(cli("senders", "grant", "ops", SOURCE))
+    base = f"http://127.0.0.1:{free_port()}"
+    cli.env["SMS_OUTBOX_OPTIN__TRUSTED_PROXY"] = "127.0.0.1"
+    web = cli.popen("web", "--listen", base.removeprefix("http://"))
+    try:
+        wait_for(lambda: get(base + "/join")[0] == 200, "the sign-up page")
+        session = requests.Session()
+        token = _form(session, base)
+
+        def post(number: str, visitor: str) -> int:
+            form = {"csrf_token": token, "phone": number, "consent": "y"}
+            headers = {"X-Forwarded-For": visitor}
+            return session.post(base + "/join", data=form, headers=headers, timeout=30).status_code
+
+        first = [post(f"1312555{n:04d}", "198.51.100.1") for n in range(200, 211)]
+        assert first == [200] * 10 + [429]
+        assert post("13125550300", "198.51.100.2") == 200
+        codes = db["optin_codes"].distinct("client")
+        assert sorted(codes) == ["198.51.100.1", "198.51.100.2"]
+    finally:
+        _, err = stop(web)
+    assert web.returncode == 0, err

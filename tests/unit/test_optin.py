@@ -344,3 +344,12 @@ def test_optin_settings_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> N
     config = optin_config(load_settings(None, {}))
     assert config.number == "12065550100" and config.keywords == ("join", "sign up")
     assert config.program.name == "sms-outbox"
+
+
+def test_codes_wait_for_a_granted_program_number(signup: SignUp, db: Database[Doc]) -> None:
+    signup.config = replace(signup.config, number="12065550188")  # granted to nobody
+    assert ask(signup).refusal is Refusal.PAUSED
+    assert db["outbox"].count_documents({}) == 0
+    signup.config = replace(signup.config, number=None)  # the first granted number
+    assert ask(signup, client="10.3.0.1").refusal is None
+    assert (db["outbox"].find_one() or {})["from"] == SENDER
