@@ -353,3 +353,15 @@ def test_codes_wait_for_a_granted_program_number(signup: SignUp, db: Database[Do
     signup.config = replace(signup.config, number=None)  # the first granted number
     assert ask(signup, client="10.3.0.1").refusal is None
     assert (db["outbox"].find_one() or {})["from"] == SENDER
+
+
+def test_the_daemon_and_the_page_racing_for_the_daemon_key_get_the_same_one(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path / "shared-keys"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = set(pool.map(lambda _: KeyRing(folder).daemon_key(), range(16)))
+    assert len(found) == 1 and len(next(iter(found))) == 64
+    assert [p.name for p in folder.iterdir()] == ["daemon.key"]
