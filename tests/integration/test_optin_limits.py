@@ -25,8 +25,10 @@ def signup(db: Db, tmp_path: Path, limits: Limits) -> SignUp:
     store.ensure_indexes()
     outbox = OutboxStore(db, clock)
     outbox.ensure_indexes()
+    directory = Directory(db)
+    directory.grant("ops", SOURCE)
     config = replace(OptInConfig(number=SOURCE), limits=limits)
-    return SignUp(store, outbox, Directory(db), KeyRing(tmp_path / "keys"), clock, config)
+    return SignUp(store, outbox, directory, KeyRing(tmp_path / "keys"), clock, config)
 
 
 def hammer(service: SignUp, requests: list[tuple[str, str]]) -> list[Refusal | None]:
