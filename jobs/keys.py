@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class KeyRing:
             if key is None:
                 try:
                     _write_new(path, signing.new_key())
+                except FileExistsError:
+                    pass  # another process (the daemon, `sms-outbox web`) made it just now
                 except OSError as exc:
                     raise ConfigError(
                         f"setting security.keys_dir: cannot create {path}: {exc.strerror}"
@@ -120,7 +123,15 @@ def _read(path: Path) -> str | None:
 
 
 def _write_new(path: Path, key: str) -> None:
+    """Create `path` holding `key`, whole or not at all: the key is written to a private file
+    first and linked into place, so a process racing to create the same key reads all of it
+    (FileExistsError for the loser)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+    draft = path.with_name(f".draft-{os.getpid()}-{secrets.token_hex(8)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key + "\n")
+        os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)

@@ -90,6 +90,11 @@ def receipt(state: str) -> None:
     _sink.count("receipts", state=state)
 
 
+def optin(event: str) -> None:
+    """A sign-up step: a code sent, a number verified, a refusal by reason, codes paused."""
+    _sink.count("optin", step=event)
+
+
 class MeteredProvider:
     """An SmsProvider that reports each request's outcome and latency."""
 

@@ -43,6 +43,7 @@ from jobs.records import FlowrouteRecords, MessageRecords
 from jobs.rules import signing
 from jobs.rules.confirm import ConfirmConfig
 from jobs.rules.slots import SlotPlan, account_id
+from scheduler.optin import build_keywords
 from scheduler.settings import Settings, keyring
 
 log = structlog.get_logger("sms_outbox.daemon")
@@ -204,8 +205,16 @@ def build_followup(
         rs.program, rs.help_text, rs.stop_text, rs.start_text,
         timedelta(hours=rs.help_interval_hours),
     )  # fmt: skip
+    joins = build_keywords(settings, store.db, clock)
     handler = InboundHandler(
-        store, directory, inbound, clock, texts, dispatcher.signatures, config=config.confirm
+        store,
+        directory,
+        inbound,
+        clock,
+        texts,
+        dispatcher.signatures,
+        config=config.confirm,
+        optin=joins,
     )
     return Followup(
         delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,

@@ -21,6 +21,8 @@ from jobs.health import AccountStatus, Heartbeat
 from jobs.mongo import account as account_hold
 from jobs.mongo import reports
 from jobs.mongo.connection import Db
+from jobs.mongo.optin import OptInStore
+from jobs.rules.optin import hour_bucket
 from scheduler.web import Served, StartResponse, WsgiApp, respond, split_listen
 
 log = structlog.get_logger("sms_outbox.metrics")
@@ -46,6 +48,7 @@ class PrometheusSink:
             ),
             "opt_outs": counter("opt_outs", "Recipients who opted out, by how", "via"),
             "receipts": counter("receipts", "Delivery receipts by final state", "state"),
+            "optin": counter("optin", "Sign-up steps: codes sent, verified, refusals", "step"),
         }
         self._histograms: dict[str, Histogram] = {
             "send_seconds": Histogram(
@@ -155,7 +158,22 @@ class OutboxCollector:
             f"{PREFIX}_oldest_due_age_seconds", "How long the oldest due message has waited"
         )
         age.add_metric([], _age(queue.oldest_due, self.clock.now()))
-        return [up, by_state, by_reason, depth, age]
+        return [up, by_state, by_reason, depth, age, *self._signups()]
+
+    def _signups(self) -> list[Metric]:
+        """This hour's opt-in codes, and requests the global cap refused (codes paused), as
+        every process serving /join counts them in the database."""
+        try:
+            sent, refused = OptInStore(self.db).hour_counts(hour_bucket(self.clock.now()))
+        except StoreError:
+            return []
+        codes = GaugeMetricFamily(f"{PREFIX}_optin_codes_this_hour", "Opt-in codes sent")
+        codes.add_metric([], sent)
+        capped = GaugeMetricFamily(
+            f"{PREFIX}_optin_capped_this_hour", "Code requests refused by optin.codes_per_hour"
+        )
+        capped.add_metric([], refused)
+        return [codes, capped]
 
     def _account(self) -> Iterator[Metric]:
         try:

@@ -17,9 +17,10 @@ from pydantic_settings import (
 )
 
 from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
-from jobs.errors import ConfigError
+from jobs.errors import ConfigError, InputError
 from jobs.keys import KeyRing
 from jobs.model import DEFAULT_MAX_SEGMENTS
+from jobs.rules import keywords, phone
 from jobs.rules.quiet_hours import Window, holds_everywhere
 from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
 from scheduler.web import split_listen
@@ -314,6 +315,50 @@ class ReplySettings(BaseModel):
     optout_warn_rate: float = Field(0.05, gt=0, le=1)
 
 
+class OptInSettings(BaseModel):
+    """`[optin]`: the public sign-up page (/join) and the JOIN keyword, with the program's
+    terms as the page shows them and the limits against SMS pumping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8091"
+    # The reverse proxy in front of /join, whose X-Forwarded-For gives the client address.
+    trusted_proxy: str | None = None
+    program: str | None = Field(None, min_length=1, max_length=40)  # default: replies.program
+    number: str | None = None  # the program number codes come from; default: the first granted
+    description: str = Field("Alerts and updates", min_length=1, max_length=120)
+    frequency: str = Field("Up to 4 msgs/month", min_length=1, max_length=60)
+    help_stop: str = Field("Reply HELP for help, STOP to cancel.", min_length=1, max_length=80)
+    rates: str = Field("Msg&data rates may apply.", min_length=1, max_length=60)
+    terms_url: str | None = None
+    privacy_url: str | None = None
+    terms_version: str = Field("1", min_length=1, max_length=40)
+    keywords: list[str] = Field(default_factory=lambda: ["join"], min_length=1)
+    confirm_words: list[str] = Field(default_factory=lambda: ["yes"], min_length=1)
+    regions: list[str] = Field(default_factory=lambda: ["US", "CA"], min_length=1)
+    number_per_hour: int = Field(3, ge=1, le=100)
+    number_per_day: int = Field(5, ge=1, le=1000)
+    client_per_hour: int = Field(10, ge=1, le=10000)
+    codes_per_hour: int = Field(200, ge=1)
+    price_per_segment: float = Field(0.0079, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> OptInSettings:
+        _check_listen(self.listen, "optin.listen")
+        if self.number is not None:
+            try:
+                self.number = phone.normalize(self.number)
+            except InputError as exc:
+                raise ValueError(f"optin.number: {exc}") from None
+        for name in ("terms_url", "privacy_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("https://", "http://")):
+                raise ValueError(f"optin.{name} must be an http:// or https:// URL")
+        self.keywords = [keywords.normalize(k) for k in self.keywords]
+        self.confirm_words = [keywords.normalize(k) for k in self.confirm_words]
+        return self
+
+
 class LogSettings(BaseModel):
     """`[logging]`: `auto` writes JSON unless the output is a terminal."""
 
@@ -345,6 +390,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     dashboard: DashboardSettings = DashboardSettings()
     web: WebSettings = WebSettings()
+    optin: OptInSettings = OptInSettings()
 
     @classmethod
     def settings_customise_sources(

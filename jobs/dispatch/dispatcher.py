@@ -35,6 +35,7 @@ from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
 from jobs.rules import (
     intake,
+    optin,
     outcomes,
     quiet_hours,
     replay,
@@ -304,8 +305,9 @@ class Dispatcher:
             return self._reject(doc, vetted.problem, vetted.state)
         if self._early(doc):
             return State.QUEUED.value
-        # A reply answers a text the recipient just sent: it does not wait for their morning.
-        if not replies.is_reply(doc):
+        # A reply answers a text the recipient just sent, an opt-in text a page or a JOIN the
+        # person is waiting on: neither waits for their morning.
+        if not (replies.is_reply(doc) or optin.is_optin(doc)):
             waiting = self._defer(doc, vetted.to)
             if waiting is not None:
                 return waiting

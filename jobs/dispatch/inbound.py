@@ -20,6 +20,7 @@ from jobs.model import State
 from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc, OutboxStore
+from jobs.optin.keywords import KeywordOptIn
 from jobs.rules import confirm, keywords, replies, seal, segments
 from jobs.rules.confirm import ConfirmConfig
 from jobs.rules.keywords import Keyword
@@ -79,6 +80,7 @@ class InboundHandler:
         signatures: Signatures | None,
         *,
         config: ConfirmConfig | None = None,
+        optin: KeywordOptIn | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -87,6 +89,7 @@ class InboundHandler:
         self.texts = texts
         self.signatures = signatures
         self.config = config or ConfirmConfig()
+        self.optin = optin
 
     def __call__(self, entry: Mapping[str, Any], lookups: Lookups) -> Step:
         fields = stored_inbound(entry.get("fields"))
@@ -102,6 +105,15 @@ class InboundHandler:
             return unconfirmed
         if not self.inbound.record(fields, now):
             return Step("duplicate")
+        # Opt-in by keyword (JOIN, then YES within a day), for texts Flowroute confirmed.
+        handled = self.optin(fields) if self.optin is not None else None
+        if handled is not None:
+            self.inbound.settle(
+                fields["inbound_id"], handled.keyword, handled.outcome, handled.replied
+            )
+            log.info("inbound.applied", inbound_id=fields["inbound_id"],
+                     keyword=handled.keyword, outcome=handled.outcome)  # fmt: skip
+            return Step(handled.outcome)
         if keyword is None:
             outcome = "stored"
         elif keyword is Keyword.STOP:

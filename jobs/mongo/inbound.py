@@ -16,6 +16,8 @@ from jobs.mongo.connection import adapter
 
 Doc = dict[str, Any]
 INBOUND = "inbound"
+# The daemon's own texts (replies, opt-in codes and prompts) are not the program's messages.
+DAEMON_TEXTS = ("reply:", "optin:")
 SENT_STATES = [s.value for s in (State.SENT, State.DELIVERED, State.UNDELIVERED, State.EXPIRED)]
 
 
@@ -81,6 +83,6 @@ class InboundLog:
         sent_query = {"sent_at": {"$gte": start, "$lt": end}}
         for doc in self.outbox.find(sent_query, {"from": 1, "state": 1, "campaign": 1}):
             campaign = doc.get("campaign")
-            if doc.get("state") in SENT_STATES and not str(campaign).startswith("reply:"):
+            if doc.get("state") in SENT_STATES and not str(campaign).startswith(DAEMON_TEXTS):
                 sent[str(doc.get("from"))] += 1
         return opt_outs, sent

@@ -14,6 +14,7 @@ from jobs.mongo.connection import translating
 from jobs.mongo.directory import AUTHORIZED, USERS
 from jobs.mongo.fleet_pacing import PACING
 from jobs.mongo.inbox import INBOX
+from jobs.mongo.optin import CODES, EVENTS, HOURS, JOINS, SLOTS
 from jobs.mongo.spent import SPENT
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS
@@ -57,6 +58,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(INBOUND, "find"),
             on(INBOX, "find"),  # `status` lists the callbacks Flowroute did not confirm
             on(STATE, "find"),
+            on(EVENTS, "find"),
         ],
         RECEIVER: [on(INBOX, "insert")],
         DAEMON: [
@@ -71,6 +73,11 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             on(USERS, "find", "insert", "update", "createIndex"),
             on(INBOX, "find", "update", "createIndex"),
             on(INBOUND, "find", "insert", "update", "createIndex"),
+            # Sign-up (the daemon's JOIN/YES and `sms-outbox web`, which runs with this role).
+            *[
+                on(c, "find", "insert", "update", "remove", "createIndex")
+                for c in (CODES, JOINS, SLOTS, HOURS, EVENTS)
+            ],
         ],
     }
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobs.model import DEFAULT_MAX_SEGMENTS, Problem, Reason, State
-from jobs.rules import intake, policy, replay, replies
+from jobs.rules import intake, optin, policy, replay, replies
 
 
 class Grants(Protocol):
@@ -81,6 +81,10 @@ def vet(
         # The daemon's answer to a STOP, HELP or START (see jobs/rules/replies.py).
         source_is_ours = isinstance(requested, str) and grants.is_source(requested)
         decision = replies.decide(doc, grants.recipient(fields["to"]), source_is_ours)
+    elif optin.is_optin(doc):
+        # The daemon's opt-in texts: the sign-up code, the YES prompt, the welcome.
+        source_is_ours = isinstance(requested, str) and grants.is_source(requested)
+        decision = optin.decide(doc, grants.recipient(fields["to"]), source_is_ours)
     else:
         to = fields["to"]
         decision = policy.decide(user, to, requested, sources, grants.recipient(to))

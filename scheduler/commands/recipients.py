@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 from jobs.mongo import reports
 from jobs.mongo.connection import connect
 from jobs.mongo.directory import Directory
-from jobs.mongo.inbound import InboundLog
+from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import Doc
+from jobs.optin import history
 from jobs.rules import phone
 from scheduler import watch
 from scheduler.commands import recipients_import
@@ -27,7 +29,7 @@ from scheduler.settings import Settings
 
 
 def register(sub: Subparsers) -> None:
-    """`recipients add|verify|opt-out|import|list|show|check`."""
+    """`recipients add|verify|opt-out|import|list|show|export|check`."""
     recipients = command(
         sub, "recipients", "who may be texted",
         "Add recipients, record their consent or opt-out, list them, show one number's"
@@ -57,12 +59,20 @@ def register(sub: Subparsers) -> None:
     rlist.add_argument("--json", action="store_true")
     show = command(
         actions, "show", "one number's consent history and the messages sent to it",
-        "Show NUMBER's records, every consent and opt-out with its evidence, and the newest"
-        " messages sent to it (any spelling of the number).",
+        "Show NUMBER's state, its whole history oldest first (every consent and opt-out with"
+        " its evidence, the sign-up steps, the texts it sent) and the newest messages sent to"
+        " it (any spelling of the number).",
     )  # fmt: skip
     show.add_argument("number", metavar="NUMBER")
     show.add_argument("--limit", type=int, default=20, help="messages to show (default 20)")
     show.add_argument("--json", action="store_true")
+    export = command(
+        actions, "export", "write every number's consent history as CSV, for an audit",
+        "Write one CSV row per consent, opt-out, sign-up step and text, for every number.",
+    )  # fmt: skip
+    export.add_argument("--evidence", action="store_true", required=True,
+                        help="one row per consent, opt-out, sign-up step and text")  # fmt: skip
+    export.add_argument("--output", metavar="FILE", help="write here instead of standard output")
     check = command(
         actions, "check", "report numbers stored several ways, opt-out conflicts and bad phones"
     )
@@ -93,6 +103,8 @@ def _recipients(args: argparse.Namespace, settings: Settings) -> int:
         return check_recipients(directory, fix=args.fix, as_json=args.json)
     elif args.action == "show":
         return _show(directory, args, settings)
+    elif args.action == "export":
+        return _export(args, OptInStore(directory.users.database))
     else:
         rows = list(directory.recipients())
         emit(rows if args.json else [recipient_line(r) for r in rows], args.json)
@@ -137,27 +149,19 @@ def recipient_line(row: Doc) -> str:
 
 def _show(directory: Directory, args: argparse.Namespace, settings: Settings) -> int:
     number = phone.normalize(args.number)
-    records = directory.records(number)
     db = connect(settings.mongodb)
+    events = history.history(OptInStore(db), number)
     messages = reports.messages_to(db, number, args.limit)
-    texts = InboundLog(db).texts_from(number, args.limit)
-    if not records and not messages and not texts:
+    if not directory.records(number) and not messages and not events:
         print(f"{number} is not a recipient and was never texted")
         return EXIT_NOT_FOUND
     merged = directory.recipient(number) or {"phone": number}
-    events = _history(records)
     if args.json:
-        emit({"recipient": merged, "history": events, "messages": messages, "texts": texts}, True)
+        emit({"recipient": merged, "history": events, "messages": messages}, True)
         return EXIT_OK
     print(recipient_line(merged))
-    for event in events:
-        print(f"  {watch.iso(event['at']) if event['at'] else '-':<26}{event['what']}")
-    for text in texts:
-        when = text.get("received_at")
-        stamp = watch.iso(when) if isinstance(when, datetime) else "-"
-        print(
-            f"  {stamp:<26}texted {text.get('body')!r} to {text.get('to')}: {text.get('outcome')}"
-        )
+    for line in history.lines(events):
+        print(line)
     print(f"messages to {number} ({len(messages)}, newest first):")
     for doc in messages:
         error = doc.get("error") or {}
@@ -168,24 +172,12 @@ def _show(directory: Directory, args: argparse.Namespace, settings: Settings) ->
     return EXIT_OK
 
 
-def _history(records: list[Doc]) -> list[dict[str, Any]]:
-    """Every consent and opt-out the records hold, oldest first, each once."""
-    seen: list[Any] = []
-    events: list[dict[str, Any]] = []
-    for record in records:
-        for kind, latest, every in (("consent", "consent", "consents"),
-                                    ("opt-out", "opted_out", "opt_outs")):  # fmt: skip
-            for value in [*record.get(every, []), record.get(latest)]:
-                if isinstance(value, dict) and value not in seen:
-                    seen.append(value)
-                    what = _event_text(kind, value)
-                    events.append({"at": value.get("at"), "kind": kind, "what": what})
-    epoch = datetime.min.replace(tzinfo=UTC)
-    return sorted(events, key=lambda e: e["at"] if isinstance(e["at"], datetime) else epoch)
-
-
-def _event_text(kind: str, value: dict[str, Any]) -> str:
-    if kind == "consent":
-        return f"consent ({value.get('source')})"
-    texted = f" to {value['texted']}" if value.get("texted") else ""
-    return f"opted out {_evidence({**value, 'at': None})}{texted}"
+def _export(args: argparse.Namespace, store: OptInStore) -> int:
+    """`recipients export --evidence` (jobs/optin/history.py)."""
+    if args.output is None:
+        history.export(store, sys.stdout)
+        return EXIT_OK
+    with Path(args.output).open("w", newline="", encoding="utf-8") as out:
+        rows = history.export(store, out)
+    print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
+    return EXIT_OK

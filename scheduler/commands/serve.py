@@ -20,6 +20,7 @@ from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
+from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import OutboxStore
 from scheduler.commands.output import (
     EXIT_FAILURE,
@@ -36,7 +37,7 @@ from scheduler.webhooks import WebhookServer, build_receiver
 
 
 def register(sub: Subparsers) -> None:
-    """`run`, `webhooks`, `web`, `check` and `init`."""
+    """`run`, `webhooks`, `web`, `join`, `check` and `init`."""
     run = command(
         sub, "run", "run the daemon until SIGTERM/SIGINT",
         "Run the daemon: admit, fan out, claim and send due messages, apply receipts and"
@@ -60,6 +61,14 @@ def register(sub: Subparsers) -> None:
     )  # fmt: skip
     web.add_argument("--listen", help="HOST:PORT (default: web.listen)")
     web.set_defaults(handler=_web, daemon=True)
+    join = command(
+        sub, "join", "serve the public sign-up page /join",
+        "Serve the public opt-in page /join on optin.listen: a person reads the program's"
+        " terms, ticks the consent box and enters the code texted to them. No sign-in; apart"
+        " from the staff web app, so it can face the internet alone.",
+    )  # fmt: skip
+    join.add_argument("--listen", help="HOST:PORT (default: optin.listen)")
+    join.set_defaults(handler=_join, daemon=True)
     health = command(
         sub, "check", "health check: exit 0 if healthy, 69 if not",
         "With metrics.listen set, ask the daemon's /healthz whether its send cycle is alive;"
@@ -143,6 +152,12 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     return serve_web(settings, connect(settings.mongodb), args.listen)
 
 
+def _join(args: argparse.Namespace, settings: Settings) -> int:
+    from scheduler.optin_web import serve_join  # Flask loads only for this command
+
+    return serve_join(settings, connect(settings.mongodb), args.listen)
+
+
 def _init(args: argparse.Namespace, settings: Settings) -> int:
     db = connect(settings.mongodb)
     store = OutboxStore(db, SystemClock(), settings.mongodb.send_guard)
@@ -151,6 +166,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
     DeliveryStore(store).ensure_indexes()
     Inbox(db).ensure_indexes()
     InboundLog(db).ensure_indexes()
+    OptInStore(db).ensure_indexes()
     print(f"indexes ready in database {settings.mongodb.database!r}")
     if args.roles:
         try:

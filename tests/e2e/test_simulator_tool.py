@@ -308,5 +308,5 @@ def test_the_readme_receipts_and_stop_example_runs_as_written(
     assert "1 undelivered" in out and "2 delivered" in out, out
     assert "inbound text from 12065550101 to 12065550100: posted 200" in out
     assert re.search(r"12065550101\s+opted out \(texted 'STOP' at ", out), out
-    assert "texted 'STOP' to 12065550100: opted_out" in out  # `recipients show` has the text
+    assert re.search(r"text\s+inbound_id=.*text=STOP.*outcome=opted_out", out), out  # `show`
     assert "OVER THRESHOLD" in out, out

@@ -1,0 +1,1 @@
+"""Opt-in confirmed by the phone: the /join page, the JOIN keyword, and the consent evidence."""

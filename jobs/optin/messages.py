@@ -1,0 +1,55 @@
+"""The daemon's opt-in texts as outbox documents: queued, signed with the daemon's key, on the
+reply lane. Built like the replies to STOP and HELP (jobs/dispatch/inbound.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from jobs.dispatch.ports import Sealer
+from jobs.keys import Signatures
+from jobs.model import State
+from jobs.mongo.store import Doc
+from jobs.rules import optin, replies, seal, segments
+
+
+class Outbox(Protocol):
+    """Where the texts go (the MongoDB `OutboxStore` is one)."""
+
+    @property
+    def sealer(self) -> Sealer | None: ...
+
+    def add_children(self, children: list[Doc]) -> list[Doc]: ...
+
+
+def message(
+    kind: optin.Kind,
+    ref: str,
+    to: str,
+    source: str,
+    body: str,
+    now: datetime,
+    signatures: Signatures | None,
+) -> Doc:
+    """One opt-in text, ready to insert; its id makes a second insert of it collide."""
+    text = segments.normalize_text(body)
+    size = segments.measure(text)
+    doc: Doc = {
+        "_id": optin.message_id(kind, ref, to), "kind": "message", "user": replies.USER,
+        "to": to, "from": source, "body": text, "campaign": optin.campaign(kind, ref),
+        "segments": size.segments, "encoding": size.encoding, "priority": optin.PRIORITY,
+        "due_at": now, "state": State.QUEUED.value, "attempts": 0, "rev": 1, "synced": False,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    if signatures is not None:
+        doc["signature"] = signatures.sign_child(doc)
+    return doc
+
+
+def queue(outbox: Outbox, doc: Doc) -> bool:
+    """Insert one opt-in text, sealed as the daemon's own (it is queued already, and the
+    daemon sends only what it sealed); False when it was there already (the same request
+    again)."""
+    if outbox.sealer is not None:
+        doc = {**doc, "seal": outbox.sealer.seal(doc, seal.MADE)}
+    return bool(outbox.add_children([doc]))
