@@ -261,7 +261,7 @@ class OutboxStore:
             if len(shares) == 1:
                 # One sender fills every candidate: look past it for the others' turns.
                 found += other_shares(self.outbox, now, shares, wanted)
-        unique = {doc["_id"]: doc for doc in [*lane, *found]}
+        unique = {_id_key(doc["_id"]): doc for doc in [*lane, *found]}
         return fairness.take_turns(list(unique.values())), more
 
     def _claim_each(
@@ -575,3 +575,13 @@ class OutboxStore:
 
 
 __all__ = ["OUTBOX", "STATUS", "OutboxStore"]
+
+
+def _id_key(value: Any) -> Any:
+    """An `_id` as a dictionary key: itself, or for an id Python cannot hash (a document, a
+    Decimal128, which a producer may insert) its type and its representation."""
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value).__name__, repr(value))
+    return value
