@@ -48,11 +48,12 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
     return {
         PRODUCER: [on(OUTBOX, "insert"), on(STATE, "find")],
         # `recipients check --fix` deletes the records it merged; `enqueue` makes sure of the
-        # store's indexes (the send guard's among them) before its first keyed insert.
+        # store's indexes (the send guard's among them) before its first keyed insert, and the
+        # commands that write grants or recipients of the directory's.
         OPERATOR: [
-            on(AUTHORIZED, "find", "insert", "update", "remove"),
-            on(USERS, "find", "insert", "update", "remove"),
-            on(OUTBOX, "find", "insert", "createIndex"),
+            on(AUTHORIZED, "find", "insert", "update", "remove", "createIndex"),
+            on(USERS, "find", "insert", "update", "remove", "createIndex"),
+            on(OUTBOX, "find", "insert", "createIndex", "listIndexes"),
             on(STATUS, "find", "createIndex"),
             on(TICKETS, "createIndex"),
             on(INBOUND, "find"),
@@ -63,7 +64,8 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
         RECEIVER: [on(INBOX, "insert")],
         DAEMON: [
             # dropIndex: the global key index of earlier versions gives way to (user, key).
-            on(OUTBOX, "find", "update", "insert", "createIndex", "dropIndex"),
+            # listIndexes: whether that index is still there.
+            on(OUTBOX, "find", "update", "insert", "createIndex", "dropIndex", "listIndexes"),
             on(STATUS, "find", "insert", "update", "createIndex"),
             on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
             on(SPENT, "find", "insert", "update", "createIndex"),
