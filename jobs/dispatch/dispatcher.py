@@ -19,7 +19,7 @@ from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.inflight import InFlight
-from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, Sealer, claim_ticket
+from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, Sealer, SendRefused, SendTicket
 from jobs.errors import (
     ProviderError,
     StoreError,
@@ -42,7 +42,6 @@ from jobs.rules import (
     replies,
     seal,
     segments,
-    signing,
     vetting,
 )  # fmt: skip
 
@@ -295,7 +294,7 @@ class Dispatcher:
         return self._deliver(doc, directory)
 
     def _deliver(self, doc: Doc, directory: Directory) -> str:
-        """A message's path: vet, defer, pace, mark in flight, send, record."""
+        """A message's path: vet, defer, pace, begin the send, send, finish it, record."""
         vetted = vetting.vet(
             doc, self.clock.now(), directory, self.signatures,
             max_segments=self.config.max_segments, max_attempts=self.config.max_attempts,
@@ -320,31 +319,31 @@ class Dispatcher:
         # Another send worker may have met an account refusal while this one waited its turn.
         if self._held(doc):
             return State.QUEUED.value
-        token = self._mark_in_flight(doc)
-        if token is None:
-            if self.store.guard.taken_by_a_copy(doc):
-                return self._reject(doc, replay.replay_problem(str(doc["_id"])))
-            return "lost"
-        # Spent under this claim's own token: a copy claimed at the same revision has another.
-        spent_id, claim = signing.signed_id(doc) or str(doc["_id"]), str(doc["claim_token"])
-        if not self.store.spent.take(spent_id, doc["_id"], claim):
-            self.store.guard.settle(token, Outcome.NOT_SENT)
-            return self._reject(doc, replay.replay_problem(spent_id))
+        ticket = self.store.begin_send(doc, self.config.lease)
+        if isinstance(ticket, SendRefused):
+            return self._not_begun(doc, ticket)
         body = segments.normalize_text(vetted.fields["body"])
         try:
             provider_id = self.provider.send(vetted.to, vetted.source, body)
         except ProviderError as error:
             doubt = isinstance(error, UnknownOutcomeError)
             outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
-            self._durably(lambda: self.store.guard.settle(token, outcome))
-            if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
-                self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
+            self._durably(lambda: self.store.finish_send(ticket, outcome))
             return self._after_error(doc, error, directory)
-        # The spent id keeps the 202 whatever later happens to the outbox document.
-        self.store.spent.sent(spent_id, claim, provider_id)
+        self._durably(lambda: self.store.finish_send(ticket, Outcome.SENT, provider_id))
         with bound_contextvars(provider_id=provider_id):
-            self._record_sent(doc, token, provider_id, vetted.source)
+            self._record_sent(doc, provider_id, vetted.source)
         return State.SENT.value
+
+    def _not_begun(self, doc: Doc, refused: SendRefused) -> str:
+        """A send the store would not begin: the claim was lost, or the message is a copy of
+        one already sent."""
+        if refused.lost is not None:
+            log.warning("claim.lost", why=refused.lost)
+            metrics.claim_lost()
+        if refused.replay_of is not None:
+            return self._reject(doc, replay.replay_problem(refused.replay_of))
+        return "lost"
 
     def _early(self, doc: Doc) -> bool:
         """A due time moved before the signed send_at: the message waits for the send_at."""
@@ -383,28 +382,8 @@ class Dispatcher:
         log.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
         return State.QUEUED.value
 
-    def _mark_in_flight(self, doc: Doc) -> str | None:
-        """The send guard's token for this claim, or None when the claim was lost.
-
-        The fenced renewal finds out whether this worker still holds the claim; the guard then
-        settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
-        """
-        mark = {
-            "ticket": claim_ticket(doc)
-        }  # what lease recovery may void (jobs/dispatch/recovery)
-        if self.store.renew(doc, self.config.lease, in_flight=True, extra=mark) is None:
-            log.warning("claim.lost")
-            metrics.claim_lost()
-            return None
-        token = self.store.guard.take(doc)
-        if token is None:
-            log.warning("claim.lost", why="another worker holds this claim's send ticket")
-            metrics.claim_lost()
-        return token
-
-    def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
+    def _record_sent(self, doc: Doc, provider_id: str, source: str) -> None:
         self._durably(self.gate.accepted)
-        self._durably(lambda: self.store.guard.settle(token, Outcome.SENT, provider_id))
         extra = {"from": source}
         record = self._durably(
             lambda: self.store.finish(doc, State.SENT, provider_id=provider_id, extra=extra)
@@ -459,9 +438,7 @@ class Dispatcher:
                 orphan = self._orphans[0]
             # The outage may have cut off the answer to a ticket or spent-id insert that landed:
             # no request left, so say so, or the next claim would take this one for a copy.
-            self.store.guard.settle(claim_ticket(orphan), Outcome.NOT_SENT)
-            spent_id = signing.signed_id(orphan) or str(orphan["_id"])
-            self.store.spent.settle(spent_id, str(orphan["claim_token"]), Outcome.NOT_SENT)
+            self.store.finish_send(SendTicket.of(orphan), Outcome.NOT_SENT)
             self.store.release(orphan)
             with self._orphans_lock:
                 self._orphans.pop(0)  # workers only append

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from jobs.model import Problem, State
+from jobs.rules import signing
 from jobs.rules.hold import Hold
 from jobs.rules.intake import Admission
 
@@ -36,6 +37,38 @@ def claim_ticket(doc: Mapping[str, Any]) -> str:
     """The send token of the claim `doc` was returned by: its id and the revision the claim
     made (two workers holding one claim on a non-atomic server hold the same one)."""
     return f"{doc['_id']}:{doc['rev']}"
+
+
+@dataclass(frozen=True)
+class SendTicket:
+    """One send opened by `Outbox.begin_send`, closed by `Outbox.finish_send`: the send guard's
+    token and the signed id the request spends, under the claim it was opened for."""
+
+    message_id: Any
+    token: str  # the send guard's token of this claim
+    spent_id: str  # the signed id the request spends
+    claim: str  # the claim token the id is spent under: a copy claimed at the same rev has another
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> SendTicket:
+        """The ticket a send under the claim `doc` was returned by opens (or opened)."""
+        spent_id = signing.signed_id(doc) or str(doc["_id"])
+        return cls(doc["_id"], claim_ticket(doc), spent_id, str(doc["claim_token"]))
+
+
+# How a caller of `Outbox.begin_send` can have lost its claim (`SendRefused.lost`).
+CLAIM_ENDED = "the claim ended before its send"
+TICKET_TAKEN = "another worker holds this claim's send ticket"
+
+
+@dataclass(frozen=True)
+class SendRefused:
+    """Why `Outbox.begin_send` opened no send. `lost` says how the caller lost its claim, None
+    when it still held it; `replay_of` names the id a send already spent, when the document is
+    a copy of one that was sent."""
+
+    lost: str | None = None
+    replay_of: str | None = None
 
 
 class SendGuard(Protocol):
@@ -152,6 +185,9 @@ class Outbox(Protocol):
     - Every write after a claim (`renew`, `finish`, `retry_later`, `release`) is fenced: it
       applies only while the document is still `sending` under the same `claim_token`, and
       returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
+    - A claim's request to Flowroute leaves between `begin_send` and `finish_send`: at most one
+      per claim, and none for a signed id a send already spent, unless that send is known not to
+      have left.
     - `record_late_success` upgrades to `sent` only a document left `unknown` by the caller's
       own expired claim.
     - `insert` raises `jobs.errors.DuplicateKey` for a key its user already has in the outbox
@@ -175,6 +211,20 @@ class Outbox(Protocol):
 
     def reintake(self, doc: Mapping[str, Any]) -> bool:
         """Send an untrusted document through intake again; False if it changed meanwhile."""
+        ...
+
+    def begin_send(self, doc: Mapping[str, Any], lease: timedelta) -> SendTicket | SendRefused:
+        """Open the one request to Flowroute of the claim `doc` was returned by, just before it
+        leaves: mark it in flight (fenced, the lease renewed), take the send guard's token, and
+        spend its signed id. Refused when the claim was lost or the id is already spent."""
+        ...
+
+    def finish_send(
+        self, ticket: SendTicket, outcome: Outcome, provider_id: str | None = None
+    ) -> None:
+        """Close a send with what came of its request. Sent: the guard and the spent id keep the
+        202 (the id's record is written by `spent.flush`). In doubt: the id stays spent. Not
+        sent: the id is freed for the next claim of the same message. Safe to repeat."""
         ...
 
     @property
