@@ -1,4 +1,4 @@
-"""The outbox store's contract (jobs/dispatch/ports.py), as tests any implementation must pass.
+"""The outbox store's contract (jobs/ports/outbox.py), as tests any implementation must pass.
 
 A test module subclasses `OutboxContract` and provides an `outbox` fixture; the in-memory
 outbox, the MongoDB store on mongomock and the MongoDB store on the real server all do.
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from jobs.dispatch.ports import Outbox, Outcome, SendRefused, SendTicket
 from jobs.doubles.clock import ManualClock
 from jobs.errors import DuplicateKey
 from jobs.model import Problem, Reason, State
+from jobs.ports import Outbox, Outcome, SendRefused, SendTicket
 from jobs.rules import intake, replies
 
 LEASE = timedelta(seconds=120)

@@ -19,7 +19,6 @@ from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.inflight import InFlight
-from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, Sealer, SendRefused, SendTicket
 from jobs.errors import (
     ProviderError,
     StoreError,
@@ -33,6 +32,7 @@ from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
+from jobs.ports import Directory, Doc, Outbox, Outcome, Sealer, SendRefused, SendTicket
 from jobs.rules import (
     intake,
     optin,

@@ -1,4 +1,4 @@
-"""An in-memory outbox with the contract of the MongoDB store (see jobs/dispatch/ports.py), for
+"""An in-memory outbox with the contract of the MongoDB store (see jobs/ports/outbox.py), for
 tests and experiments that need no database."""
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from typing import Any
 import structlog
 
 from jobs.clock import Clock, as_utc
-from jobs.dispatch.ports import (
+from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
+from jobs.errors import DuplicateKey
+from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
+from jobs.ports import (
     CLAIM_ENDED,
     TICKET_TAKEN,
     Doc,
@@ -24,9 +27,6 @@ from jobs.dispatch.ports import (
     SendRefused,
     SendTicket,
 )
-from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
-from jobs.errors import DuplicateKey
-from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
 from jobs.rules import fairness, interventions, replay, seal
 from jobs.rules.intake import Admission
 

@@ -19,8 +19,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import Outcome
 from jobs.mongo.connection import adapter
+from jobs.ports import Outcome
 
 SPENT = "sent_ids"
 # A record an operator's retry released: the same message (not a copy) may spend it again.

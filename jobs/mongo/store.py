@@ -15,15 +15,6 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import (
-    CLAIM_ENDED,
-    TICKET_TAKEN,
-    Outcome,
-    Sealer,
-    SendGuard,
-    SendRefused,
-    SendTicket,
-)
 from jobs.errors import StoreRefused, StoreUnavailable, document_fault
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard, poison
@@ -34,6 +25,15 @@ from jobs.mongo.guard import GuardSetting
 from jobs.mongo.poison import caused_by_document
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
+from jobs.ports import (
+    CLAIM_ENDED,
+    TICKET_TAKEN,
+    Outcome,
+    Sealer,
+    SendGuard,
+    SendRefused,
+    SendTicket,
+)
 from jobs.rules import fairness, interventions, replay, seal, signing
 from jobs.rules.intake import Admission
 
