@@ -45,3 +45,11 @@ def test_the_adapters_import_the_ports_not_the_send_cycle() -> None:
 def test_the_ports_stand_on_the_vocabulary_and_the_rules_alone() -> None:
     above = ("jobs.dispatch", "jobs.mongo", "jobs.doubles", "jobs.optin", "jobs.web")
     assert reaching("ports", *above) == {}
+
+
+def test_the_send_cycle_keeps_one_concern_per_short_module() -> None:
+    lengths = {
+        path.name: len(path.read_text(encoding="utf-8").splitlines())
+        for path in (JOBS / "dispatch").glob("*.py")
+    }
+    assert {name: n for name, n in lengths.items() if n > 300} == {}
