@@ -1,7 +1,7 @@
 """The ports: the interfaces the work depends on, with the contract each implementation keeps.
 
-They sit one floor below both sides: `jobs.dispatch` (and the rest of the work) depends on
-them, and `jobs.mongo` and `jobs.doubles` implement them; neither imports the other.
+They sit one floor below both sides: `jobs.dispatch` depends on them and `jobs.mongo` and
+`jobs.doubles` implement them, so the send cycle and the adapters never import each other.
 """
 
 from jobs.ports.directory import Consents, Directory
