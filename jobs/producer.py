@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from jobs.clock import as_utc
-from jobs.dispatch.ports import Directory, Doc, Outbox
 from jobs.errors import DuplicateKey, InputError
 from jobs.model import BROADCAST_AUDIENCE
+from jobs.ports import Directory, Doc, Outbox
 from jobs.rules import intake, policy, signing
 
 # What makes two documents with one key the same message.

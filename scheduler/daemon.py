@@ -21,7 +21,6 @@ from jobs.dispatch.dispatcher import CycleReport, DispatchConfig, Dispatcher, su
 from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.inbound import InboundHandler, ReplyTexts
 from jobs.dispatch.optouts import OptOutWatch
-from jobs.dispatch.ports import SendGuard
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
 from jobs.errors import ConfigError, StoreError, StoreUnavailable
@@ -39,6 +38,7 @@ from jobs.mongo.inbox import Inbox
 from jobs.mongo.store import OutboxStore
 from jobs.mongo.tickets import SendTickets
 from jobs.pacing import GatedProvider, Pacer, SlidingWindowPacer
+from jobs.ports import SendGuard
 from jobs.records import FlowrouteRecords, MessageRecords
 from jobs.rules import signing
 from jobs.rules.confirm import ConfirmConfig

@@ -1,4 +1,4 @@
-"""The outbox store's contract (jobs/dispatch/ports.py), as tests any implementation must pass.
+"""The outbox store's contract (jobs/ports/outbox.py), as tests any implementation must pass.
 
 A test module subclasses `OutboxContract` and provides an `outbox` fixture; the in-memory
 outbox, the MongoDB store on mongomock and the MongoDB store on the real server all do.
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from jobs.dispatch.ports import Outbox
 from jobs.doubles.clock import ManualClock
 from jobs.errors import DuplicateKey
 from jobs.model import Problem, Reason, State
+from jobs.ports import Outbox, Outcome, SendRefused, SendTicket
 from jobs.rules import intake, replies
 
 LEASE = timedelta(seconds=120)
@@ -233,6 +233,71 @@ class OutboxContract:
             0,
         )
         assert not {"claim_token", "lease_until", "in_flight"} & set(released)
+
+    def test_begin_send_marks_the_claim_in_flight_and_opens_its_send(
+        self, outbox: Outbox, clock: ManualClock
+    ) -> None:
+        doc_id = self.queue(outbox, clock)
+        [doc] = outbox.claim(1, LEASE)
+        clock.advance(30)
+
+        ticket = outbox.begin_send(doc, LEASE)
+
+        assert isinstance(ticket, SendTicket)
+        assert (ticket.message_id, ticket.spent_id, ticket.claim) == (
+            doc_id,
+            str(doc_id),
+            doc["claim_token"],
+        )
+        stored = self.stored(outbox, doc_id)
+        assert (stored["in_flight"], stored["lease_until"]) == (True, clock.now() + LEASE)
+        assert stored["ticket"] == ticket.token
+        assert stored["rev"] == doc["rev"], "a private change"
+
+    def test_a_claim_that_ended_begins_no_send(self, outbox: Outbox, clock: ManualClock) -> None:
+        doc_id = self.queue(outbox, clock)
+        [doc] = outbox.claim(1, LEASE)
+        outbox.release(doc)
+
+        refused = outbox.begin_send(doc, LEASE)
+
+        assert isinstance(refused, SendRefused)
+        assert refused.lost is not None and refused.replay_of is None
+        assert "in_flight" not in self.stored(outbox, doc_id)
+
+    @pytest.mark.parametrize("outcome", [Outcome.SENT, Outcome.IN_DOUBT])
+    def test_a_request_that_may_have_left_keeps_its_id_spent(
+        self, outbox: Outbox, clock: ManualClock, outcome: Outcome
+    ) -> None:
+        doc_id = self.queue(outbox, clock)
+        [doc] = outbox.claim(1, LEASE)
+        ticket = outbox.begin_send(doc, LEASE)
+        assert isinstance(ticket, SendTicket)
+        outbox.finish_send(ticket, outcome, "mdr2-1" if outcome is Outcome.SENT else None)
+        outbox.spent.flush()
+        outbox.release(doc)
+        [again] = outbox.claim(1, LEASE)
+
+        refused = outbox.begin_send(again, LEASE)
+
+        assert refused == SendRefused(replay_of=str(doc_id))
+
+    def test_a_request_known_not_to_have_left_frees_its_id_for_the_next_claim(
+        self, outbox: Outbox, clock: ManualClock
+    ) -> None:
+        self.queue(outbox, clock)
+        [doc] = outbox.claim(1, LEASE)
+        ticket = outbox.begin_send(doc, LEASE)
+        assert isinstance(ticket, SendTicket)
+        outbox.finish_send(ticket, Outcome.NOT_SENT)
+        outbox.finish_send(ticket, Outcome.NOT_SENT)  # a write retried through an outage
+        outbox.release(doc)
+        [again] = outbox.claim(1, LEASE)
+
+        reopened = outbox.begin_send(again, LEASE)
+
+        assert isinstance(reopened, SendTicket)
+        assert reopened.claim == again["claim_token"] != ticket.claim
 
     def test_expired_leases_are_listed_for_recovery(
         self, outbox: Outbox, clock: ManualClock

@@ -10,9 +10,9 @@ from datetime import datetime
 import structlog
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import AccountHolds
 from jobs.errors import ProviderError
 from jobs.model import Problem, Reason
+from jobs.ports import AccountHolds
 from jobs.rules.hold import Hold
 
 log = structlog.get_logger("sms_outbox.account")

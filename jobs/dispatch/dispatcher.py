@@ -4,50 +4,29 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from jobs import metrics
 from jobs.clock import Clock
-from jobs.dispatch import fanout, recovery
+from jobs.dispatch import admission, fanout, recovery
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
 from jobs.dispatch.grants import CycleDirectory
 from jobs.dispatch.inflight import InFlight
-from jobs.dispatch.ports import Directory, Doc, Outbox, Outcome, Sealer, claim_ticket
-from jobs.errors import (
-    ProviderError,
-    StoreError,
-    StoreRefused,
-    StoreUnavailable,
-    UnknownOutcomeError,
-    document_fault,
-    refusal,
-)
+from jobs.dispatch.sender import Sender, release
+from jobs.errors import StoreRefused, StoreUnavailable, document_fault, refusal
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
-from jobs.model import Problem, Reason, State
+from jobs.model import State
 from jobs.pacing import Pacer
-from jobs.rules import (
-    intake,
-    optin,
-    outcomes,
-    quiet_hours,
-    replay,
-    replies,
-    seal,
-    segments,
-    signing,
-    vetting,
-)  # fmt: skip
+from jobs.ports import Directory, Doc, Outbox, Outcome, SendTicket
 
 log = structlog.get_logger("sms_outbox.cycle")
-T = TypeVar("T")
 # How often lease recovery and the status-copy resync scan the outbox; a cycle in between skips
 # them. Small against any lease, so a crashed worker's messages wait out their lease and a few
 # seconds more at most.
@@ -106,6 +85,9 @@ class Dispatcher:
         # With more than one send in flight, claimed messages are handled by a pool of workers
         # while the cycle goes on claiming; with one, the cycle handles them itself, in order.
         self._inflight = InFlight(config.concurrency) if config.concurrency > 1 else None
+        self._sender = Sender(
+            store, self.gate, provider, pacer, clock, config, signatures, self._stopping.is_set
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -188,7 +170,7 @@ class Dispatcher:
             return
         for index, doc in enumerate(batch):
             if self.stopping:
-                self._release(batch[index:])
+                release(self.store, batch[index:])
                 break
             with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
                 try:
@@ -215,7 +197,7 @@ class Dispatcher:
         with bound_contextvars(message_id=str(doc["_id"]), campaign=doc.get("campaign")):
             try:
                 if self.stopping:
-                    self._release([doc])
+                    release(self.store, [doc])
                     return State.QUEUED.value
                 return self._handle(doc, directory)
             except StoreUnavailable as exc:
@@ -248,37 +230,9 @@ class Dispatcher:
         return recovery.recover(self.store, self.clock, self.config)
 
     def admit(self, directory: Directory | None = None) -> int:
-        """Validate new producer documents: each is queued or rejected with a reason, with its
-        priority at most what its user's grant allows, and sealed."""
+        """Validate new producer documents (see jobs/dispatch/admission.py)."""
         grants = directory or self.directory
-        docs = self.store.new_documents(limit=self.config.batch_size * 10)
-        sealer = self.store.sealer
-        for doc in docs:
-            try:
-                self._admit_one(doc, grants, sealer)
-            except StoreRefused as exc:
-                if not document_fault(exc):
-                    raise
-                self.store.set_aside(doc["_id"], {"state": None}, refusal(exc))
-            except StoreError:
-                raise
-            except Exception as exc:
-                # A document intake cannot even read costs that document, not the queue.
-                log.exception("message.unreadable", message_id=str(doc["_id"]))
-                self.store.set_aside(doc["_id"], {"state": None}, f"unreadable: {exc!r}"[:300])
-        return len(docs)
-
-    def _admit_one(self, doc: Doc, grants: Directory, sealer: Sealer | None) -> None:
-        admission = intake.admit(doc, self.clock.now(), self.config.max_segments)
-        admission = replay.guard(doc, admission)
-        if admission.fields.get("priority", 0) > 0:
-            user = admission.fields["user"]
-            admission = intake.clamp_priority(admission, grants.max_priority(user))
-        if sealer is not None:
-            admitted = intake.stored(doc, admission)
-            admission = replace(admission, seal=sealer.seal(admitted, seal.ADMITTED))
-        if self.store.admit(doc["_id"], admission) is not None and admission.problem:
-            log.info("message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code)
+        return admission.admit(self.store, grants, self.clock, self.config)
 
     def _handle(self, doc: Doc, directory: Directory) -> str:
         if not self.store.trusts(doc):
@@ -292,164 +246,7 @@ class Dispatcher:
                 self.store, directory, self.clock, self.config, doc, self._stopping.is_set,
                 self.signatures,
             )  # fmt: skip
-        return self._deliver(doc, directory)
-
-    def _deliver(self, doc: Doc, directory: Directory) -> str:
-        """A message's path: vet, defer, pace, mark in flight, send, record."""
-        vetted = vetting.vet(
-            doc, self.clock.now(), directory, self.signatures,
-            max_segments=self.config.max_segments, max_attempts=self.config.max_attempts,
-        )  # fmt: skip
-        if vetted.problem is not None or vetted.source is None:
-            assert vetted.problem is not None
-            return self._reject(doc, vetted.problem, vetted.state)
-        if self._early(doc):
-            return State.QUEUED.value
-        # A reply answers a text the recipient just sent, an opt-in text a page or a JOIN the
-        # person is waiting on: neither waits for their morning.
-        if not (replies.is_reply(doc) or optin.is_optin(doc)):
-            waiting = self._defer(doc, vetted.to)
-            if waiting is not None:
-                return waiting
-        if self._held(doc):
-            return State.QUEUED.value
-        self.pacer.acquire()
-        if self.stopping:
-            self._release([doc])
-            return State.QUEUED.value
-        # Another send worker may have met an account refusal while this one waited its turn.
-        if self._held(doc):
-            return State.QUEUED.value
-        token = self._mark_in_flight(doc)
-        if token is None:
-            if self.store.guard.taken_by_a_copy(doc):
-                return self._reject(doc, replay.replay_problem(str(doc["_id"])))
-            return "lost"
-        # Spent under this claim's own token: a copy claimed at the same revision has another.
-        spent_id, claim = signing.signed_id(doc) or str(doc["_id"]), str(doc["claim_token"])
-        if not self.store.spent.take(spent_id, doc["_id"], claim):
-            self.store.guard.settle(token, Outcome.NOT_SENT)
-            return self._reject(doc, replay.replay_problem(spent_id))
-        body = segments.normalize_text(vetted.fields["body"])
-        try:
-            provider_id = self.provider.send(vetted.to, vetted.source, body)
-        except ProviderError as error:
-            doubt = isinstance(error, UnknownOutcomeError)
-            outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
-            self._durably(lambda: self.store.guard.settle(token, outcome))
-            if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
-                self._durably(lambda: self.store.spent.settle(spent_id, claim, outcome))
-            return self._after_error(doc, error, directory)
-        # The spent id keeps the 202 whatever later happens to the outbox document.
-        self.store.spent.sent(spent_id, claim, provider_id)
-        with bound_contextvars(provider_id=provider_id):
-            self._record_sent(doc, token, provider_id, vetted.source)
-        return State.SENT.value
-
-    def _early(self, doc: Doc) -> bool:
-        """A due time moved before the signed send_at: the message waits for the send_at."""
-        when = replay.not_before(doc, self.clock.now())
-        if when is None:
-            return False
-        self.store.retry_later(doc, when, replay.early_problem(when), refund=True)
-        log.warning("message.early", due_at=when.isoformat())
-        return True
-
-    def _held(self, doc: Doc) -> bool:
-        """While the account is held the message waits, due at once, attempt refunded: no
-        daemon claims until the next probe, and it goes first after."""
-        if self.gate.waiting() is None:
-            return False
-        self.store.retry_later(doc, self.clock.now(), self.gate.problem(), refund=True)
-        return True
-
-    def _defer(self, doc: Doc, to: str) -> str | None:
-        """Outside the recipient's allowed hours the message waits for them, attempt refunded;
-        a recipient whose possible zones share no allowed hour in the coming days fails (an
-        operator may retry it once the window is wider)."""
-        window = self.config.quiet_hours
-        if window is None:
-            return None
-        try:
-            wait = quiet_hours.next_allowed(self.clock.now(), to, window)
-        except quiet_hours.NoAllowedHours as exc:
-            problem = Problem(Reason.NO_ALLOWED_HOURS, str(exc))
-            return self._reject(doc, problem, State.FAILED)
-        if wait is None:
-            return None
-        hours = f"{window.start:%H:%M}-{window.end:%H:%M}"
-        detail = f"outside {hours} in the recipient's local time; due {wait.isoformat()}"
-        self.store.retry_later(doc, wait, Problem(Reason.QUIET_HOURS, detail), refund=True)
-        log.info("message.deferred", reason=Reason.QUIET_HOURS, due_at=wait.isoformat())
-        return State.QUEUED.value
-
-    def _mark_in_flight(self, doc: Doc) -> str | None:
-        """The send guard's token for this claim, or None when the claim was lost.
-
-        The fenced renewal finds out whether this worker still holds the claim; the guard then
-        settles the rare race in which two workers both passed it (see jobs/mongo/tickets.py).
-        """
-        mark = {
-            "ticket": claim_ticket(doc)
-        }  # what lease recovery may void (jobs/dispatch/recovery)
-        if self.store.renew(doc, self.config.lease, in_flight=True, extra=mark) is None:
-            log.warning("claim.lost")
-            metrics.claim_lost()
-            return None
-        token = self.store.guard.take(doc)
-        if token is None:
-            log.warning("claim.lost", why="another worker holds this claim's send ticket")
-            metrics.claim_lost()
-        return token
-
-    def _record_sent(self, doc: Doc, token: str, provider_id: str, source: str) -> None:
-        self._durably(self.gate.accepted)
-        self._durably(lambda: self.store.guard.settle(token, Outcome.SENT, provider_id))
-        extra = {"from": source}
-        record = self._durably(
-            lambda: self.store.finish(doc, State.SENT, provider_id=provider_id, extra=extra)
-        )
-        if record is not None:
-            log.info("message.sent")
-        elif self._durably(lambda: self.store.record_late_success(doc, provider_id)):
-            log.warning("message.sent_late")
-        else:
-            # Another worker settled this message after our lease ran out; its record stands.
-            log.error("message.sent_unrecorded")
-
-    def _after_error(self, doc: Doc, error: ProviderError, directory: Directory) -> str:
-        outcome = outcomes.after_error(
-            error, int(doc.get("attempts", 0)), self.config.max_attempts, self.clock.now()
-        )
-        if outcome.hold:
-            self._durably(lambda: self.gate.refused(error))
-        elif outcome.refund:
-            self.pacer.penalize()
-        assert outcome.problem is not None
-        problem = outcome.problem
-        if outcome.state is State.QUEUED and outcome.due_at is not None:
-            due_at = outcome.due_at
-            self._durably(
-                lambda: self.store.retry_later(doc, due_at, problem, refund=outcome.refund)
-            )
-            log.info("message.retry", code=error.code, due_at=due_at.isoformat())
-        else:
-            self._durably(lambda: self.store.finish(doc, outcome.state, problem=problem))
-            log.warning("message." + outcome.state.value, code=error.code)
-        if outcome.opted_out:
-            directory.opt_out(doc["to"], now=self.clock.now(), reason="flowroute 1110")
-            metrics.opted_out("flowroute_1110")
-        return outcome.state.value
-
-    def _reject(self, doc: Doc, problem: Problem, state: State = State.REJECTED) -> str:
-        self.store.finish(doc, state, problem=problem)
-        log.info("message." + state.value, reason=problem.code, detail=problem.detail)
-        return state.value
-
-    def _release(self, docs: list[Doc]) -> None:
-        for doc in docs:
-            self.store.release(doc)
-        log.info("claim.released", count=len(docs))
+        return self._sender.deliver(doc, directory)
 
     def _release_orphans(self) -> None:
         while True:
@@ -459,33 +256,10 @@ class Dispatcher:
                 orphan = self._orphans[0]
             # The outage may have cut off the answer to a ticket or spent-id insert that landed:
             # no request left, so say so, or the next claim would take this one for a copy.
-            self.store.guard.settle(claim_ticket(orphan), Outcome.NOT_SENT)
-            spent_id = signing.signed_id(orphan) or str(orphan["_id"])
-            self.store.spent.settle(spent_id, str(orphan["claim_token"]), Outcome.NOT_SENT)
+            self.store.finish_send(SendTicket.of(orphan), Outcome.NOT_SENT)
             self.store.release(orphan)
             with self._orphans_lock:
                 self._orphans.pop(0)  # workers only append
-
-    def _durably(self, write: Callable[[], T]) -> T | None:
-        """Retry a record write through a database outage: the send already happened."""
-        deadline = self.clock.monotonic() + self.config.record_retry_seconds
-        failures = 0
-        while True:
-            try:
-                result = write()
-            except StoreUnavailable as exc:
-                if self.clock.monotonic() >= deadline:
-                    log.error("record.lost", error=str(exc))
-                    return None
-                if failures == 0:
-                    log.warning("database.unavailable", during="record", error=str(exc))
-                    metrics.database_unavailable("record")
-                failures += 1
-                self.clock.sleep(1.0)
-                continue
-            if failures:
-                log.info("database.recovered", during="record", retries=failures)
-            return result
 
 
 def summary(report: CycleReport) -> Mapping[str, Any]:

@@ -9,10 +9,10 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch.config import DispatchConfig
-from jobs.dispatch.ports import Directory, Doc, Outbox
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
+from jobs.ports import Directory, Doc, Outbox
 from jobs.rules import phone, replay, seal, segments, signing, vetting
 
 log = structlog.get_logger("sms_outbox.fanout")

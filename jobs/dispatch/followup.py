@@ -11,9 +11,7 @@ from jobs.clock import Clock
 from jobs.dispatch import receipts
 from jobs.dispatch.confirm import Fate, Lookups, Step
 from jobs.errors import InputError, StoreError, StoreRefused, document_fault, refusal
-from jobs.mongo.delivery import UNKNOWN_ID, DeliveryStore
-from jobs.mongo.inbound import InboundLog
-from jobs.mongo.inbox import Inbox
+from jobs.ports import UNKNOWN_ID, Delivery, InboundLog, Inbox
 from jobs.records import MessageRecords
 from jobs.rules import callbacks
 
@@ -28,7 +26,7 @@ class Followup:
 
     def __init__(
         self,
-        delivery: DeliveryStore,
+        delivery: Delivery,
         inbox: Inbox,
         clock: Clock,
         config: receipts.ReceiptConfig,

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime
 
-from jobs.dispatch.ports import Directory, Doc
 from jobs.errors import InputError
+from jobs.ports import Directory, Doc
 from jobs.rules import phone
 
 

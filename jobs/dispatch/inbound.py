@@ -17,10 +17,7 @@ from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError
 from jobs.keys import Signatures
 from jobs.model import State
-from jobs.mongo.directory import Directory
-from jobs.mongo.inbound import InboundLog
-from jobs.mongo.store import Doc, OutboxStore
-from jobs.optin.keywords import KeywordOptIn
+from jobs.ports import Consents, Doc, InboundLog, KeywordOptIn, Outbox
 from jobs.rules import confirm, keywords, replies, seal, segments
 from jobs.rules.confirm import ConfirmConfig
 from jobs.rules.keywords import Keyword
@@ -72,8 +69,8 @@ class InboundHandler:
 
     def __init__(
         self,
-        store: OutboxStore,
-        directory: Directory,
+        store: Outbox,
+        directory: Consents,
         inbound: InboundLog,
         clock: Clock,
         texts: ReplyTexts,

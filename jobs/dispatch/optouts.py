@@ -7,7 +7,7 @@ from datetime import datetime
 import structlog
 
 from jobs.clock import Clock
-from jobs.mongo.inbound import InboundLog
+from jobs.ports import InboundLog
 from jobs.rules import optout_rate
 from jobs.rules.optout_rate import Rate
 

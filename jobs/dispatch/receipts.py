@@ -14,7 +14,7 @@ from jobs.clock import Clock
 from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError, ProviderError, StoreRefused, document_fault, refusal
 from jobs.model import State
-from jobs.mongo.delivery import APPLIED, UNKNOWN_ID, DeliveryStore
+from jobs.ports import APPLIED, UNKNOWN_ID, Delivery
 from jobs.records import MessageRecords
 from jobs.rules import confirm
 from jobs.rules.confirm import Agreement, ConfirmConfig
@@ -50,7 +50,7 @@ def stored_receipt(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: fields.get(k) for k in keys}
 
 
-def apply_receipt(delivery: DeliveryStore, receipt: dict[str, Any], via: str) -> tuple[str, Any]:
+def apply_receipt(delivery: Delivery, receipt: dict[str, Any], via: str) -> tuple[str, Any]:
     """Apply one receipt and log what it did."""
     outcome, state = delivery.apply_receipt({**receipt, "via": via})
     if outcome == APPLIED:
@@ -63,7 +63,7 @@ def apply_receipt(delivery: DeliveryStore, receipt: dict[str, Any], via: str) ->
 
 
 def apply_dlr(
-    delivery: DeliveryStore,
+    delivery: Delivery,
     clock: Clock,
     config: ReceiptConfig,
     entry: Mapping[str, Any],
@@ -106,7 +106,7 @@ def apply_dlr(
 
 
 def apply_record(
-    delivery: DeliveryStore, provider_id: str, record: Mapping[str, Any], via: str
+    delivery: Delivery, provider_id: str, record: Mapping[str, Any], via: str
 ) -> State | None:
     """Apply the receipts a message's record shows, oldest first; the final state they proved."""
     final = None
@@ -115,9 +115,7 @@ def apply_record(
     return final
 
 
-def poll(
-    delivery: DeliveryStore, records: MessageRecords, clock: Clock, config: ReceiptConfig
-) -> int:
+def poll(delivery: Delivery, records: MessageRecords, clock: Clock, config: ReceiptConfig) -> int:
     """Look up the record of each sent message still without a final receipt; apply what it
     shows and schedule the next look, backing off, until the horizon (then it stays `sent`)."""
     now = clock.now()
@@ -140,7 +138,7 @@ def poll(
 
 
 def _poll_one(
-    delivery: DeliveryStore,
+    delivery: Delivery,
     records: MessageRecords,
     clock: Clock,
     config: ReceiptConfig,

@@ -12,12 +12,9 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import SendGuard
 from jobs.errors import ProviderError, StoreRefused, document_fault, refusal
 from jobs.model import Problem, Reason
-from jobs.mongo.delivery import DeliveryStore
-from jobs.mongo.directory import Directory
-from jobs.mongo.store import Doc
+from jobs.ports import Delivery, Directory, Doc, SendGuard
 from jobs.records import MessageRecords
 from jobs.rules import reconcile as rules
 from jobs.rules import segments
@@ -52,7 +49,7 @@ class Reconciler:
 
     def __init__(
         self,
-        delivery: DeliveryStore,
+        delivery: Delivery,
         guard: SendGuard,
         spans: Callable[[Any], list[tuple[datetime, datetime | None]]],
         release: Callable[[Doc], bool],

@@ -8,9 +8,9 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch.config import DispatchConfig
-from jobs.dispatch.ports import Doc, Outbox
 from jobs.errors import StoreRefused, document_fault, refusal
 from jobs.model import State
+from jobs.ports import Doc, Outbox
 from jobs.rules import outcomes
 
 log = structlog.get_logger("sms_outbox.recovery")

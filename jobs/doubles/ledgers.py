@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import Outcome
+from jobs.ports import Outcome
 from jobs.rules.hold import PROBE_BASE, PROBE_CAP, Hold, probe_delay
 
 

@@ -1,4 +1,4 @@
-"""An in-memory outbox with the contract of the MongoDB store (see jobs/dispatch/ports.py), for
+"""An in-memory outbox with the contract of the MongoDB store (see jobs/ports/outbox.py), for
 tests and experiments that need no database."""
 
 from __future__ import annotations
@@ -13,10 +13,20 @@ from typing import Any
 import structlog
 
 from jobs.clock import Clock, as_utc
-from jobs.dispatch.ports import Doc, NoGuard, Sealer, SendGuard
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
 from jobs.errors import DuplicateKey
 from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
+from jobs.ports import (
+    CLAIM_ENDED,
+    TICKET_TAKEN,
+    Doc,
+    NoGuard,
+    Outcome,
+    Sealer,
+    SendGuard,
+    SendRefused,
+    SendTicket,
+)
 from jobs.rules import fairness, interventions, replay, seal
 from jobs.rules.intake import Admission
 
@@ -298,6 +308,36 @@ class MemoryOutbox:
             fields = {"state": State.SENT.value, "provider_id": provider_id, "sent_at": now}
             self._apply(current, fields, ["error"])
             return self._changed(current)
+
+    # The send
+
+    def begin_send(self, doc: Mapping[str, Any], lease: timedelta) -> SendTicket | SendRefused:
+        """Open the request of this claim, all under the lock: marked in flight (fenced), the
+        guard's token taken, the signed id spent; refused when the claim or the id is gone."""
+        ticket = SendTicket.of(doc)
+        with self._lock:
+            if self.renew(doc, lease, in_flight=True, extra={"ticket": ticket.token}) is None:
+                return SendRefused(lost=CLAIM_ENDED)
+            token = self._guard.take(doc)
+            if token is None:
+                copy = str(doc["_id"]) if self._guard.taken_by_a_copy(doc) else None
+                return SendRefused(lost=TICKET_TAKEN, replay_of=copy)
+            if not self._spent.take(ticket.spent_id, doc["_id"], ticket.claim):
+                self._guard.settle(token, Outcome.NOT_SENT)
+                return SendRefused(replay_of=ticket.spent_id)
+            return ticket
+
+    def finish_send(
+        self, ticket: SendTicket, outcome: Outcome, provider_id: str | None = None
+    ) -> None:
+        """Close a send: a 202 keeps its id spent for good, a request that may have left keeps
+        it spent, one that certainly did not frees it for the next claim."""
+        with self._lock:
+            if outcome is Outcome.SENT and provider_id is not None:
+                self._spent.sent(ticket.spent_id, ticket.claim, provider_id)
+            self._guard.settle(ticket.token, outcome, provider_id)
+            if outcome is Outcome.NOT_SENT:
+                self._spent.settle(ticket.spent_id, ticket.claim, outcome)
 
     # Recovery and fan-out
 

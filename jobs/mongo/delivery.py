@@ -17,12 +17,12 @@ from jobs.model import Problem, State
 from jobs.mongo.connection import adapter
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
+from jobs.ports import APPLIED, DUPLICATE, KEPT, UNKNOWN_ID
 from jobs.rules import receipts
 
 RACE_RETRIES = 5
 # Documents read for one provider id: the real message and a few others claiming its id.
 PROVIDER_ID_CANDIDATES = 10
-APPLIED, KEPT, DUPLICATE, UNKNOWN_ID = "applied", "kept", "duplicate", "unknown_id"
 
 
 @adapter

@@ -13,9 +13,9 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import NoGuard, SendGuard
 from jobs.mongo.connection import translating
 from jobs.mongo.tickets import SendTickets
+from jobs.ports import NoGuard, SendGuard
 
 GuardSetting = Literal["auto", "tickets", "none"]
 GUARDS = ("tickets", "none")

@@ -19,8 +19,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import Outcome
 from jobs.mongo.connection import adapter
+from jobs.ports import Outcome
 
 SPENT = "sent_ids"
 # A record an operator's retry released: the same message (not a copy) may spend it again.
@@ -43,7 +43,8 @@ class SpentIds:
     def __init__(self, db: Database[dict[str, Any]], clock: Clock) -> None:
         self.spent: Collection[dict[str, Any]] = db[SPENT]
         self.clock = clock
-        self._accepted: list[tuple[str, str, dict[str, Any]]] = []  # 202s not yet written
+        # The 202s not yet written, by spent id and token: a write retried keeps one.
+        self._accepted: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def take(self, spent_id: str, message_id: Any, token: str) -> bool:
@@ -108,30 +109,30 @@ class SpentIds:
         change: dict[str, Any] = {"outcome": Outcome.SENT.value, "provider_id": provider_id}
         change["settled_at"] = self.clock.now()
         with self._lock:
-            self._accepted.append((spent_id, token, change))
+            self._accepted[spent_id, token] = change
 
     def flush(self) -> int:
         """Write the 202s kept by `sent`; returns how many. Kept for the next call if the
         database fails."""
         with self._lock:
-            pending, self._accepted = self._accepted, []
+            pending, self._accepted = self._accepted, {}
         if not pending:
             return 0
         try:
             self._write(pending)
         except PyMongoError:
             with self._lock:
-                self._accepted[:0] = pending
+                self._accepted = {**pending, **self._accepted}
             raise
         return len(pending)
 
-    def _write(self, pending: list[tuple[str, str, dict[str, Any]]]) -> None:
-        updates = [UpdateOne({"_id": i, "token": t}, {"$set": c}) for i, t, c in pending]
+    def _write(self, pending: dict[tuple[str, str], dict[str, Any]]) -> None:
+        updates = [UpdateOne({"_id": i, "token": t}, {"$set": c}) for (i, t), c in pending.items()]
         try:
             self.spent.bulk_write(updates, ordered=False)
         except (TypeError, NotImplementedError):
             # An in-process database without pymongo 4.9's bulk operations (mongomock).
-            for spent_id, token, change in pending:
+            for (spent_id, token), change in pending.items():
                 self.spent.update_one({"_id": spent_id, "token": token}, {"$set": change})
 
     def record_of(self, spent_id: str, message_id: Any) -> dict[str, Any] | None:

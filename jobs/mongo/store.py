@@ -15,7 +15,6 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock
-from jobs.dispatch.ports import Sealer, SendGuard
 from jobs.errors import StoreRefused, StoreUnavailable, document_fault
 from jobs.model import Problem, Reason, State, outcome_fields
 from jobs.mongo import guard, poison
@@ -26,6 +25,15 @@ from jobs.mongo.guard import GuardSetting
 from jobs.mongo.poison import caused_by_document
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection, is_public
 from jobs.mongo.spent import SpentIds
+from jobs.ports import (
+    CLAIM_ENDED,
+    TICKET_TAKEN,
+    Outcome,
+    Sealer,
+    SendGuard,
+    SendRefused,
+    SendTicket,
+)
 from jobs.rules import fairness, interventions, replay, seal, signing
 from jobs.rules.intake import Admission
 
@@ -380,6 +388,39 @@ class OutboxStore:
         if new is not None:
             self.project(new)
         return new
+
+    # The send: at most one request per claim, none for a spent id (see jobs/mongo/tickets.py
+    # and jobs/mongo/spent.py)
+
+    def begin_send(self, doc: Mapping[str, Any], lease: timedelta) -> SendTicket | SendRefused:
+        """Open the request of this claim: the fenced in-flight mark finds out whether the claim
+        is still held, the send guard settles the rare race in which two workers both passed it,
+        and the spent id refuses a copy of a message already sent."""
+        ticket = SendTicket.of(doc)
+        mark = {"ticket": ticket.token}  # what lease recovery may void (jobs/dispatch/recovery)
+        if self.renew(doc, lease, in_flight=True, extra=mark) is None:
+            return SendRefused(lost=CLAIM_ENDED)
+        token = self.guard.take(doc)
+        if token is None:
+            copy = str(doc["_id"]) if self.guard.taken_by_a_copy(doc) else None
+            return SendRefused(lost=TICKET_TAKEN, replay_of=copy)
+        # Spent under this claim's own token: a copy claimed at the same revision has another.
+        if not self._spent.take(ticket.spent_id, doc["_id"], ticket.claim):
+            self.guard.settle(token, Outcome.NOT_SENT)
+            return SendRefused(replay_of=ticket.spent_id)
+        return ticket
+
+    def finish_send(
+        self, ticket: SendTicket, outcome: Outcome, provider_id: str | None = None
+    ) -> None:
+        """Close a send with what came of its request; the 202 reaches the spent id with the
+        cycle's others, at `spent.flush`."""
+        if outcome is Outcome.SENT and provider_id is not None:
+            # The spent id keeps the 202 whatever later happens to the outbox document.
+            self._spent.sent(ticket.spent_id, ticket.claim, provider_id)
+        self.guard.settle(ticket.token, outcome, provider_id)
+        if outcome is Outcome.NOT_SENT:  # an unsettled spent id already counts as sent
+            self._spent.settle(ticket.spent_id, ticket.claim, outcome)
 
     # Recovery
 

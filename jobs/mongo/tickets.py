@@ -13,8 +13,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jobs.clock import Clock, SystemClock
-from jobs.dispatch.ports import Outcome, Verdict, claim_ticket
 from jobs.mongo.connection import adapter
+from jobs.ports import Outcome, Verdict, claim_ticket
 
 TICKETS = "send_tickets"
 # Far longer than any lease: recovery reads a ticket within minutes of its claim expiring.

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from jobs.dispatch.ports import Sealer
 from jobs.keys import Signatures
 from jobs.model import State
 from jobs.mongo.store import Doc
+from jobs.ports import Sealer
 from jobs.rules import optin, replies, seal, segments
 
 

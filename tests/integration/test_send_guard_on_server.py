@@ -7,10 +7,10 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.dispatch.ports import NoGuard
 from jobs.doubles.clock import ManualClock
 from jobs.mongo.guard import build
 from jobs.mongo.tickets import EXPIRE_EVERY_SECONDS, RETENTION, TICKETS, SendTickets
+from jobs.ports import NoGuard
 
 Db = Database[dict[str, Any]]
 

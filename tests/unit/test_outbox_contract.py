@@ -9,11 +9,11 @@ import pytest
 from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
-from jobs.dispatch.ports import Outbox
 from jobs.doubles.clock import ManualClock
 from jobs.doubles.memory import MemoryOutbox
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
+from jobs.ports import Outbox
 from jobs.rules import intake
 from tests.outbox_contract import OutboxContract
 from tests.unit.fakes import RECIPIENT, RECIPIENT_2, CountingPacer, FakeProvider

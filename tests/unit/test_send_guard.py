@@ -8,12 +8,12 @@ import pytest
 from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
-from jobs.dispatch.ports import NoGuard, Outcome
 from jobs.doubles.clock import ManualClock
 from jobs.mongo.directory import Directory
 from jobs.mongo.guard import build, choose, identify
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.mongo.tickets import RETENTION, TICKETS, SendTickets
+from jobs.ports import NoGuard, Outcome
 from tests.unit.fakes import LEASE, MAX_ATTEMPTS, CountingPacer, FakeProvider
 from tests.unit.helpers import outbox, status, submit
 

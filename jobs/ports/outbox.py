@@ -1,115 +1,17 @@
-"""The ports of the send cycle: the interfaces it depends on, with the contract each implementation
-keeps."""
+"""The outbox port: the store the send cycle runs on, and the contract its implementations keep."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Protocol
 
 from jobs.model import Problem, State
+from jobs.ports.sending import Outcome, SendGuard, SendRefused, SendTicket, SpentIds
 from jobs.rules.hold import Hold
 from jobs.rules.intake import Admission
 
 Doc = dict[str, Any]
-
-
-class Outcome(StrEnum):
-    """What came of one request to Flowroute, as a send guard records it."""
-
-    SENT = "sent"
-    NOT_SENT = "not_sent"
-    IN_DOUBT = "in_doubt"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a send guard knows about the requests made for one message."""
-
-    provider_id: str | None = None  # set when a request was accepted: the message was sent
-    in_doubt: bool = False  # a request may have reached Flowroute with no answer recorded
-
-
-def claim_ticket(doc: Mapping[str, Any]) -> str:
-    """The send token of the claim `doc` was returned by: its id and the revision the claim
-    made (two workers holding one claim on a non-atomic server hold the same one)."""
-    return f"{doc['_id']}:{doc['rev']}"
-
-
-class SendGuard(Protocol):
-    """At most one request to Flowroute per claim, and what lease recovery may conclude.
-
-    `take` is called after the fenced in-flight mark and before the request leaves; it returns a
-    token, or None when another worker already holds this claim's send (only possible on a
-    server whose find-and-modify is not atomic). `settle` records the outcome of the request;
-    `verdict` tells lease recovery what is known about a message whose worker died. `void`
-    lets recovery take, as never sent, the token a message marked in flight names (the mark's
-    `ticket` field), True when nobody had taken it: then no request left. `taken_by_a_copy`
-    tells, when `take` refused, whether a copy of a sent document is being replayed.
-    """
-
-    def ensure_indexes(self) -> None: ...
-
-    def take(self, doc: Mapping[str, Any]) -> str | None: ...
-
-    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None: ...
-
-    def verdict(self, doc: Mapping[str, Any]) -> Verdict: ...
-
-    def void(self, doc: Mapping[str, Any]) -> bool: ...
-
-    def taken_by_a_copy(self, doc: Mapping[str, Any]) -> bool: ...
-
-
-class NoGuard:
-    """The send guard of an atomic server: a claim is never held by two workers, so the fenced
-    in-flight mark is guard enough, and lease recovery reads the outbox document itself."""
-
-    def ensure_indexes(self) -> None:
-        """Nothing to index."""
-
-    def take(self, doc: Mapping[str, Any]) -> str | None:
-        """Always granted: the fenced renewal before it already proved the claim is ours."""
-        return claim_ticket(doc)
-
-    def settle(self, token: str, outcome: Outcome, provider_id: str | None = None) -> None:
-        """Nothing to record: the outbox document records the outcome."""
-
-    def verdict(self, doc: Mapping[str, Any]) -> Verdict:
-        """In doubt exactly when the document was marked in flight."""
-        return Verdict(in_doubt=doc.get("in_flight") is True)
-
-    def void(self, doc: Mapping[str, Any]) -> bool:
-        """Never: without tickets, the in-flight mark is the last word before the request."""
-        return False
-
-    def taken_by_a_copy(self, doc: Mapping[str, Any]) -> bool:
-        """Never asked: `take` is always granted."""
-        return False
-
-
-class SpentIds(Protocol):
-    """The daemon's record of the signed ids it spent (`jobs.mongo.spent`): a message's id is
-    taken, atomically, before its request leaves and kept once the request may have left; a
-    broadcast request's id is open while it fans out and closed after."""
-
-    def take(self, spent_id: str, message_id: Any, token: str) -> bool: ...
-
-    def settle(self, spent_id: str, token: str, outcome: Outcome) -> None: ...
-
-    def sent(self, spent_id: str, token: str, provider_id: str) -> None:
-        """Flowroute accepted the request of `token`; written by the next `flush`."""
-        ...
-
-    def flush(self) -> int:
-        """Write the accepted requests `sent` kept (the send cycle calls it once per cycle)."""
-        ...
-
-    def open_campaign(self, spent_id: str, message_id: Any) -> bool: ...
-
-    def close_campaign(self, spent_id: str) -> None: ...
 
 
 class Sealer(Protocol):
@@ -152,6 +54,9 @@ class Outbox(Protocol):
     - Every write after a claim (`renew`, `finish`, `retry_later`, `release`) is fenced: it
       applies only while the document is still `sending` under the same `claim_token`, and
       returns None otherwise, so a worker whose lease expired cannot overwrite another's record.
+    - A claim's request to Flowroute leaves between `begin_send` and `finish_send`: at most one
+      per claim, and none for a signed id a send already spent, unless that send is known not to
+      have left.
     - `record_late_success` upgrades to `sent` only a document left `unknown` by the caller's
       own expired claim.
     - `insert` raises `jobs.errors.DuplicateKey` for a key its user already has in the outbox
@@ -175,6 +80,20 @@ class Outbox(Protocol):
 
     def reintake(self, doc: Mapping[str, Any]) -> bool:
         """Send an untrusted document through intake again; False if it changed meanwhile."""
+        ...
+
+    def begin_send(self, doc: Mapping[str, Any], lease: timedelta) -> SendTicket | SendRefused:
+        """Open the one request to Flowroute of the claim `doc` was returned by, just before it
+        leaves: mark it in flight (fenced, the lease renewed), take the send guard's token, and
+        spend its signed id. Refused when the claim was lost or the id is already spent."""
+        ...
+
+    def finish_send(
+        self, ticket: SendTicket, outcome: Outcome, provider_id: str | None = None
+    ) -> None:
+        """Close a send with what came of its request. Sent: the guard and the spent id keep the
+        202 (the id's record is written by `spent.flush`). In doubt: the id stays spent. Not
+        sent: the id is freed for the next claim of the same message. Safe to repeat."""
         ...
 
     @property
@@ -297,23 +216,3 @@ class Outbox(Protocol):
     def find_by_key(self, key: str, user: str) -> Doc | None:
         """The outbox document that holds this user's idempotency key."""
         ...
-
-
-class Directory(Protocol):
-    """Who may send from which number, and who may be texted (`jobs.mongo.directory`)."""
-
-    def ensure_indexes(self) -> None: ...
-
-    def sources_for(self, user: str) -> list[str]: ...
-
-    def max_priority(self, user: str) -> int: ...
-
-    def recipient(self, number: str) -> Doc | None: ...
-
-    def consent_of(self, numbers: list[str]) -> dict[str, Doc | None]: ...
-
-    def verified_after(self, after: str | None, limit: int) -> list[str]: ...
-
-    def opt_out(self, number: str, *, now: datetime, reason: str) -> None: ...
-
-    def is_source(self, number: str) -> bool: ...
