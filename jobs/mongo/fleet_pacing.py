@@ -131,7 +131,8 @@ class FleetPacer:
         """Hold the request until the slot `acquire` handed this thread (see `GatedProvider`).
 
         A request that reaches its slot too late (slow writes, an overloaded machine) takes the
-        next slot instead: sent late, it would crowd the window of the daemon after it.
+        next slot instead: sent late, it would crowd the window of the daemon after it. So does
+        one whose slot a 429 met by another send worker voided while it waited.
         """
         with self._lock:
             slot = self._handed.pop(threading.get_ident(), None)
@@ -141,6 +142,9 @@ class FleetPacer:
                 self.clock.sleep(due - self._now())
                 with self._lock:
                     now = self._now()
+                    if now < self._blocked_until:
+                        slot = self._next_slot()
+                        continue
                     if now <= latest:
                         self._record_sent(now)
                         return

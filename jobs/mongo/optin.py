@@ -18,6 +18,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from jobs.mongo.connection import adapter
+from jobs.rules import identity
 from jobs.rules.identity import spellings
 from jobs.rules.optin import Window
 
@@ -176,7 +177,8 @@ class OptInStore:
 
     def verify(self, number: str, evidence: Doc, now: datetime) -> None:
         """Record consent the phone confirmed: verified, with its evidence, added to the
-        history. An earlier opt-out ends but stays in `opt_outs`, never erased."""
+        history. An opt-out in force ends as a START ends it (jobs/rules/identity.py): it stays
+        on record, with `opted_in_again` naming it, never erased."""
         found = False
         for record in self.consent_of(number):
             found = True
@@ -184,9 +186,11 @@ class OptInStore:
                 "$set": {"verified": True, "consent": evidence},
                 "$push": {"consents": evidence},
             }
-            if record.get("opted_out"):
-                update["$push"]["opt_outs"] = record["opted_out"]
-                update["$unset"] = {"opted_out": ""}
+            opted_out = identity.active_opt_out(record)
+            if opted_out:
+                again = {**evidence, "ends": identity.opt_out_key(opted_out)}
+                update["$set"]["opted_in_again"] = again
+                update["$push"]["opt_ins"] = again
             self.users.update_one({"_id": record["_id"]}, update)
         if not found:
             self.users.insert_one(

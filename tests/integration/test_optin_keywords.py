@@ -18,6 +18,7 @@ from jobs.mongo.inbound import InboundLog
 from jobs.mongo.optin import OptInStore
 from jobs.optin.keywords import KeywordOptIn
 from jobs.optin.service import OptInConfig, SignUp
+from jobs.rules import identity
 from tests.integration.helpers import numbers
 from tests.integration.stack import SOURCE, Db, Stack, stack
 
@@ -130,9 +131,10 @@ def test_an_opted_out_number_joins_again_by_text_and_its_opt_out_stays_on_record
     simulator.send_inbound(person, SOURCE, "YES")
     loop.drain()
     user = db["users"].find_one({"phone": person}) or {}
-    assert user["verified"] is True and "opted_out" not in user
+    assert user["verified"] is True and identity.active_opt_out(user) is None
     (earlier,) = user["opt_outs"]
-    assert earlier["reason"] == "texted STOP"
+    assert earlier["reason"] == "texted STOP" and earlier["confirmed"] is True
+    assert user["opted_in_again"]["ends"] == identity.opt_out_key(user["opted_out"])
     assert texts_to(simulator, person)[-1] == CONFIG.program.welcome_text()
 
 
