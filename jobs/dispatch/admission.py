@@ -9,36 +9,45 @@ import structlog
 
 from jobs.clock import Clock
 from jobs.dispatch.config import DispatchConfig
-from jobs.errors import StoreError, StoreRefused, document_fault, refusal
+from jobs.errors import StoreError, refusal
 from jobs.ports import Directory, Doc, Outbox
 from jobs.rules import intake, replay, seal
+from jobs.rules.intake import Admission
 
 log = structlog.get_logger("sms_outbox.cycle")
+
+
+# Documents read and admitted per cycle: written in bulk, so a thousand of them (valid or not)
+# cost a few commands and never hold the queue for long. At most 64 KiB each are read whole.
+PER_CYCLE = 1000
 
 
 def admit(store: Outbox, grants: Directory, clock: Clock, config: DispatchConfig) -> int:
     """Validate new producer documents: each is queued or rejected with a reason, with its
     priority at most what its user's grant allows, and sealed. Returns how many were read."""
-    docs = store.new_documents(limit=config.batch_size * 10)
+    docs = store.new_documents(limit=max(PER_CYCLE, config.batch_size * 10))
+    admitted: list[tuple[Doc, Admission]] = []
     for doc in docs:
         try:
-            _admit_one(store, doc, grants, clock.now(), config.max_segments)
-        except StoreRefused as exc:
-            if not document_fault(exc):
-                raise
-            store.set_aside(doc["_id"], {"state": None}, refusal(exc))
+            admitted.append((doc, _decide(store, doc, grants, clock.now(), config.max_segments)))
         except StoreError:
             raise
         except Exception as exc:
             # A document intake cannot even read costs that document, not the queue.
             log.exception("message.unreadable", message_id=str(doc["_id"]))
             store.set_aside(doc["_id"], {"state": None}, f"unreadable: {exc!r}"[:300])
+    for doc_id, refused in store.admit_many(admitted):
+        store.set_aside(doc_id, {"state": None}, refusal(refused))
+    for doc, admission in admitted:
+        if admission.problem is not None:
+            log.info("message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code)
     return len(docs)
 
 
-def _admit_one(
+def _decide(
     store: Outbox, doc: Doc, grants: Directory, now: datetime, max_segments: int
-) -> None:
+) -> Admission:
+    """What intake makes of one document: its admission, clamped and sealed."""
     admission = intake.admit(doc, now, max_segments)
     admission = replay.guard(doc, admission)
     if admission.fields.get("priority", 0) > 0:
@@ -48,5 +57,4 @@ def _admit_one(
     if sealer is not None:
         admitted = intake.stored(doc, admission)
         admission = replace(admission, seal=sealer.seal(admitted, seal.ADMITTED))
-    if store.admit(doc["_id"], admission) is not None and admission.problem:
-        log.info("message.rejected", message_id=str(doc["_id"]), reason=admission.problem.code)
+    return admission

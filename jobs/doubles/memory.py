@@ -14,7 +14,7 @@ import structlog
 
 from jobs.clock import Clock, as_utc
 from jobs.doubles.ledgers import MemoryHolds, MemorySpentIds
-from jobs.errors import DuplicateKey
+from jobs.errors import DuplicateKey, StoreRefused
 from jobs.model import CLAIM_FIELDS, STATUS_FIELDS, Problem, Reason, State, outcome_fields
 from jobs.ports import (
     CLAIM_ENDED,
@@ -157,6 +157,12 @@ class MemoryOutbox:
         with self._lock:
             fresh = [d for d in self._docs.values() if d.get("state") is None]
             return copy.deepcopy(fresh[:limit])
+
+    def admit_many(self, admitted: list[tuple[Doc, Admission]]) -> list[tuple[Any, StoreRefused]]:
+        """One by one: memory refuses no document for its content."""
+        for doc, admission in admitted:
+            self.admit(doc["_id"], admission)
+        return []
 
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
         """Give a new document its first state; None if it was admitted already."""

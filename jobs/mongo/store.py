@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
@@ -191,28 +191,63 @@ class OutboxStore:
 
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
         """Give a new document its first state; None if another daemon admitted it first."""
-        now = self.clock.now()
         key = admission.fields.get("key")
         if key is not None and admission.problem is None:
             admission = self._unique_key(doc_id, admission.fields["user"], key, admission)
-        fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
-        fields["kind"] = "broadcast" if admission.broadcast else "message"
-        if admission.seal is not None:
-            fields["seal"] = admission.seal
-        if admission.problem is None:
-            fields.update(admission.fields, state=State.QUEUED.value)
-        else:
-            fields.update(state=State.REJECTED.value, error=admission.problem.as_error())
-        update: Doc = {"$set": fields}
-        strip = {name: "" for name in admission.strip if name not in fields}
-        if strip:
-            update["$unset"] = strip
         doc = self.outbox.find_one_and_update(
-            {"_id": doc_id, "state": None}, update, return_document=ReturnDocument.AFTER
+            {"_id": doc_id, "state": None},
+            _admission_update(admission, self.clock.now()),
+            return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
             self.project(doc)
         return doc
+
+    def admit_many(self, admitted: list[tuple[Doc, Admission]]) -> list[tuple[Any, StoreRefused]]:
+        """Give many new documents their first state in one unordered bulk write, and their
+        status copies in another: thousands of documents, valid or not, cost a few commands.
+        One with an idempotency key goes through `admit`, which checks the key. Returns the
+        documents the server refused for their content, each with its refusal, to be set aside;
+        the others are admitted (or were, by another daemon)."""
+        refused: list[tuple[Any, StoreRefused]] = []
+        plain: list[tuple[Doc, Admission]] = []
+        for doc, admission in admitted:
+            if admission.fields.get("key") is None or admission.problem is not None:
+                plain.append((doc, admission))
+                continue
+            try:
+                self.admit(doc["_id"], admission)
+            except StoreRefused as exc:
+                if not document_fault(exc):
+                    raise
+                refused.append((doc["_id"], exc))
+        if not plain:
+            return refused
+        now = self.clock.now()
+        updates = [_admission_update(admission, now) for _, admission in plain]
+        pairs = zip(plain, updates, strict=True)
+        ops = [UpdateOne({"_id": d["_id"], "state": None}, u) for (d, _), u in pairs]
+        try:
+            matched = self.outbox.bulk_write(ops, ordered=False).matched_count
+            failed: set[int] = set()
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(not poison.refused_for_itself(err) for err in errors):
+                raise
+            failed = {err["index"] for err in errors}
+            for err in errors:
+                why = StoreRefused(str(err.get("errmsg")), err.get("code"), err)
+                refused.append((plain[err["index"]][0]["_id"], why))
+            matched = int(exc.details.get("nMatched", 0))
+        done = [(plain[i][0], updates[i]) for i in range(len(plain)) if i not in failed]
+        if matched == len(done):
+            # Every one was ours to admit: their new state is known without reading it back.
+            self.project_many([_updated(doc, update) for doc, update in done])
+        else:
+            # Another daemon admitted some first: copy what the outbox now holds of them all.
+            ids = [doc["_id"] for doc, _ in done]
+            self.project_many(self.outbox.find({"_id": {"$in": ids}, "state": {"$ne": None}}))
+        return refused
 
     def _unique_key(self, doc_id: Any, user: str, key: str, admission: Admission) -> Admission:
         """Backs up the unique index: a key the same user already had admitted makes this
@@ -626,3 +661,28 @@ def _id_key(value: Any) -> Any:
     except TypeError:
         return (type(value).__name__, repr(value))
     return value
+
+
+def _admission_update(admission: Admission, now: datetime) -> Doc:
+    """What admission writes: the first state (queued, or rejected with its reason), the
+    normalised fields, the seal, and the fields intake strips removed."""
+    fields: Doc = {"created_at": now, "updated_at": now, "rev": 1, "synced": False}
+    fields["kind"] = "broadcast" if admission.broadcast else "message"
+    if admission.seal is not None:
+        fields["seal"] = admission.seal
+    if admission.problem is None:
+        fields.update(admission.fields, state=State.QUEUED.value)
+    else:
+        fields.update(state=State.REJECTED.value, error=admission.problem.as_error())
+    update: Doc = {"$set": fields}
+    strip = {name: "" for name in admission.strip if name not in fields}
+    if strip:
+        update["$unset"] = strip
+    return update
+
+
+def _updated(doc: Mapping[str, Any], update: Mapping[str, Any]) -> Doc:
+    """`doc` as a `$set`/`$unset` of top-level fields leaves it."""
+    new = {k: v for k, v in doc.items() if k not in update.get("$unset", {})}
+    new.update(update["$set"])
+    return new

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from jobs.errors import StoreRefused
 from jobs.model import Problem, State
 from jobs.ports.sending import Outcome, SendGuard, SendRefused, SendTicket, SpentIds
 from jobs.rules.hold import Hold
@@ -123,6 +124,11 @@ class Outbox(Protocol):
 
     def admit(self, doc_id: Any, admission: Admission) -> Doc | None:
         """Give a new document its first state; None if it was admitted already."""
+        ...
+
+    def admit_many(self, admitted: list[tuple[Doc, Admission]]) -> list[tuple[Any, StoreRefused]]:
+        """`admit` for many documents at once; returns those the server refused for their
+        content (to be set aside), each with its refusal."""
         ...
 
     def claim(self, limit: int, lease: timedelta) -> list[Doc]:
