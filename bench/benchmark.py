@@ -496,6 +496,39 @@ def import_speed(uri: str, rows: int) -> None:
     )
 
 
+def invalid_flood(uri: str, keys: Path, count: int) -> None:
+    """`count` documents one producer got wrong (unsigned, or to numbers nobody verified)
+    inserted ahead of another user's message: seconds until that message is sent, and until
+    every document is settled, one daemon with pacing off."""
+    for kind in ("unsigned", "unverified"):
+        with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=None) as sim:
+            seed(db, [numbers(1)[0]], keys, messages=False)
+            ring = KeyRing(keys)
+            ring.create_user_key("other")
+            db["authorized"].insert_one({"user": "other", "source": "12065550100"})
+            flood = []
+            for i in range(count):
+                doc = {"_id": ObjectId(), "user": SENDER, "to": f"1312555{i:04d}", "body": "x"}
+                if kind == "unverified":
+                    doc["signature"] = signing.sign(ring.user_key(SENDER) or "", doc)
+                flood.append(doc)
+            db["outbox"].insert_many(flood)
+            legit = {"_id": ObjectId(), "user": "other", "to": numbers(1)[0], "body": "legit"}
+            legit["signature"] = signing.sign(ring.user_key("other") or "", legit)
+            db["outbox"].insert_one(legit)
+            started = time.monotonic()
+            with running(daemon_env(uri, db.name, sim.url, keys), 1):
+                while not sim.messages() and time.monotonic() - started < 300:
+                    time.sleep(0.05)
+                first = time.monotonic() - started
+                drain(db, count + 1, 900)
+            settled = time.monotonic() - started
+            print(
+                f"  {count} {kind:<10} then another user's message: sent after {first:5.1f} s,"
+                f" all {count + 1} settled after {settled:5.1f} s"
+            )
+
+
 def command_cost(uri: str, keys: Path, count: int) -> None:
     """Database commands per sent message, by command, one dispatcher (send guard `none`)."""
     with database(uri) as db:
@@ -510,7 +543,17 @@ def command_cost(uri: str, keys: Path, count: int) -> None:
     print(f"  status writes per sent message: {writes} (queued, sending, sent)")
 
 
-SECTIONS = ("limit", "broadcast", "claims", "import", "agenda", "fleet", "commands", "latency")
+SECTIONS = (
+    "limit",
+    "broadcast",
+    "claims",
+    "import",
+    "agenda",
+    "fleet",
+    "commands",
+    "latency",
+    "invalid",
+)
 
 
 def main() -> None:
@@ -579,6 +622,9 @@ def main() -> None:
         if "commands" in chosen:
             print("\ndatabase commands per sent message (pymongo command monitoring):")
             command_cost(uri, Path(keys) / "commands", 20 if args.quick else 100)
+        if "invalid" in chosen:
+            print("\ndocuments a producer got wrong, ahead of another user's message:")
+            invalid_flood(uri, Path(keys) / "invalid", 500 if args.quick else 2000)
         if "latency" in chosen:
             print("\nenqueue-to-send latency, one idle daemon, fleet pacing at 5/s:")
             latency(uri, Path(keys), 10 if args.quick else 20, "0.5")
