@@ -1,5 +1,5 @@
-"""The small app `sms-outbox web` serves: the /join blueprint alone. A fuller web app registers
-the same blueprint (`jobs.optin.pages.blueprint`) with its own CSRF protection and secret."""
+"""`sms-outbox join`: the public sign-up page /join alone, apart from the staff's web app (which
+serves the same blueprint, `jobs.optin.pages.blueprint`, beside its own pages)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,15 @@ def create_app(signup: SignUp, program: Program, secret_key: bytes) -> Flask:
     return app
 
 
+def proxied(settings: Settings) -> dict[str, object]:
+    """Waitress's settings for the reverse proxy in front of /join, if one is named: the client
+    address the sign-up limits count is then the one the proxy saw, not the proxy's own."""
+    if not settings.optin.trusted_proxy:
+        return {}
+    return {"trusted_proxy": settings.optin.trusted_proxy, "trusted_proxy_count": 1,
+            "trusted_proxy_headers": "x-forwarded-for"}  # fmt: skip
+
+
 def session_key(daemon_key: str) -> bytes:
     """The app's cookie-signing key, derived from the daemon's key (no setting of its own)."""
     return hmac.new(daemon_key.encode(), b"sms-outbox optin web session", hashlib.sha256).digest()
@@ -48,12 +57,7 @@ def serve_join(settings: Settings, db: Db, listen: str | None) -> int:
     signup = build_signup(settings, db)
     signup.store.ensure_indexes()
     app = create_app(signup, signup.config.program, session_key(signup.keys.daemon_key()))
-    proxy: dict[str, object] = {}
-    if settings.optin.trusted_proxy:
-        # The client address the limits count is the one the proxy saw, not the proxy's own.
-        proxy = {"trusted_proxy": settings.optin.trusted_proxy, "trusted_proxy_count": 1,
-                 "trusted_proxy_headers": "x-forwarded-for"}  # fmt: skip
-    served = Served(app, listen or settings.optin.listen, threads=THREADS, **proxy)
+    served = Served(app, listen or settings.optin.listen, threads=THREADS, **proxied(settings))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

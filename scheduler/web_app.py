@@ -12,7 +12,10 @@ from jobs.errors import ConfigError
 from jobs.mongo.audit import AuditLog
 from jobs.mongo.connection import Db
 from jobs.mongo.store import OutboxStore
+from jobs.optin.pages import blueprint
 from jobs.webapp import WebConfig, create_app
+from scheduler.optin import build_signup
+from scheduler.optin_web import proxied, serve_join
 from scheduler.settings import Settings, keyring
 from scheduler.web import Served, split_listen
 
@@ -56,18 +59,27 @@ def web_config(settings: Settings, listen: str) -> WebConfig:
 
 
 def serve_web(settings: Settings, db: Db, listen: str | None) -> int:
-    """Serve the web app in the foreground until SIGINT or SIGTERM."""
+    """Serve the web app, with the public sign-up page /join, in the foreground until SIGINT or
+    SIGTERM. Before `[web]` names an identity provider, /join is served alone."""
+    if settings.web.issuer is None:
+        print("web.issuer is not set: serving the sign-up page /join alone", flush=True)
+        return serve_join(settings, db, listen or settings.web.listen)
     address = listen or settings.web.listen
     try:
         split_listen(address)
     except ValueError as exc:
         raise ConfigError(f"web listen address: {exc}") from None
-    app = create_app(web_config(settings, address), db, send_guard=settings.mongodb.send_guard)
+    signup = build_signup(settings, db)
+    signup.store.ensure_indexes()
+    join = blueprint(lambda: signup, signup.config.program)
+    app = create_app(
+        web_config(settings, address), db, send_guard=settings.mongodb.send_guard, public=[join]
+    )
     # As `enqueue` does: the unique key index must exist before the first keyed insert.
     OutboxStore(db, SystemClock(), settings.mongodb.send_guard).ensure_indexes()
     AuditLog(db).ensure_indexes()
     try:
-        served = Served(app, address, threads=8)
+        served = Served(app, address, threads=8, **proxied(settings))
     except OSError as exc:
         raise ConfigError(f"web cannot listen on {address}: {exc}") from None
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, Response, render_template, request
+from flask import Blueprint, Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from jobs.clock import Clock, SystemClock
@@ -40,8 +41,10 @@ def create_app(
     clock: Clock | None = None,
     issuer: Issuer | None = None,
     send_guard: Literal["auto", "tickets", "none"] = "auto",
+    public: Iterable[Blueprint] = (),
 ) -> Flask:
-    """The whole web app over database `db`; `issuer` may be given to share its cached keys."""
+    """The whole web app over database `db`; `issuer` may be given to share its cached keys.
+    `public` pages (the sign-up page /join) are served beside the staff's, with no sign-in."""
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=config.session_secret,
@@ -77,6 +80,8 @@ def create_app(
     app.register_blueprint(compose.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, never cookies: nothing a browser sends by itself
+    for page in public:
+        app.register_blueprint(page)
     policy = _csp(config.issuer)
 
     @app.after_request

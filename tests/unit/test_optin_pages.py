@@ -17,8 +17,11 @@ from jobs.keys import KeyRing
 from jobs.mongo.directory import Directory
 from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import Doc, OutboxStore
+from jobs.optin.pages import blueprint
 from jobs.optin.service import OptInConfig, SignUp
 from jobs.rules.optin import Limits, Program
+from jobs.webapp import WebConfig
+from jobs.webapp import create_app as create_web_app
 from scheduler.optin_web import create_app, session_key
 from tests.unit.fakes import SENDER, UNKNOWN
 
@@ -148,3 +151,20 @@ def test_the_code_step_answers_wrong_codes_on_the_page(
     response = browser.post("/join/confirm", data=form)
     assert response.status_code == 400
     assert refusal(response.get_data(as_text=True)) == "wrong_code"
+
+
+def test_the_staff_web_app_serves_join_to_anyone_beside_its_own_pages(
+    signup: SignUp, db: Database[Doc]
+) -> None:
+    config = WebConfig(
+        public_url="http://127.0.0.1:8000", issuer="http://127.0.0.1:9/", client_id="staff",
+        client_secret="s" * 32, session_secret="k" * 32, keyring=signup.keys,
+    )  # fmt: skip
+    app = create_web_app(config, db, public=[blueprint(lambda: signup, PROGRAM)])
+    browser = app.test_client()
+
+    assert browser.get("/campaigns").status_code in (302, 401), "staff pages need a sign-in"
+    status, page = ask(browser, "(206) 555-0142")
+    assert status == 200, page
+    assert db["optin_codes"].count_documents({}) == 1
+    assert db["outbox"].count_documents({"to": "12065550142"}) == 1, "the code text is queued"
