@@ -16,9 +16,8 @@ from jobs.clock import Clock
 from jobs.dispatch.confirm import Fate, Found, Lookups, Step, tries_of
 from jobs.errors import InputError
 from jobs.keys import Signatures
-from jobs.model import State
 from jobs.ports import Consents, Doc, InboundLog, KeywordOptIn, Outbox
-from jobs.rules import confirm, keywords, replies, seal, segments
+from jobs.rules import confirm, keywords, made, replies, seal
 from jobs.rules.confirm import ConfirmConfig
 from jobs.rules.keywords import Keyword
 
@@ -220,17 +219,12 @@ class InboundHandler:
         ):
             log.warning("reply.limited", inbound_id=fields["inbound_id"], keyword=keyword)
             return outcome + "_unanswered"
-        body = segments.normalize_text(self.texts.text(keyword))
-        size = segments.measure(body)
-        doc: Doc = {
-            "_id": replies.message_id(keyword, fields["inbound_id"], fields["from"]),
-            "kind": "message", "user": replies.USER, "to": fields["from"], "from": fields["to"],
-            "body": body, "campaign": replies.campaign(keyword, fields["inbound_id"]),
-            "reply_to": fields["inbound_id"], "segments": size.segments,
-            "encoding": size.encoding, "priority": REPLY_PRIORITY, "due_at": now,
-            "state": State.QUEUED.value, "attempts": 0, "rev": 1, "synced": False,
-            "created_at": now, "updated_at": now,
-        }  # fmt: skip
+        doc = made.message(
+            replies.message_id(keyword, fields["inbound_id"], fields["from"]),
+            fields["from"], fields["to"], self.texts.text(keyword),
+            replies.campaign(keyword, fields["inbound_id"]), REPLY_PRIORITY, now,
+            reply_to=fields["inbound_id"],
+        )  # fmt: skip
         if self.signatures is not None:
             doc["signature"] = self.signatures.sign_child(doc)
         if self.store.sealer is not None:

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Protocol
 
 from jobs.keys import Signatures
-from jobs.model import State
 from jobs.mongo.store import Doc
 from jobs.ports import Sealer
-from jobs.rules import optin, replies, seal, segments
+from jobs.rules import made, optin, seal
 
 
 class Outbox(Protocol):
@@ -32,15 +31,10 @@ def message(
     signatures: Signatures | None,
 ) -> Doc:
     """One opt-in text, ready to insert; its id makes a second insert of it collide."""
-    text = segments.normalize_text(body)
-    size = segments.measure(text)
-    doc: Doc = {
-        "_id": optin.message_id(kind, ref, to), "kind": "message", "user": replies.USER,
-        "to": to, "from": source, "body": text, "campaign": optin.campaign(kind, ref),
-        "segments": size.segments, "encoding": size.encoding, "priority": optin.PRIORITY,
-        "due_at": now, "state": State.QUEUED.value, "attempts": 0, "rev": 1, "synced": False,
-        "created_at": now, "updated_at": now,
-    }  # fmt: skip
+    doc = made.message(
+        optin.message_id(kind, ref, to), to, source, body, optin.campaign(kind, ref),
+        optin.PRIORITY, now,
+    )  # fmt: skip
     if signatures is not None:
         doc["signature"] = signatures.sign_child(doc)
     return doc

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobs.model import Problem, Reason
+from jobs.rules import made
 from jobs.rules.keywords import Keyword
 from jobs.rules.policy import Decision
 
 PREFIX = "reply:"
-USER = "sms-outbox"
+USER = made.USER
 
 
 def campaign(keyword: Keyword, inbound_id: str) -> str:
