@@ -55,6 +55,9 @@ class MongoSettings(BaseModel):
     uri_file: Path | None = None
     database: str = Field("sms_outbox", min_length=1)
     timeout_seconds: float = Field(5.0, gt=0)
+    # How long one command may wait for the server's answer: a server that stops answering
+    # fails the cycle (retried, and leases still expire) instead of freezing the daemon.
+    reply_timeout_seconds: float = Field(60.0, gt=0)
     # What keeps two workers from sending one claim twice on a server whose find-and-modify is
     # not atomic: `auto` asks the server at start-up (see jobs/mongo/guard.py).
     send_guard: Literal["auto", "tickets", "none"] = "auto"

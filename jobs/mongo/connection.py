@@ -40,12 +40,15 @@ class MongoTarget(Protocol):
 def connect(target: MongoTarget) -> Database[Doc]:
     """A pymongo database handle; BSON dates come back timezone-aware UTC."""
     timeout_ms = int(target.timeout_seconds * 1000)
+    # A command the server never answers fails after this rather than blocking for good.
+    reply_ms = int(getattr(target, "reply_timeout_seconds", 60.0) * 1000)
     try:
         client: MongoClient[Doc] = MongoClient(
             target.uri.get_secret_value(),
             tz_aware=True,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=reply_ms,
             appname="sms-outbox",
         )
         return client[target.database]
