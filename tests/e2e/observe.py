@@ -3,7 +3,6 @@ proxy that signs Chromium in to the dashboard."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.error
@@ -13,14 +12,14 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
+from tests.servers import ports
+
 T = TypeVar("T")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port for a server a test starts (see tests/servers/ports.py)."""
+    return ports.free_port()
 
 
 def get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,16 +16,11 @@ from pymongo.database import Database
 
 from jobs.doubles.simulator import FlowrouteSimulator
 from tests.conftest import Cli
+from tests.servers.ports import free_port
 
 SOURCE = "12065550100"
 FRIENDS = ["12065550101", "12065550102", "12065550103"]
 TOKEN = "e2e0f5c1a9d84b7e6f3a"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:

@@ -20,6 +20,7 @@ from pymongo.errors import PyMongoError
 from tests.servers import ferretdb
 from tests.servers.errors import ServerNotControlledError, ServerUnavailableError, log_tail
 from tests.servers.ferretdb import Backend
+from tests.servers.ports import free_ports
 from tests.servers.postgres_cluster import PostgresCluster
 
 Kind = Literal["external", "mongod", "ferretdb", "ferretdb2"]
@@ -222,15 +223,8 @@ def uri_for(uri: str, user: str, password: str) -> str:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ask the kernel for distinct ports on 127.0.0.1 that nothing is listening on right now."""
-    with contextlib.ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            for _ in range(count)
-        ]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+    """Distinct ports on 127.0.0.1 that nothing is listening on right now (tests/servers/ports)."""
+    return free_ports(count)
 
 
 def _wait_until_listening(process: subprocess.Popen[bytes], port: int, deadline: float) -> None:
