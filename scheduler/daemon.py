@@ -286,13 +286,16 @@ class Daemon:
         try:
             self.scheduler.start()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             # The scheduler returns at once; the cycle that was running finishes its send first,
-            # and every send in flight finishes and is recorded.
-            with self._cycle_lock, self._check_lock:
-                self._finish()
-                log.info("daemon.stopped")
+            # and every send in flight finishes and is recorded. A second SIGTERM or Ctrl-C
+            # meanwhile is only logged: the handlers are given back once nothing is in flight.
+            try:
+                with self._cycle_lock, self._check_lock:
+                    self._finish()
+                    log.info("daemon.stopped")
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     def stop(self) -> None:
         """No new claims; the running cycle finishes its current send and releases the rest."""
@@ -307,6 +310,9 @@ class Daemon:
             log.error("daemon.finish_failed", error=type(exc).__name__, detail=str(exc))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.dispatcher.stopping:
+            log.info("daemon.still_stopping", signal=signal.Signals(signum).name)
+            return
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
         self.stop()
 
