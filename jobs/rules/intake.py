@@ -38,6 +38,14 @@ def stored(doc: Mapping[str, Any], admission: Admission) -> dict[str, Any]:
     return {**kept, **admission.fields}
 
 
+def duplicate_key(admission: Admission, other_id: Any) -> Admission:
+    """The admission of a document whose idempotency key its user already had admitted, as
+    `other_id`: a duplicate."""
+    key = admission.fields.get("key")
+    problem = Problem(Reason.DUPLICATE_KEY, f"key {key!r} is message {other_id}")
+    return Admission(problem=problem, broadcast=admission.broadcast)
+
+
 def check_max_priority(value: object) -> int:
     """A grant's highest priority: a whole number from 0 to 100."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
