@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 
 class State(StrEnum):
@@ -85,32 +82,3 @@ class Problem:
 
 # What a claim adds to an outbox document; every settlement of the claim removes them.
 CLAIM_FIELDS = ("claim_token", "lease_until", "in_flight")
-
-
-def outcome_fields(
-    claim_token: str,
-    state: State,
-    now: datetime,
-    *,
-    problem: Problem | None = None,
-    provider_id: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, Any], list[str]]:
-    """The fields a terminal outcome of a claim sets, and the fields it removes."""
-    fields: dict[str, Any] = {
-        "state": state.value,
-        "last_claim_token": claim_token,
-        **(extra or {}),
-    }
-    if problem is not None:
-        fields["error"] = problem.as_error()
-    if provider_id is not None:
-        fields["provider_id"] = provider_id
-    gone = list(CLAIM_FIELDS)
-    if state is State.SENT:
-        fields["sent_at"] = now
-    if state in (State.SENT, State.EXPANDED):
-        # What an earlier attempt ran into (a retried send, a fan-out whose daemon died) is
-        # over once it succeeded: a stale `lease_expired` would read as a fault.
-        gone.append("error")
-    return fields, gone

@@ -157,6 +157,24 @@ class OutboxContract:
         assert done is not None
         assert outbox.finish(doc, State.FAILED, problem=PROBLEM) is None, "the claim is over"
 
+    def test_an_event_the_transition_table_refuses_writes_nothing(
+        self, outbox: Outbox, clock: ManualClock
+    ) -> None:
+        doc_id = self.queue(outbox, clock)
+        [doc] = outbox.claim(1, LEASE)
+        failed = outbox.finish(doc, State.FAILED, problem=PROBLEM)
+        assert failed is not None
+
+        assert outbox.record_late_success(doc, "mdr2-1") is None, "failed, not unknown"
+        # The document holds what the caller expects: the table alone refuses this one.
+        assert outbox.set_aside(doc_id, {"state": "failed"}, "too late to set aside") is None
+
+        assert self.stored(outbox, doc_id)["rev"] == failed["rev"]
+        assert (self.public(outbox, doc_id)["state"], self.public(outbox, doc_id)["rev"]) == (
+            "failed",
+            failed["rev"],
+        )
+
     def test_finish_records_the_outcome_and_ends_the_claim(
         self, outbox: Outbox, clock: ManualClock
     ) -> None:

@@ -94,12 +94,16 @@ def translating(func: Callable[P, R]) -> Callable[P, R]:
         with translated():
             return func(*args, **kwargs)
 
+    wrapper.__translating__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
 def adapter(cls: type[T]) -> type[T]:
-    """Every public method of `cls` raises the project's errors instead of pymongo's."""
-    for name, member in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.isfunction(member):
+    """Every public method of `cls`, its own or inherited, raises the project's errors instead
+    of pymongo's."""
+    for name in dir(cls):
+        member = inspect.getattr_static(cls, name)
+        translating_already = getattr(member, "__translating__", False)
+        if not name.startswith("_") and inspect.isfunction(member) and not translating_already:
             setattr(cls, name, translating(member))
     return cls

@@ -26,8 +26,10 @@ from jobs.errors import (
     document_fault,
     refusal,
 )
-from jobs.model import STATUS_FIELDS, Problem, Reason, State
-from jobs.rules import seal
+from jobs.model import STATUS_FIELDS
+from jobs.mongo import writes
+from jobs.rules import changes, seal
+from jobs.rules.transitions import Change
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.poison")
@@ -101,17 +103,12 @@ def set_aside(
     now: datetime,
 ) -> Doc | None:
     """Reject `doc_id` (still matching `expected`) as `invalid_document` with `detail`; returns
-    its status fields, or None when it no longer matched. Counters are set, never incremented
-    (an overflowing `$inc` may be what failed); a document too large for even this loses its
-    largest fields first."""
-    copy = status.find_one({"_id": doc_id}, {"rev": 1}) or {}
-    last = copy.get("rev")
-    rev = last if isinstance(last, int) and not isinstance(last, bool) and last < 2**62 else 0
-    fields: Doc = {"state": State.REJECTED.value, "rev": rev + 1, "updated_at": now}
-    fields["synced"] = False
-    unset = dict.fromkeys(("claim_token", "lease_until", "in_flight", "due_at"), "")
+    its status fields, or None when it no longer matched or the transition table refuses it.
+    Counters are set, never incremented (an overflowing `$inc` may be what failed); a document
+    too large for even this loses its largest fields first."""
+    last = (status.find_one({"_id": doc_id}, {"rev": 1}) or {}).get("rev")
     try:
-        return _write(outbox, doc_id, expected, fields, unset, detail)
+        return _write(outbox, doc_id, changes.set_aside(expected, last, detail, now))
     except OperationFailure as exc:
         if not caused_by_document(exc):
             raise
@@ -120,9 +117,9 @@ def set_aside(
             raise
         dropped = ", ".join(f"{k} ({n} bytes)" for k, n in big[:5])
         more = f" and {len(big) - 5} more" if len(big) > 5 else ""
-        unset.update(dict.fromkeys((k for k, _ in big), ""))
         detail = f"{detail}; fields removed to make room: {dropped}{more}"[:REFUSAL_CHARS]
-        return _write(outbox, doc_id, expected, fields, unset, detail)
+        room = changes.set_aside(expected, last, detail, now, drop=[k for k, _ in big])
+        return _write(outbox, doc_id, room)
 
 
 def _largest(sizes: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -140,22 +137,17 @@ def _largest(sizes: Mapping[str, int]) -> list[tuple[str, int]]:
     return chosen
 
 
-def _write(
-    outbox: Collection[Doc],
-    doc_id: Any,
-    expected: Mapping[str, Any],
-    fields: Doc,
-    unset: Doc,
-    detail: str,
-) -> Doc | None:
-    error = Problem(Reason.INVALID_DOCUMENT, detail).as_error()
+def _write(outbox: Collection[Doc], doc_id: Any, change: Change | None) -> Doc | None:
+    if change is None:
+        return None
     new = outbox.find_one_and_update(
-        {"_id": doc_id, **expected},
-        {"$set": {**fields, "error": error}, "$unset": unset},
+        writes.fence(doc_id, change),
+        writes.update(change),
         projection=STATUS_ONLY,
         return_document=ReturnDocument.AFTER,
     )
     if new is not None:
+        detail = change.fields["error"]["detail"]
         log.warning("message.set_aside", message_id=str(doc_id), detail=detail)
     return new
 

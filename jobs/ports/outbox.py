@@ -52,6 +52,9 @@ class Outbox(Protocol):
       `rev` one higher; highest `priority` first, then the earliest `due_at`. A document that
       makes the claim fail (counters that are not numbers or at their limit, a size at the
       limit) is rejected with the server's reason instead of blocking the queue.
+    - Every write of a message's state is a change the transition table
+      (jobs/rules/transitions.py) allows from the state the document holds; a change it
+      refuses writes nothing (None, or False for `reintake`), alike in every store.
     - Every write after a claim (`renew`, `finish`, `retry_later`, `release`) is fenced: it
       applies only while the document is still `sending` under the same `claim_token`, and
       returns None otherwise, so a worker whose lease expired cannot overwrite another's record.

@@ -1,5 +1,5 @@
-"""Operator interventions: what may be cancelled or retried, what each leaves on record, and why
-a queued message is still waiting. Pure functions; the store applies them."""
+"""Operator interventions: what may be cancelled or retried and why a queued message is still
+waiting. Pure functions; what a cancel or a retry writes is in jobs/rules/changes.py."""
 
 from __future__ import annotations
 
@@ -8,30 +8,18 @@ from datetime import datetime
 from typing import Any
 
 from jobs.clock import as_utc
-from jobs.model import Problem, Reason, State
+from jobs.model import Reason, State
+from jobs.rules.transitions import Event, allows, cancel_event, sources
 
 Doc = dict[str, Any]
 
-# Not yet sent and not being sent: a message in a daemon's hands (`sending`) finishes.
-CANCELLABLE: tuple[str | None, ...] = (None, State.QUEUED.value)
-# A broadcast request being fanned out can be stopped: its daemon's next fenced write fails.
-CANCELLABLE_BROADCAST: tuple[str | None, ...] = (*CANCELLABLE, State.SENDING.value)
-RETRYABLE: tuple[str, ...] = (State.FAILED.value, State.UNKNOWN.value)
+RETRYABLE: tuple[str, ...] = tuple(str(state) for state in sources(Event.RETRY))
 
 
 def may_cancel(doc: Mapping[str, Any]) -> bool:
-    """True while a cancel can still stop `doc`: not yet sent, or a broadcast still fanning out."""
-    allowed = CANCELLABLE_BROADCAST if "audience" in doc else CANCELLABLE
-    return doc.get("state") in allowed
-
-
-def cancelled(by: str, at: datetime) -> Doc:
-    """The fields a cancelled document gets: the state, who and when, and the reason."""
-    return {
-        "state": State.CANCELLED.value,
-        "cancelled": {"by": by, "at": at},
-        "error": Problem(Reason.CANCELLED, f"cancelled by {by}").as_error(),
-    }
+    """True while a cancel can still stop `doc` (jobs/rules/transitions.py): not yet sent, or
+    a broadcast still fanning out."""
+    return allows(doc.get("state"), cancel_event(doc))
 
 
 def retry_filter(
@@ -47,27 +35,6 @@ def retry_filter(
     if reason is not None:
         query["error.code"] = reason
     return query
-
-
-def requeued(doc: Mapping[str, Any], by: str, at: datetime) -> Doc:
-    """The fields of a retried message: queued now with its attempts reset, its earlier outcome
-    appended to `history`. The claim checks consent and the signature again."""
-    earlier = {
-        "state": doc.get("state"),
-        "error": doc.get("error"),
-        "attempts": doc.get("attempts"),
-        "at": doc.get("updated_at"),
-        "retried_by": by,
-        "retried_at": at,
-    }
-    history = doc.get("history")
-    past = list(history) if isinstance(history, list) else []
-    return {
-        "state": State.QUEUED.value,
-        "due_at": at,
-        "attempts": 0,
-        "history": [*past, earlier],
-    }
 
 
 def why_waiting(
