@@ -25,8 +25,8 @@ from typing import Any
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.mongo.fleet_pacing import FleetPacer
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler.daemon import build_dispatcher, start_up
 from scheduler.settings import Settings
 from tests.integration.helpers import numbers, seed

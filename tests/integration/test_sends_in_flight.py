@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.flowroute import FlowrouteClient, SmsProvider
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler.daemon import build_dispatcher, pooled_session, start_up
 from scheduler.settings import Settings
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli

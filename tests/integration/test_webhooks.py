@@ -12,9 +12,9 @@ import requests
 from pymongo.database import Database
 
 from jobs.clock import SystemClock
-from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.doubles.simulator_callbacks import inbound_document
 from jobs.mongo.inbox import Inbox
+from jobs.simulator.callbacks import inbound_document
+from jobs.simulator.server import FlowrouteSimulator
 from jobs.web.receiver import Receiver
 from scheduler.webhooks import WebhookServer
 

@@ -12,11 +12,11 @@ from pydantic import SecretStr
 
 from jobs import producer
 from jobs.clock import SystemClock
-from jobs.doubles.mongomock_compat import accept_sort_keyword
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
 from jobs.mongo.directory import Directory
+from jobs.mongo.mongomock_compat import accept_sort_keyword
 from jobs.mongo.store import OutboxStore
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler import logs
 from scheduler.daemon import Daemon, build_dispatcher
 from scheduler.settings import (

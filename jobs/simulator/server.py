@@ -17,8 +17,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from jobs.doubles import simulator_callbacks as callbacks
-from jobs.doubles.simulator_records import (
+from jobs.simulator import callbacks
+from jobs.simulator.records import (
     DEFAULT_PAGE_LIMIT,
     DROP,
     JSON_API,
