@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs.mongo import reports
 from jobs.rules.quiet_hours import Window
 from jobs.simulator.server import FlowrouteSimulator
-from scheduler import watch
+from scheduler.surfaces import watch
 from tests.conftest import Cli, cli_env
 from tests.e2e.observe import free_port, get, token_proxy, wait_for
 from tests.processes import stop

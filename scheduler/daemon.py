@@ -445,7 +445,7 @@ def run_daemon(
     )
     served = None
     if settings.metrics.listen and db is not None:
-        from scheduler import exporter
+        from scheduler.surfaces import exporter
 
         served = exporter.start(
             settings.metrics.listen,

@@ -23,7 +23,7 @@ from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.rules import keywords, phone
 from jobs.rules.quiet_hours import Window, holds_everywhere
 from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
-from scheduler.web import split_listen
+from scheduler.surfaces.web import split_listen
 
 ENV_PREFIX = "SMS_OUTBOX_"
 # Characters MongoDB refuses in a database name (on any platform).

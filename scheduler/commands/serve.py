@@ -31,9 +31,9 @@ from scheduler.commands.output import (
     emit,
 )
 from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
-from scheduler.exporter import health_check
 from scheduler.settings import Settings
-from scheduler.webhooks import WebhookServer, build_receiver
+from scheduler.surfaces.exporter import health_check
+from scheduler.surfaces.webhooks import WebhookServer, build_receiver
 
 
 def register(sub: Subparsers) -> None:
@@ -147,13 +147,13 @@ def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.web_app import serve_web  # Flask and Authlib load only for this command
+    from scheduler.surfaces.web_app import serve_web  # Flask and Authlib load only for this command
 
     return serve_web(settings, connect(settings.mongodb), args.listen)
 
 
 def _join(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.optin_web import serve_join  # Flask loads only for this command
+    from scheduler.surfaces.optin_web import serve_join  # Flask loads only for this command
 
     return serve_join(settings, connect(settings.mongodb), args.listen)
 

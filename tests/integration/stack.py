@@ -32,7 +32,7 @@ from jobs.rules import signing
 from jobs.rules.confirm import ConfirmConfig
 from jobs.simulator.server import FlowrouteSimulator
 from jobs.web.receiver import Receiver
-from scheduler.webhooks import WebhookServer
+from scheduler.surfaces.webhooks import WebhookServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 
 TOKEN = "/hooks/5b1e0c7d9a8f4e3b2c1d"

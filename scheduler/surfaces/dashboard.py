@@ -25,10 +25,10 @@ from jobs.mongo import reports
 from jobs.mongo.connection import Db
 from jobs.mongo.inbound import InboundLog
 from jobs.rules.optout_rate import WARN_RATE
-from scheduler import watch
-from scheduler.exporter import StoredAccount
 from scheduler.settings import Settings
-from scheduler.web import Served, StartResponse, WsgiApp, respond
+from scheduler.surfaces import watch
+from scheduler.surfaces.exporter import StoredAccount
+from scheduler.surfaces.web import Served, StartResponse, WsgiApp, respond
 
 log = structlog.get_logger("sms_outbox.dashboard")
 HTML = "text/html; charset=utf-8"

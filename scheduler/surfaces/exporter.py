@@ -23,7 +23,7 @@ from jobs.mongo import reports
 from jobs.mongo.connection import Db
 from jobs.mongo.optin import OptInStore
 from jobs.rules.optin import hour_bucket
-from scheduler.web import Served, StartResponse, WsgiApp, respond, split_listen
+from scheduler.surfaces.web import Served, StartResponse, WsgiApp, respond, split_listen
 
 log = structlog.get_logger("sms_outbox.metrics")
 PREFIX = "sms_outbox"
