@@ -19,13 +19,13 @@ from jobs.mongo.store import OutboxStore
 from jobs.simulator.server import FlowrouteSimulator
 from scheduler import logs
 from scheduler.daemon import Daemon, build_dispatcher
-from scheduler.settings import (
+from scheduler.sections import (
     DispatchSettings,
     FlowrouteSettings,
     QuietHoursSettings,
     SecuritySettings,
-    Settings,
 )
+from scheduler.settings import Settings
 
 BANNER = """\
 ==========================================================================
