@@ -27,8 +27,8 @@ from pymongo.database import Database
 
 from jobs.mongo.fleet_pacing import FleetPacer
 from jobs.simulator.server import FlowrouteSimulator
-from scheduler.daemon import build_dispatcher, start_up
 from scheduler.settings import Settings
+from scheduler.wiring import build_dispatcher, start_up
 from tests.integration.helpers import numbers, seed
 
 Db = Database[dict[str, Any]]

@@ -30,10 +30,12 @@ from scheduler.commands.output import (
     command,
     emit,
 )
-from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
+from scheduler.daemon import Daemon, run_daemon
+from scheduler.followup import build_followup
 from scheduler.settings import Settings
 from scheduler.surfaces.exporter import health_check
 from scheduler.surfaces.webhooks import WebhookServer, build_receiver
+from scheduler.wiring import build_dispatcher, describe
 
 
 def register(sub: Subparsers) -> None:

@@ -18,7 +18,7 @@ from jobs.mongo.mongomock_compat import accept_sort_keyword
 from jobs.mongo.store import OutboxStore
 from jobs.simulator.server import FlowrouteSimulator
 from scheduler import logs
-from scheduler.daemon import Daemon, build_dispatcher
+from scheduler.daemon import Daemon
 from scheduler.sections import (
     DispatchSettings,
     FlowrouteSettings,
@@ -26,6 +26,7 @@ from scheduler.sections import (
     SecuritySettings,
 )
 from scheduler.settings import Settings
+from scheduler.wiring import build_dispatcher
 
 BANNER = """\
 ==========================================================================
