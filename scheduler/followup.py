@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from jobs.clock import Clock
 from jobs.dispatch.dispatcher import Dispatcher
 from jobs.dispatch.followup import Check, Followup
 from jobs.dispatch.inbound import InboundHandler, ReplyTexts
@@ -62,54 +63,75 @@ def build_followup(
     delivery = DeliveryStore(store, directory)
     checks: list[Check] = []
     if records is not None:
-        reconcile = ReconcileConfig(
-            after=timedelta(seconds=rc.reconcile_after_seconds),
-            clock_skew=timedelta(seconds=rc.clock_skew_seconds),
-            request_timeout=timedelta(seconds=settings.flowroute.timeout_seconds),
-            resend_within=timedelta(seconds=rc.resend_within_seconds),
-            batch_size=rc.batch_size,
-        )
-        # With send_guard "auto" the guard is chosen by asking the server, so it is looked up
-        # on first use, not here: the daemon starts while the database is still down.
-        guard = cast(SendGuard, _FirstUseGuard(store))
-
-        def spans(message_id: Any) -> list[tuple[datetime, datetime | None]]:
-            chosen = store.guard
-            return chosen.in_doubt_spans(message_id) if isinstance(chosen, SendTickets) else []
-
-        def release(doc: dict[str, Any]) -> bool:
-            return store.spent.proven_not_sent(
-                signing.signed_id(doc) or str(doc["_id"]), doc["_id"]
-            )
-
-        def spent(doc: dict[str, Any]) -> dict[str, Any] | None:
-            return store.spent.record_of(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
-
-        checks.append(
-            Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile, spent)
-        )
+        checks.append(_reconciler(settings, store, directory, delivery, records, clock))
     inbound = InboundLog(store.db)
     checks.append(OptOutWatch(inbound, clock, settings.replies.optout_warn_rate))
+    handler = _inbound_handler(settings, dispatcher, store, directory, inbound, config.confirm)
+    return Followup(
+        delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
+        inbound_log=inbound,
+    )  # fmt: skip
+
+
+def _reconciler(
+    settings: Settings,
+    store: OutboxStore,
+    directory: Directory,
+    delivery: DeliveryStore,
+    records: MessageRecords,
+    clock: Clock,
+) -> Reconciler:
+    """The check that settles sends whose outcome is unknown, from Flowroute's records."""
+    rc = settings.receipts
+    reconcile = ReconcileConfig(
+        after=timedelta(seconds=rc.reconcile_after_seconds),
+        clock_skew=timedelta(seconds=rc.clock_skew_seconds),
+        request_timeout=timedelta(seconds=settings.flowroute.timeout_seconds),
+        resend_within=timedelta(seconds=rc.resend_within_seconds),
+        batch_size=rc.batch_size,
+    )
+    # With send_guard "auto" the guard is chosen by asking the server, so it is looked up
+    # on first use, not here: the daemon starts while the database is still down.
+    guard = cast(SendGuard, _FirstUseGuard(store))
+
+    def spans(message_id: Any) -> list[tuple[datetime, datetime | None]]:
+        chosen = store.guard
+        return chosen.in_doubt_spans(message_id) if isinstance(chosen, SendTickets) else []
+
+    def release(doc: dict[str, Any]) -> bool:
+        return store.spent.proven_not_sent(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+
+    def spent(doc: dict[str, Any]) -> dict[str, Any] | None:
+        return store.spent.record_of(signing.signed_id(doc) or str(doc["_id"]), doc["_id"])
+
+    return Reconciler(delivery, guard, spans, release, directory, records, clock, reconcile, spent)
+
+
+def _inbound_handler(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    store: OutboxStore,
+    directory: Directory,
+    inbound: InboundLog,
+    confirm: ConfirmConfig,
+) -> InboundHandler:
+    """The step that answers STOP, HELP and START and takes JOIN/YES to the sign-up service."""
     rs = settings.replies
     texts = ReplyTexts(
         rs.program, rs.help_text, rs.stop_text, rs.start_text,
         timedelta(hours=rs.help_interval_hours),
     )  # fmt: skip
-    joins = build_keywords(settings, store.db, clock)
-    handler = InboundHandler(
+    joins = build_keywords(settings, store.db, dispatcher.clock)
+    return InboundHandler(
         store,
         directory,
         inbound,
-        clock,
+        dispatcher.clock,
         texts,
         dispatcher.signatures,
-        config=config.confirm,
+        config=confirm,
         optin=joins,
     )
-    return Followup(
-        delivery, Inbox(store.db), clock, config, records, inbound=handler, checks=checks,
-        inbound_log=inbound,
-    )  # fmt: skip
 
 
 class _FirstUseGuard:
