@@ -38,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.clock import SystemClock  # noqa: E402
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher  # noqa: E402
-from jobs.doubles.simulator import FlowrouteSimulator  # noqa: E402
 from jobs.flowroute import FlowrouteClient  # noqa: E402
 from jobs.keys import KeyRing  # noqa: E402
 from jobs.mongo.directory import Directory  # noqa: E402
@@ -47,6 +46,7 @@ from jobs.mongo.store import OutboxStore  # noqa: E402
 from jobs.pacing import SlidingWindowPacer  # noqa: E402
 from jobs.rules import signing  # noqa: E402
 from jobs.rules.slots import SlotPlan  # noqa: E402
+from jobs.simulator.server import FlowrouteSimulator  # noqa: E402
 from scheduler import logs  # noqa: E402
 from tests.command_count import BUDGET, measure  # noqa: E402
 from tests.integration.helpers import SENDER, all_terminal, numbers, seed  # noqa: E402

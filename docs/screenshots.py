@@ -19,10 +19,10 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.mongo import reports
 from jobs.rules.quiet_hours import Window
-from scheduler import watch
+from jobs.simulator.server import FlowrouteSimulator
+from scheduler.surfaces import watch
 from tests.conftest import Cli, cli_env
 from tests.e2e.observe import free_port, get, token_proxy, wait_for
 from tests.processes import stop

@@ -25,10 +25,10 @@ from typing import Any
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.mongo.fleet_pacing import FleetPacer
-from scheduler.daemon import build_dispatcher, start_up
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler.settings import Settings
+from scheduler.wiring import build_dispatcher, start_up
 from tests.integration.helpers import numbers, seed
 
 Db = Database[dict[str, Any]]

@@ -1,1 +1,1 @@
-"""Test doubles kept apart from the product code: the Flowroute simulator and a manual clock."""
+"""Test doubles kept apart from the product code: a manual clock and an in-memory outbox."""

@@ -72,7 +72,13 @@ def create_app(
     )  # fmt: skip
     csrf = CSRFProtect(app)
     app.jinja_env.globals["current_person"] = current_person
+    _register_pages(app, csrf, public)
+    _answer_safely(app, _csp(config.issuer))
+    return app
 
+
+def _register_pages(app: Flask, csrf: CSRFProtect, public: Iterable[Blueprint]) -> None:
+    """The staff's pages and JSON API, then the public ones."""
     from jobs.webapp import api, auth, compose, pages
 
     app.register_blueprint(auth.bp)
@@ -82,7 +88,12 @@ def create_app(
     csrf.exempt(api.bp)  # bearer tokens, never cookies: nothing a browser sends by itself
     for page in public:
         app.register_blueprint(page)
-    policy = _csp(config.issuer)
+
+
+def _answer_safely(app: Flask, policy: str) -> None:
+    """The security headers on every answer, and pages (or API problems) for refused forms,
+    an unreachable database and 401/403/404."""
+    from jobs.webapp import api
 
     @app.after_request
     def headers(response: Response) -> Response:
@@ -110,7 +121,6 @@ def create_app(
 
     for code, title in ((401, "Sign-in needed"), (403, "Not allowed"), (404, "Not found")):
         app.register_error_handler(code, _page_error(code, title))
-    return app
 
 
 def _page_error(code: int, title: str) -> Any:

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from jobs.rules import intake
-from scheduler import watch
 from scheduler.settings import Settings
+from scheduler.surfaces import watch
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 # Commands that run before (and without) the settings: the demo and the simulator.

@@ -15,7 +15,6 @@ from jobs.mongo.optin import OptInStore
 from jobs.mongo.store import Doc
 from jobs.optin import history
 from jobs.rules import phone
-from scheduler import watch
 from scheduler.commands import recipients_import
 from scheduler.commands.audit import check_recipients
 from scheduler.commands.output import (
@@ -26,6 +25,7 @@ from scheduler.commands.output import (
     emit,
 )
 from scheduler.settings import Settings
+from scheduler.surfaces import watch
 
 
 def register(sub: Subparsers) -> None:

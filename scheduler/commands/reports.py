@@ -19,7 +19,6 @@ from jobs.mongo.connection import Db, connect
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.inbox import Inbox
 from jobs.rules import interventions
-from scheduler import watch
 from scheduler.commands import unconfirmed
 from scheduler.commands.output import (
     EXIT_INTERRUPTED,
@@ -38,6 +37,7 @@ from scheduler.commands.texts import (
     status_text,
 )
 from scheduler.settings import Settings
+from scheduler.surfaces import watch
 
 
 def register(sub: Subparsers) -> None:
@@ -166,6 +166,6 @@ def _campaigns(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.dashboard import serve_dashboard
+    from scheduler.surfaces.dashboard import serve_dashboard
 
     return serve_dashboard(settings, connect(settings.mongodb), args.listen)

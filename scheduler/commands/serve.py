@@ -30,10 +30,12 @@ from scheduler.commands.output import (
     command,
     emit,
 )
-from scheduler.daemon import Daemon, build_dispatcher, build_followup, describe, run_daemon
-from scheduler.exporter import health_check
+from scheduler.daemon import Daemon, run_daemon
+from scheduler.followup import build_followup
 from scheduler.settings import Settings
-from scheduler.webhooks import WebhookServer, build_receiver
+from scheduler.surfaces.exporter import health_check
+from scheduler.surfaces.webhooks import WebhookServer, build_receiver
+from scheduler.wiring import build_dispatcher, describe
 
 
 def register(sub: Subparsers) -> None:
@@ -147,13 +149,13 @@ def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.web_app import serve_web  # Flask and Authlib load only for this command
+    from scheduler.surfaces.web_app import serve_web  # Flask and Authlib load only for this command
 
     return serve_web(settings, connect(settings.mongodb), args.listen)
 
 
 def _join(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.optin_web import serve_join  # Flask loads only for this command
+    from scheduler.surfaces.optin_web import serve_join  # Flask loads only for this command
 
     return serve_join(settings, connect(settings.mongodb), args.listen)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from jobs.mongo.store import Doc
 from jobs.rules.optout_rate import Rate
-from scheduler import watch
+from scheduler.surfaces import watch
 
 
 def status_text(doc: Doc) -> str:

@@ -1,5 +1,5 @@
 """The commands for trying sms-outbox without an account: `demo` and `simulator`. They run
-without the settings, and load their stand-ins (jobs/doubles) only when they run."""
+without the settings, and load the simulator and mongomock only when they run."""
 
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ def register(sub: Subparsers) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from scheduler.demo import run_demo
+    from scheduler.tryout.demo import run_demo
 
     return run_demo()
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    from scheduler.simulate import run_simulator
+    from scheduler.tryout.simulator import run_simulator
 
     return run_simulator(args)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 
 FRIENDS = ["12065550101", "12065550102", "12065550103", "12065550104", "12065550105"]

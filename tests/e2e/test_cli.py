@@ -12,7 +12,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.processes import stop
 from tests.servers.mongo_server import MongoServer

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.e2e.observe import free_port, get, token_proxy, wait_for
 from tests.processes import stop

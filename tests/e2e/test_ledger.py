@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import keys_dir, seed, wait_for
 from tests.processes import stop

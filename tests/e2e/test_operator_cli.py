@@ -11,7 +11,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 
 SOURCE, OTHER_SOURCE = "12065550100", "12065550109"

@@ -14,7 +14,7 @@ import pytest
 from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import SENDER, keys_dir, seed, wait_for
 from tests.processes import stop

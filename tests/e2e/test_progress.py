@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.e2e.terminal import run_in_terminal
 from tests.processes import stop

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli, cli_env
 from tests.integration.helpers import Db, wait_for
 from tests.servers.mongo_server import MongoServer, add_user

@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.e2e.observe import wait_for
 from tests.processes import stop
 from tests.web.browser import chromium, needs_browser, until

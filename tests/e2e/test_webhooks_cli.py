@@ -14,7 +14,7 @@ import pytest
 import requests
 from pymongo.database import Database
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.servers.ports import free_port
 

@@ -18,7 +18,6 @@ from jobs.dispatch.inbound import InboundHandler, ReplyTexts
 from jobs.dispatch.optouts import OptOutWatch
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.dispatch.reconcile import ReconcileConfig, Reconciler
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.flowroute import FlowrouteClient
 from jobs.keys import Signatures
 from jobs.mongo.delivery import DeliveryStore
@@ -31,8 +30,9 @@ from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords
 from jobs.rules import signing
 from jobs.rules.confirm import ConfirmConfig
+from jobs.simulator.server import FlowrouteSimulator
 from jobs.web.receiver import Receiver
-from scheduler.webhooks import WebhookServer
+from scheduler.surfaces.webhooks import WebhookServer
 from tests.conftest import ACCESS_KEY, SECRET_KEY
 
 TOKEN = "/hooks/5b1e0c7d9a8f4e3b2c1d"

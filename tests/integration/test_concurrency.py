@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import Db, keys_dir, numbers, seed, states
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
 from tests.processes import stop

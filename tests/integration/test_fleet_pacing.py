@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.doubles.simulator_records import Answer
 from jobs.rules.slots import WINDOW_SECONDS, SlotPlan
+from jobs.simulator.records import Answer
+from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed, states, wait_for
 from tests.processes import stop

@@ -15,10 +15,10 @@ import requests
 from jobs import producer
 from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.dispatch.receipts import ReceiptConfig
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import RetryableError, StoreRefused
 from jobs.keys import KeyRing, Signatures
 from jobs.rules.confirm import ConfirmConfig
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler.daemon import Daemon
 from tests.integration.helpers import numbers, wait_for
 from tests.integration.stack import SOURCE, Db, Stack, stack

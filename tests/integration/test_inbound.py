@@ -12,10 +12,10 @@ import structlog
 
 from jobs.dispatch.confirm import Step
 from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing, Signatures
 from jobs.rules import replies
 from jobs.rules.keywords import Keyword
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers
 from tests.integration.stack import SOURCE, Db, Stack, stack
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobs import metrics
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers
 from tests.integration.stack import SOURCE, Db, stack
 

@@ -11,14 +11,14 @@ import requests
 
 from jobs.clock import SystemClock
 from jobs.dispatch.inbound import InboundHandler, ReplyTexts
-from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.doubles.simulator_callbacks import inbound_document, new_id
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.optin import OptInStore
 from jobs.optin.keywords import KeywordOptIn
 from jobs.optin.service import OptInConfig, SignUp
 from jobs.rules import identity
+from jobs.simulator.callbacks import inbound_document, new_id
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers
 from tests.integration.stack import SOURCE, Db, Stack, stack
 

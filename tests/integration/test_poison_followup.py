@@ -9,7 +9,7 @@ from typing import Any
 import bson
 from bson import ObjectId
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers
 from tests.integration.stack import Db, stack
 

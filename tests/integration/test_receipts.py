@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from jobs.dispatch.receipts import ReceiptConfig
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers, wait_for
 from tests.integration.stack import Db, stack
 

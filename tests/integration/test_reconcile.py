@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.model import State
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers, states, wait_for
 from tests.integration.stack import Db, stack
 

@@ -15,13 +15,13 @@ from pymongo.database import Database
 
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import RetryableError
 from jobs.flowroute import FlowrouteClient
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import signing
+from jobs.simulator.server import FlowrouteSimulator
 from tests.unit.fakes import (
     LEASE,
     MAX_ATTEMPTS,

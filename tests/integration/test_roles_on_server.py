@@ -23,11 +23,11 @@ from bson import ObjectId
 from pymongo import MongoClient, monitoring
 from pymongo.errors import OperationFailure
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.keys import KeyRing
 from jobs.mongo import roles
 from jobs.mongo.inbox import Inbox
 from jobs.rules import signing
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler import cli
 from tests.conftest import ACCESS_KEY, SECRET_KEY, cli_env
 from tests.integration.helpers import Db

@@ -17,7 +17,6 @@ from jobs.dispatch import receipts
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.dispatch.receipts import ReceiptConfig
 from jobs.doubles.clock import ManualClock
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo import status as status_queries
@@ -25,6 +24,7 @@ from jobs.mongo.delivery import DeliveryStore
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import signing
+from jobs.simulator.server import FlowrouteSimulator
 from tests.integration.helpers import numbers
 from tests.integration.stack import stack
 from tests.unit.fakes import (

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.flowroute import FlowrouteClient, SmsProvider
-from scheduler.daemon import build_dispatcher, pooled_session, start_up
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler.settings import Settings
+from scheduler.wiring import build_dispatcher, pooled_session, start_up
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Cli
 from tests.integration.helpers import Db, keys_dir, numbers, seed, states, wait_for
 from tests.servers.mongo_server import MongoServer

@@ -12,11 +12,11 @@ import requests
 from pymongo.database import Database
 
 from jobs.clock import SystemClock
-from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.doubles.simulator_callbacks import inbound_document
 from jobs.mongo.inbox import Inbox
+from jobs.simulator.callbacks import inbound_document
+from jobs.simulator.server import FlowrouteSimulator
 from jobs.web.receiver import Receiver
-from scheduler.webhooks import WebhookServer
+from scheduler.surfaces.webhooks import WebhookServer
 
 TOKEN = "/hooks/5b1e0c7d9a8f4e3b2c1d"
 SOURCE, RECIPIENT = "12065550100", "13125550199"

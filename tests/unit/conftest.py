@@ -6,7 +6,7 @@ import mongomock
 import pytest
 from pymongo.database import Database
 
-from jobs.doubles.mongomock_compat import accept_sort_keyword
+from jobs.mongo.mongomock_compat import accept_sort_keyword
 from jobs.mongo.store import Doc
 from tests.unit.fixtures import (  # noqa: F401 (fixtures)
     clock,

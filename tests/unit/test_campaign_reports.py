@@ -10,7 +10,7 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from jobs.mongo import reports
-from scheduler import watch
+from scheduler.surfaces import watch
 
 NOW = datetime(2026, 5, 1, 18, 0, tzinfo=UTC)
 Db = Database[dict[str, Any]]

@@ -1,5 +1,5 @@
-"""The command line's shape: command groups in short modules, and no command but the demo and
-the simulator loading the test doubles or mongomock (which only the extras install)."""
+"""The command line's shape: command groups in short modules, no command loading a test double,
+and none but the demo loading mongomock (which only the extras install)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from jobs.dispatch import optouts
 from jobs.doubles.clock import ManualClock
 from jobs.mongo.inbound import InboundLog
 from jobs.mongo.store import Doc
-from scheduler.dashboard import dashboard_app, mask, render
+from scheduler.surfaces.dashboard import dashboard_app
+from scheduler.surfaces.dashboard_page import mask, render
 
 TOKEN = "s3cret-token"
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from pydantic import SecretStr
 
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import (
     AccountError,
     NoProviderIdError,
@@ -23,6 +22,7 @@ from jobs.errors import (
     UnknownOutcomeError,
 )
 from jobs.flowroute import FlowrouteClient, is_account_refusal
+from jobs.simulator.server import FlowrouteSimulator
 
 ACCESS = "ak-7f3c9e21d4"
 SECRET = "sk-b81a55e0c6f2"

@@ -22,7 +22,7 @@ from jobs.mongo import reports
 from jobs.mongo.account import AccountHold
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import intake
-from scheduler.exporter import OutboxCollector, PrometheusSink, StoredAccount
+from scheduler.surfaces.exporter import OutboxCollector, PrometheusSink, StoredAccount
 from tests.unit.fakes import RECIPIENT, SENDER, CountingPacer, FakeProvider
 
 

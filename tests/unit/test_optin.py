@@ -255,7 +255,7 @@ def test_the_cap_shows_in_the_daemons_metrics_whichever_process_served_the_page(
     from prometheus_client import CollectorRegistry, generate_latest
 
     from jobs import health
-    from scheduler.exporter import OutboxCollector
+    from scheduler.surfaces.exporter import OutboxCollector
 
     signup.config = replace(signup.config, limits=Limits(codes_per_hour=1))
     ask(signup, "13125550900", "10.2.0.1")

@@ -22,7 +22,7 @@ from jobs.optin.service import OptInConfig, SignUp
 from jobs.rules.optin import Limits, Program
 from jobs.webapp import WebConfig
 from jobs.webapp import create_app as create_web_app
-from scheduler.optin_web import create_app, session_key
+from scheduler.surfaces.optin_web import create_app, session_key
 from tests.unit.fakes import SENDER, UNKNOWN
 
 PROGRAM = Program(name="Pool News", terms_url="https://example.org/terms",

@@ -14,8 +14,8 @@ from jobs.mongo.connection import Doc
 from jobs.mongo.fleet_pacing import FleetPacer
 from jobs.pacing import SlidingWindowPacer
 from jobs.rules.slots import account_id
-from scheduler.daemon import build_pacer
 from scheduler.settings import load_settings
+from scheduler.wiring import build_pacer
 
 
 @pytest.fixture(autouse=True)

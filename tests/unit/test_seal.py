@@ -16,8 +16,8 @@ from jobs.doubles.memory import MemoryOutbox
 from jobs.keys import KeyRing, Signatures
 from jobs.mongo.directory import Directory
 from jobs.rules import seal, signing
-from scheduler.daemon import build_dispatcher
 from scheduler.settings import Settings
+from scheduler.wiring import build_dispatcher
 from tests.unit.fakes import RECIPIENT, CountingPacer, FakeProvider
 
 KEY = "daemon-key-for-tests"

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from jobs.errors import ConfigError
-from scheduler.settings import DispatchSettings, load_settings, unknown_environment
+from scheduler.sections import DispatchSettings
+from scheduler.settings import load_settings, unknown_environment
 
 ACCESS = "ak-3d1f0a9b"
 SECRET = "sk-51c7e2aa90"

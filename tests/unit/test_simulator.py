@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 
 AUTH = ("demo-access-key", "demo-secret-key")
 JSON_API = "application/vnd.api+json"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.simulator.server import FlowrouteSimulator
 
 AUTH = ("demo-access-key", "demo-secret-key")
 SENDER, RECIPIENT = "12065550100", "13125550199"

@@ -12,12 +12,12 @@ import requests
 from pydantic import SecretStr
 
 from jobs.clock import SystemClock as Clock
-from jobs.doubles.simulator import FlowrouteSimulator
 from jobs.errors import OptedOutError, RetryableError, UnknownOutcomeError
 from jobs.flowroute import FlowrouteClient
 from jobs.pacing import SlidingWindowPacer
 from jobs.records import FlowrouteRecords
-from scheduler.simulate import FaultySimulator
+from jobs.simulator.server import FlowrouteSimulator
+from scheduler.tryout.simulator import FaultySimulator
 
 KEYS = ("sim-a", "sim-b")
 

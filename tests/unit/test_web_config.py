@@ -12,7 +12,7 @@ from jobs.keys import KeyRing
 from jobs.webapp.config import WebConfig
 from jobs.webapp.present import mask
 from scheduler.settings import load_settings
-from scheduler.web_app import web_config
+from scheduler.surfaces.web_app import web_config
 
 WEB = {
     "SMS_OUTBOX_WEB__ISSUER": "https://idp.example.org/",

@@ -14,10 +14,11 @@ from jobs.mongo.connection import Db
 from jobs.mongo.store import OutboxStore
 from jobs.optin.pages import blueprint
 from jobs.webapp import WebConfig, create_app
+from scheduler.listeners import split_listen
 from scheduler.optin import build_signup
-from scheduler.optin_web import proxied, serve_join
 from scheduler.settings import Settings, keyring
-from scheduler.web import Served, split_listen
+from scheduler.surfaces.optin_web import proxied, serve_join
+from scheduler.surfaces.web import Served
 
 log = structlog.get_logger("sms_outbox.web")
 

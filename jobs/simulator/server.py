@@ -1,24 +1,22 @@
-"""A local HTTP stand-in for Flowroute Messaging API v2.1, used by the tests and the demo."""
+"""A local stand-in for Flowroute Messaging API v2.1, used by the tests, the demo and the
+`simulator` command: what it accepts, refuses and records."""
 
 from __future__ import annotations
 
 import base64
-import json
 import random
-import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from jobs.doubles import simulator_callbacks as callbacks
-from jobs.doubles.simulator_records import (
+from jobs.simulator import callbacks
+from jobs.simulator.records import (
     DEFAULT_PAGE_LIMIT,
     DROP,
     JSON_API,
@@ -34,6 +32,7 @@ from jobs.doubles.simulator_records import (
     parse_date,
     parse_send,
 )
+from jobs.simulator.transport import SimulatorServer
 
 __all__ = ["FlowrouteSimulator", "SimMessage"]
 
@@ -68,7 +67,7 @@ class FlowrouteSimulator(callbacks.Callbacks):
         self._inbound: list[SimMessage] = []
         self._faults = Faults()
         self.sms_callback = sms_callback
-        self._server = _Server((host, port), self)
+        self._server = SimulatorServer((host, port), self)
         self._thread: threading.Thread | None = None
 
     @property
@@ -292,68 +291,3 @@ class FlowrouteSimulator(callbacks.Callbacks):
             following = urlencode({**params, "limit": limit, "offset": offset + limit})
             page["links"]["next"] = f"{self.url}{MESSAGES_PATH}?{following}"
         return page
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], simulator: FlowrouteSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up (a timed-out client is normal here) are not worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as two writes; with Nagle on, delayed ACKs add ~40 ms per answer.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay silent: the tests and the demo own the terminal."""
-
-    def do_GET(self) -> None:
-        self._answer("GET")
-
-    def do_POST(self) -> None:
-        self._answer("POST")
-
-    def do_PUT(self) -> None:
-        self._answer("PUT")
-
-    def do_PATCH(self) -> None:
-        self._answer("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._answer("DELETE")
-
-    def _answer(self, method: str) -> None:
-        length = self.headers.get("Content-Length", "0")
-        raw = self.rfile.read(int(length)) if length.isdigit() else b""
-        simulator = self.server.simulator
-        status, document, delay = simulator._handle(
-            method,
-            self.path,
-            self.headers.get("Authorization", ""),
-            self.headers.get("Content-Type", ""),
-            raw,
-        )
-        if status == DROP:
-            self.close_connection = True
-            return
-        if delay > 0:
-            simulator._stopping.wait(delay)
-        payload = json.dumps(document).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", JSON_API)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except ConnectionError:
-            self.close_connection = True

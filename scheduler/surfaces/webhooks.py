@@ -12,7 +12,7 @@ from jobs.mongo.connection import Db
 from jobs.mongo.inbox import Inbox
 from jobs.web.receiver import Receiver
 from scheduler.settings import Settings
-from scheduler.web import Served
+from scheduler.surfaces.web import Served
 
 log = structlog.get_logger("sms_outbox.webhooks")
 THREADS = 4

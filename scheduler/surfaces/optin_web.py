@@ -19,7 +19,7 @@ from jobs.optin.service import SignUp
 from jobs.rules.optin import Program
 from scheduler.optin import build_signup
 from scheduler.settings import Settings
-from scheduler.web import Served
+from scheduler.surfaces.web import Served
 
 log = structlog.get_logger("sms_outbox.web")
 MAX_FORM_BYTES = 16 * 1024

@@ -11,21 +11,22 @@ from typing import Any
 from pydantic import SecretStr
 
 from jobs import producer
-from jobs.clock import SystemClock
-from jobs.doubles.mongomock_compat import accept_sort_keyword
-from jobs.doubles.simulator import FlowrouteSimulator
+from jobs.clock import Clock, SystemClock
 from jobs.keys import KeyRing
 from jobs.mongo.directory import Directory
+from jobs.mongo.mongomock_compat import accept_sort_keyword
 from jobs.mongo.store import OutboxStore
+from jobs.simulator.server import FlowrouteSimulator
 from scheduler import logs
-from scheduler.daemon import Daemon, build_dispatcher
-from scheduler.settings import (
+from scheduler.daemon import Daemon
+from scheduler.sections import (
     DispatchSettings,
     FlowrouteSettings,
     QuietHoursSettings,
     SecuritySettings,
-    Settings,
 )
+from scheduler.settings import Settings
+from scheduler.wiring import build_dispatcher
 
 BANNER = """\
 ==========================================================================
@@ -77,6 +78,20 @@ def run_demo() -> int:
     clock = SystemClock()
     accept_sort_keyword()
     db: Any = mongomock.MongoClient(tz_aware=True)["sms_outbox_demo"]
+    body = "Demo: the pool opens at 9."
+    campaign = _seed(db, keys, clock, body)
+    accepted = _send(db, keys_dir, clock)
+    _explain(db, accepted, body)
+    shutil.rmtree(keys_dir, ignore_errors=True)
+    print(NEXT)
+    print(f"\n(campaign id {campaign.id})")
+    print("DEMO finished: nothing was sent to a real phone.")
+    return 0
+
+
+def _seed(db: Any, keys: KeyRing, clock: Clock, body: str) -> producer.Enqueued:
+    """The sender and the people, the broadcast and the message without consent, and a
+    document written straight into the database by someone without the sender's key."""
     directory, store = Directory(db), OutboxStore(db, clock)
     now = clock.now()
     directory.grant(SENDER, SOURCE)
@@ -87,14 +102,17 @@ def run_demo() -> int:
     directory.add(NOT_VERIFIED, verified=False, now=now)
     directory.add(OPTED_OUT, verified=True, now=now, by="demo")
     directory.opt_out(OPTED_OUT, now=now, reason="demo: replied STOP")
-    body = "Demo: the pool opens at 9."
     campaign = producer.broadcast(store, user=SENDER, body=body, now=now, sign_key=key)
     producer.enqueue(
         store, user=SENDER, to=NOT_VERIFIED, body="Never sent: no consent", now=now, sign_key=key
     )
     # Someone with write access to the database, posing as the sender without its key.
     db["outbox"].insert_one({"user": SENDER, "to": VERIFIED[0], "body": "spam"})
+    return campaign
 
+
+def _send(db: Any, keys_dir: Path, clock: Clock) -> int:
+    """Run the daemon against the simulator until nothing is due; how many texts it accepted."""
     with FlowrouteSimulator("demo-access-key", "demo-secret-key", rate_per_second=5) as sim:
         settings = Settings(
             flowroute=FlowrouteSettings(
@@ -110,8 +128,11 @@ def run_demo() -> int:
         )
         dispatcher = build_dispatcher(settings, db, clock=clock)
         Daemon(dispatcher, settings.dispatch.poll_seconds, until_idle=True).run()
-        accepted = len(sim.messages())
+        return len(sim.messages())
 
+
+def _explain(db: Any, accepted: int, body: str) -> None:
+    """What the demo set up, and what became of each message and why."""
     print(SETUP.format(sender=SENDER, source=SOURCE, first=VERIFIED[0], last=VERIFIED[-1],
                        not_verified=NOT_VERIFIED, opted_out=OPTED_OUT, body=body))  # fmt: skip
     print(f"4. What became of each message (the simulator accepted {accepted}):\n")
@@ -122,8 +143,3 @@ def run_demo() -> int:
         detail = detail if len(detail) < 18 else detail[:16] + "…"
         why = WHY.get(str(error.get("code") or doc["state"]), str(error.get("detail")))
         print(f"{doc.get('to')!s:<13}{doc['state']:<10}{detail:<19}{why}")
-    shutil.rmtree(keys_dir, ignore_errors=True)
-    print(NEXT)
-    print(f"\n(campaign id {campaign.id})")
-    print("DEMO finished: nothing was sent to a real phone.")
-    return 0

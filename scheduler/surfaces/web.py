@@ -8,17 +8,10 @@ from typing import Any
 
 from waitress.server import create_server
 
+from scheduler.listeners import split_listen
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def split_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (or `[v6]:PORT`) as a host and a port; raises ValueError with the reason."""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
 
 
 class Served:

@@ -14,10 +14,10 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobs.doubles.simulator import FlowrouteSimulator
-from jobs.doubles.simulator_records import Answer, Refusal, SimMessage, parse_send
 from jobs.errors import InputError
 from jobs.rules import phone
+from jobs.simulator.records import Answer, Refusal, SimMessage, parse_send
+from jobs.simulator.server import FlowrouteSimulator
 
 INBOUND_PATH = "/simulator/inbound"
 UNDELIVERED = ("delivery failure", 1201, "Message could not be delivered to the handset")

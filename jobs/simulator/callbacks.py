@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from jobs.doubles.simulator_records import SimMessage
+from jobs.simulator.records import SimMessage
 
 JSON_API = "application/vnd.api+json"
 POST_TIMEOUT_SECONDS = 5.0

@@ -23,7 +23,8 @@ from jobs.mongo import reports
 from jobs.mongo.connection import Db
 from jobs.mongo.optin import OptInStore
 from jobs.rules.optin import hour_bucket
-from scheduler.web import Served, StartResponse, WsgiApp, respond, split_listen
+from scheduler.listeners import split_listen
+from scheduler.surfaces.web import Served, StartResponse, WsgiApp, respond
 
 log = structlog.get_logger("sms_outbox.metrics")
 PREFIX = "sms_outbox"

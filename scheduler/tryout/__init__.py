@@ -1,0 +1,1 @@
+"""Trying sms-outbox without an account: the demo and the `simulator` command."""
