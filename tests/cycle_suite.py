@@ -471,13 +471,13 @@ class CycleSuite:
     ) -> None:
         monkeypatch.setattr(fanout, "CHUNK", 2)
         numbers = verified(store, directory, clock)
-        reads = directory.verified_after
+        reads = directory.verified_page
 
-        def slow_read(after: str | None, limit: int) -> list[str]:
+        def slow_read(cursor: str | None, limit: int) -> tuple[list[str], str | None]:
             clock.advance(fanout.SLICE_SECONDS)  # each chunk takes a whole slice
-            return reads(after, limit)
+            return reads(cursor, limit)
 
-        monkeypatch.setattr(directory, "verified_after", slow_read)
+        monkeypatch.setattr(directory, "verified_page", slow_read)
         campaign = broadcast(store)
 
         first = dispatcher.run_once()
@@ -509,7 +509,7 @@ class CycleSuite:
 
         paused = outbox(store, campaign)
         assert (paused["state"], paused["attempts"]) == ("queued", 0)
-        assert (paused["fanout_after"], paused["recipients"]) == (numbers[1], 2)
+        assert paused["recipients"] == 2 and isinstance(paused["fanout_cursor"], str)
         assert store.outbox.count_documents({"campaign": str(campaign)}) == 2
 
         dispatcher.run_once()
@@ -564,7 +564,7 @@ class CycleSuite:
         )
         # The worker died after inserting the chunk but before its progress was written.
         store.outbox.update_one(
-            {"_id": campaign}, {"$unset": {"fanout_after": "", "recipients": ""}}
+            {"_id": campaign}, {"$unset": {"fanout_cursor": "", "recipients": ""}}
         )
 
         dispatcher.run_once()

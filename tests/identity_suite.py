@@ -4,10 +4,12 @@ tests/unit/test_one_person.py (mongomock) and tests/integration/test_identity_on
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import structlog
+from bson import ObjectId
 from pymongo.database import Database
 
 from jobs.dispatch import fanout
@@ -126,13 +128,38 @@ class IdentitySuite:
 
         assert provider.recipients() == [PERSON]
 
+    def test_pages_of_verified_records_cover_every_kind_of_id_once(
+        self, directory: Directory, db: Database[Doc]
+    ) -> None:
+        # Legacy databases key records however their writers chose; a range on `_id` reads one
+        # type at a time, so each page goes on to the next type when one runs out.
+        ids: list[Any] = [7, 2.5, "legacy-b", "legacy-a", {"k": 1}, ObjectId(), ObjectId(), True,
+                          datetime(2020, 1, 1, tzinfo=UTC), None]  # fmt: skip
+        phones = [f"1206555{i:04d}" for i in range(len(ids))]
+        db["users"].insert_many(
+            [{"_id": i, "phone": p, "verified": True} for i, p in zip(ids, phones, strict=True)]
+        )
+        db["users"].insert_one({"phone": "12065559999", "verified": False})
+
+        read: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            numbers, cursor = directory.verified_page(cursor, 3)
+            if cursor is None:
+                break
+            read += numbers
+            pages += 1
+
+        assert sorted(read) == sorted([*phones, RECIPIENT, RECIPIENT_2]) and pages >= 4
+
     def test_a_phone_that_is_not_text_is_logged_not_silently_skipped(
         self, directory: Directory, db: Database[Doc]
     ) -> None:
         db["users"].insert_one({"phone": 12065550188, "verified": True})
 
         with structlog.testing.capture_logs() as logs:
-            numbers = directory.verified_after(None, 100)
+            numbers, _ = directory.verified_page(None, 100)
 
         assert sorted(numbers) == sorted([RECIPIENT, RECIPIENT_2])
         assert [e["event"] for e in logs] == ["recipient.invalid_phone"]

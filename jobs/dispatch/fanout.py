@@ -131,8 +131,8 @@ def expand(
             store.release(doc, keep_place=True)
             log.info("broadcast.sliced", recipients=total)
             return State.QUEUED.value
-        numbers = directory.verified_after(after, CHUNK)
-        if not numbers:
+        numbers, cursor = directory.verified_page(after, CHUNK)
+        if cursor is None:
             break
         now = clock.now()
         # One person stored under several spellings is one recipient: the children are keyed on
@@ -147,8 +147,8 @@ def expand(
             for child in children:
                 child["seal"] = store.sealer.seal(child, seal.MADE)
         inserted = store.add_children(children)
-        after, total = numbers[-1], total + len(inserted)
-        progress: Doc = {"fanout_after": after, "recipients": total}
+        after, total = cursor, total + len(inserted)
+        progress: Doc = {"fanout_cursor": after, "recipients": total}
         if signatures is not None:
             progress["fanout_seal"] = signatures.seal_progress(campaign, after, total)
         if store.renew(doc, config.lease, extra=progress) is None:
@@ -177,7 +177,7 @@ def _saved_progress(
     """Where an earlier run of this fan-out stopped. With signatures on, only progress sealed by
     a daemon counts: anyone who can write could otherwise make the fan-out skip recipients.
     Starting over is safe, only slower: the messages already there are skipped."""
-    after, total = doc.get("fanout_after"), doc.get("recipients")
+    after, total = doc.get("fanout_cursor"), doc.get("recipients")
     if not isinstance(after, str) or isinstance(total, bool) or not isinstance(total, int):
         return None, 0
     if signatures is not None and not signatures.progress_sealed(

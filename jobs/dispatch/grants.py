@@ -70,9 +70,9 @@ class CycleDirectory:
         """The records of several recipients, read now."""
         return self.directory.consent_of(numbers)
 
-    def verified_after(self, after: str | None, limit: int) -> list[str]:
-        """Verified numbers after `after`, read now."""
-        return self.directory.verified_after(after, limit)
+    def verified_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """A page of verified numbers after `cursor`, and the next cursor, read now."""
+        return self.directory.verified_page(cursor, limit)
 
     def opt_out(self, number: str, *, now: datetime, reason: str) -> None:
         """Record an opt-out; every later message of this cycle reads consent afresh."""

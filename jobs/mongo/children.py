@@ -49,7 +49,7 @@ class OutboxChildren(OutboxDocuments):
             added = {doc["_id"]: self._add_child(doc) for doc in docs}
             inserted = [doc for doc in docs if added[doc["_id"]] is True]
             inserted += self._replace_squatters([d for d in docs if added[d["_id"]] is None])
-        self.project_many(inserted)
+        self.project_new(inserted)
         return inserted
 
     def _add_child(self, doc: Doc) -> bool | None:

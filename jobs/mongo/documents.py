@@ -152,6 +152,10 @@ class OutboxDocuments(OutboxWrites):
         """Copy several documents to `message_status`."""
         self.projection.project(docs)
 
+    def project_new(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """Copy documents just inserted to `message_status`, in bulk inserts."""
+        self.projection.project_new(docs)
+
     def mark_synced(self) -> int:
         """Mark synced the copies written since the last call, in one command (see
         StatusProjection); returns how many documents it marked."""

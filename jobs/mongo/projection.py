@@ -77,6 +77,24 @@ class StatusProjection:
             with self._lock:
                 self._copied.append({"_id": doc["_id"], "rev": doc["rev"]})
 
+    def project_new(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """The first copies of documents just inserted (a fan-out's messages): inserted in bulk,
+        which the server does several times faster than guarded upserts. A copy that is there
+        already (a resumed fan-out's, or one the server refuses) is written the usual way."""
+        docs = [doc for doc in docs if self.trusts(doc)]
+        for start in range(0, len(docs), BULK_LIMIT):
+            chunk = docs[start : start + BULK_LIMIT]
+            copies = [{"_id": d["_id"], **_copy(d)["$set"]} for d in chunk]
+            try:
+                self.status.insert_many(copies, ordered=False)
+            except BulkWriteError as exc:
+                again = [chunk[err["index"]] for err in exc.details.get("writeErrors", [])]
+                self._project_bulk(again)  # marks them copied
+                taken = {id(doc) for doc in again}
+                chunk = [doc for doc in chunk if id(doc) not in taken]
+            with self._lock:
+                self._copied.extend({"_id": d["_id"], "rev": d["rev"]} for d in chunk)
+
     def project_refused(self, doc: Mapping[str, Any]) -> None:
         """The copy of a document the daemon rejected before sealing it (the server refused it
         at intake): the state, reason and revision the daemon wrote and the user it names, so
@@ -133,10 +151,16 @@ class StatusProjection:
             copied, self._copied = self._copied, []
         if not copied:
             return 0
+        # Only the revision copied: a document changed since waits for its own copy. The ids
+        # are grouped by revision (a few groups), so the server looks each up in the `_id`
+        # index: an `$or` of one clause per document costs it far more.
+        by_rev: dict[Any, list[Any]] = {}
+        for entry in copied:
+            by_rev.setdefault(entry["rev"], []).append(entry["_id"])
+        query = [{"rev": rev, "_id": {"$in": ids}} for rev, ids in by_rev.items()]
         try:
-            # Only the revision copied: a document changed since waits for its own copy.
             result = self.outbox.update_many(
-                {"synced": False, "$or": copied}, {"$set": {"synced": True}}
+                {"synced": False, "$or": query}, {"$set": {"synced": True}}
             )
         except PyMongoError:
             with self._lock:  # tried again by the next call; resync covers a worker that dies

@@ -24,13 +24,13 @@ from jobs.rules import phone
 from jobs.rules.intake import PRODUCER_FIELDS, Admission
 
 # Fields only the daemon writes. A producer's document that carries them has them removed at
-# intake (they would otherwise steer the daemon: `fanout_after` skipped recipients).
+# intake (they would otherwise steer the daemon: `fanout_cursor` skipped recipients).
 DAEMON_FIELDS = frozenset(
     {
         "due_at", "attempts", "rev", "claim_token", "lease_until", "in_flight", "ticket",
-        "last_claim_token", "fanout_after", "fanout_seal", "recipients", "provider_id",
-        "sent_at", "error", "synced", "kind", "segments", "encoding", "created_at", "updated_at",
-        "seal", "priority_requested",
+        "last_claim_token", "fanout_after", "fanout_cursor", "fanout_seal", "recipients",
+        "provider_id", "sent_at", "error", "synced", "kind", "segments", "encoding", "created_at",
+        "updated_at", "seal", "priority_requested",
     }
     # Every other field of the public status is the daemon's too (`cancelled`, `history`,
     # `receipts`, ...): a producer's copy of one must never reach `message_status`.

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import ObjectId, json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS
 from pydantic import SecretStr
 from pymongo.database import Database
 
@@ -320,18 +321,25 @@ def test_daemon_fields_in_a_producers_document_do_not_steer_the_daemon(
 ) -> None:
     request = broadcast(store, directory, keys, clock)
     store.outbox.delete_one({"_id": request["_id"]})
-    planted = {"fanout_after": everyone()[-2], "recipients": 4, "attempts": -50, "rev": 99,
-               "claim_token": "x", "provider_id": "mdr2-fake", "error": {"code": "x"}}  # fmt: skip
+    planted = {"fanout_cursor": cursor_before_last(store), "recipients": 4, "attempts": -50,
+               "rev": 99, "claim_token": "x", "provider_id": "mdr2-fake",
+               "error": {"code": "x"}}  # fmt: skip
     store.outbox.insert_one({**request, **planted})
 
     daemon.admit()
     admitted = store.find(request["_id"]) or {}
-    assert not {"fanout_after", "claim_token", "provider_id", "error"} & admitted.keys()
+    assert not {"fanout_cursor", "claim_token", "provider_id", "error"} & admitted.keys()
     assert (admitted["attempts"], admitted["rev"]) == (0, 1)
     settle(daemon)
 
     assert sorted(provider.recipients()) == everyone()
     assert (store.status.find_one({"_id": request["_id"]}) or {})["recipients"] == 5
+
+
+def cursor_before_last(store: OutboxStore) -> str:
+    """Fan-out progress that, if believed, would skip every recipient but the last."""
+    records = list(store.db["users"].find({"verified": True}).sort("_id", 1))
+    return str(json_util.dumps(records[-2]["_id"], json_options=CANONICAL_JSON_OPTIONS))
 
 
 def test_unsealed_fanout_progress_written_into_the_queue_is_ignored(
@@ -344,7 +352,7 @@ def test_unsealed_fanout_progress_written_into_the_queue_is_ignored(
 ) -> None:
     request = broadcast(store, directory, keys, clock)
     daemon.admit()
-    skip = {"fanout_after": everyone()[-2], "recipients": 4, "fanout_seal": "0" * 64}
+    skip = {"fanout_cursor": cursor_before_last(store), "recipients": 4, "fanout_seal": "0" * 64}
     store.outbox.update_one({"_id": request["_id"]}, {"$set": skip})
 
     settle(daemon)

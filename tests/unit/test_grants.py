@@ -40,8 +40,8 @@ class CountingDirectory:
         self.reads.append(f"consent {' '.join(numbers)}")
         return self.directory.consent_of(numbers)
 
-    def verified_after(self, after: str | None, limit: int) -> list[str]:
-        return self.directory.verified_after(after, limit)
+    def verified_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        return self.directory.verified_page(cursor, limit)
 
     def opt_out(self, number: str, *, now: datetime, reason: str) -> None:
         self.directory.opt_out(number, now=now, reason=reason)
