@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,11 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServe
     server.close()
 
 
-@pytest.fixture
-def db(mongo_server: MongoServer) -> Iterator[Database[dict[str, Any]]]:
-    """A fresh database on the real server for one test."""
+@contextmanager
+def fresh_database(uri: str) -> Iterator[Database[dict[str, Any]]]:
+    """A database of its own on the server at `uri`, dropped afterwards."""
     client: MongoClient[dict[str, Any]] = MongoClient(
-        mongo_server.uri, tz_aware=True, serverSelectionTimeoutMS=10_000
+        uri, tz_aware=True, serverSelectionTimeoutMS=10_000
     )
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield client[name]
@@ -61,6 +62,21 @@ def db(mongo_server: MongoServer) -> Iterator[Database[dict[str, Any]]]:
         client.drop_database(name)
     finally:
         client.close()
+
+
+@pytest.fixture
+def db(mongo_server: MongoServer) -> Iterator[Database[dict[str, Any]]]:
+    """A fresh database on the real server for one test."""
+    with fresh_database(mongo_server.uri) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def module_db(mongo_server: MongoServer) -> Iterator[Database[dict[str, Any]]]:
+    """A fresh database for a module-scoped fixture: one run, once per worker, that the module's
+    tests examine from different sides and do not change."""
+    with fresh_database(mongo_server.uri) as database:
+        yield database
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from jobs.simulator.server import FlowrouteSimulator
 from tests.conftest import Cli
 from tests.integration.helpers import Db, keys_dir, numbers, seed, states
 
-MESSAGES = 2000
+MESSAGES = 1000
 DAEMONS = 4
 
 
 @pytest.mark.slow
-def test_four_daemons_drain_2000_messages_each_sent_exactly_once(
+def test_four_daemons_drain_1000_messages_each_sent_exactly_once(
     cli: Cli, db: Db, simulator: FlowrouteSimulator
 ) -> None:
     recipients = numbers(MESSAGES)

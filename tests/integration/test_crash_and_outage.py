@@ -14,7 +14,7 @@ from tests.integration.helpers import Db, all_terminal, keys_dir, numbers, seed,
 from tests.processes import stop
 from tests.servers.mongo_server import MongoServer
 
-OUTAGE_SECONDS = 10
+OUTAGE_SECONDS = 6
 
 
 @pytest.mark.slow
@@ -65,7 +65,7 @@ def test_daemon_survives_a_database_outage_and_resumes(
 ) -> None:
     if mongo_server.kind == "external":
         pytest.skip("the outage test must stop the server, which MONGODB_URI does not allow")
-    recipients = numbers(40)
+    recipients = numbers(24)
     seed(db, recipients, keys_dir(cli.env))
     cli.env.update(
         SMS_OUTBOX_FLOWROUTE__RATE_PER_SECOND="4",

@@ -40,6 +40,16 @@ class Provider:
     def close(self) -> None:
         stop(self.process)
 
+    def wait(self) -> Provider:
+        """Wait until the discovery document answers; fail with node's output if it exits."""
+        try:
+            wait_for(lambda: _answers(self), "the OpenID provider to answer", timeout=30)
+        except BaseException:
+            running = self.process.poll() is None
+            _out, err = stop(self.process) if running else self.process.communicate()
+            raise AssertionError(f"oidc-provider did not start: {err[-2000:]}") from None
+        return self
+
     def token(self, client_id: str, secret: str, resource: str) -> str:
         """An access token from the client-credentials grant for `resource`."""
         answer = requests.post(
@@ -62,6 +72,22 @@ def start(
     name: str = "idp",
 ) -> Provider:
     """Start a provider on a free loopback port and wait until its discovery document answers."""
+    return launch(
+        tmp, clients=clients, accounts=accounts, resources=resources, jwk=jwk, name=name
+    ).wait()
+
+
+def launch(
+    tmp: Path,
+    *,
+    clients: list[dict[str, Any]],
+    accounts: dict[str, dict[str, Any]],
+    resources: list[str],
+    jwk: dict[str, Any],
+    name: str = "idp",
+) -> Provider:
+    """Start a provider on a free loopback port without waiting for it: `wait()` does, so the
+    caller can do other work while node starts."""
     assert NODE is not None
     issuer = f"http://127.0.0.1:{free_port()}"
     conf = tmp / f"{name}.json"
@@ -76,13 +102,7 @@ def start(
     process = subprocess.Popen(
         [NODE, str(SCRIPT), str(conf)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    provider = Provider(issuer, process)
-    try:
-        wait_for(lambda: _answers(provider), "the OpenID provider to answer", timeout=30)
-    except BaseException:
-        _out, err = provider.process.communicate() if process.poll() is not None else stop(process)
-        raise AssertionError(f"oidc-provider did not start: {err[-2000:]}") from None
-    return provider
+    return Provider(issuer, process)
 
 
 def _answers(provider: Provider) -> bool:

@@ -68,12 +68,14 @@ def web_stack(cli: Cli, db: Database[dict[str, Any]], tmp_path: Path) -> Iterato
     """The provider and `sms-outbox web` (alice may send, victor may look, ada is admin, nora
     has neither); both stopped on every path."""
     app_url = f"http://127.0.0.1:{free_port()}"
-    idp = provider.start(
+    idp = provider.launch(
         tmp_path, clients=clients(app_url), accounts=ACCOUNTS,
         resources=[API_AUDIENCE, OTHER_AUDIENCE], jwk=provider.new_jwk(),
     )  # fmt: skip
     try:
+        # Node starts the provider meanwhile.
         assert cli("senders", "grant", "alice", SOURCE).returncode == 0
+        idp.wait()
         cli.env.update(
             SMS_OUTBOX_WEB__PUBLIC_URL=app_url,
             SMS_OUTBOX_WEB__ISSUER=idp.issuer,
