@@ -103,25 +103,10 @@ def expand(
     signatures: Signatures | None = None,
 ) -> str:
     """Insert the broadcast's messages in chunks, saving progress with each; returns the state."""
-    vetted = vetting.vet(doc, clock.now(), directory, signatures, max_segments=config.max_segments)
-    source = vetted.source
-    if vetted.problem is not None or source is None:
-        assert vetted.problem is not None
-        store.finish(doc, State.REJECTED, problem=vetted.problem)
-        log.info("broadcast.rejected", reason=vetted.problem.code, detail=vetted.problem.detail)
-        return State.REJECTED.value
-    early = replay.not_before(doc, clock.now())
-    if early is not None:
-        store.retry_later(doc, early, replay.early_problem(early), refund=True)
-        log.warning("broadcast.early", due_at=early.isoformat())
-        return State.QUEUED.value
+    source, refused = _admit(store, directory, clock, config, doc, signatures)
+    if source is None:
+        return refused
     campaign = str(doc["_id"])
-    spent_id = signing.signed_id(doc) or campaign
-    if not store.spent.open_campaign(spent_id, doc["_id"]):
-        problem = replay.replay_problem(spent_id)
-        store.finish(doc, State.REJECTED, problem=problem)
-        log.warning("broadcast.rejected", reason=problem.code, detail=problem.detail)
-        return State.REJECTED.value
     size = segments.measure(segments.normalize_text(doc["body"]))
     after, total = _saved_progress(doc, campaign, signatures)
     started = clock.monotonic()
@@ -134,18 +119,7 @@ def expand(
         numbers, cursor = directory.verified_page(after, CHUNK)
         if cursor is None:
             break
-        now = clock.now()
-        # One person stored under several spellings is one recipient: the children are keyed on
-        # the normalised number, so a spelling met again (here or in a later chunk, or after a
-        # restart) collides with the message already made for that person.
-        people = [p for p in dict.fromkeys(_recipient(n) for n in numbers) if _usable(p)]
-        children = [_child(doc, campaign, to, source, now, size) for to in people]
-        if signatures is not None:
-            for child in children:
-                child["signature"] = signatures.sign_child(child)
-        if store.sealer is not None:
-            for child in children:
-                child["seal"] = store.sealer.seal(child, seal.MADE)
+        children = _children(store, doc, numbers, source, clock.now(), size, signatures)
         inserted = store.add_children(children)
         after, total = cursor, total + len(inserted)
         progress: Doc = {"fanout_cursor": after, "recipients": total}
@@ -158,6 +132,65 @@ def expand(
     if stopping():
         store.release(doc)
         return State.QUEUED.value
+    return _close(store, doc, campaign)
+
+
+def _admit(
+    store: Outbox,
+    directory: Directory,
+    clock: Clock,
+    config: DispatchConfig,
+    doc: Doc,
+    signatures: Signatures | None,
+) -> tuple[str | None, str]:
+    """The number the broadcast goes out from, or None and the state it ended in: rejected
+    (not vetted, or a copy of one already fanned out) or queued again (not yet due)."""
+    vetted = vetting.vet(doc, clock.now(), directory, signatures, max_segments=config.max_segments)
+    if vetted.problem is not None or vetted.source is None:
+        assert vetted.problem is not None
+        store.finish(doc, State.REJECTED, problem=vetted.problem)
+        log.info("broadcast.rejected", reason=vetted.problem.code, detail=vetted.problem.detail)
+        return None, State.REJECTED.value
+    early = replay.not_before(doc, clock.now())
+    if early is not None:
+        store.retry_later(doc, early, replay.early_problem(early), refund=True)
+        log.warning("broadcast.early", due_at=early.isoformat())
+        return None, State.QUEUED.value
+    spent_id = signing.signed_id(doc) or str(doc["_id"])
+    if not store.spent.open_campaign(spent_id, doc["_id"]):
+        problem = replay.replay_problem(spent_id)
+        store.finish(doc, State.REJECTED, problem=problem)
+        log.warning("broadcast.rejected", reason=problem.code, detail=problem.detail)
+        return None, State.REJECTED.value
+    return vetted.source, State.QUEUED.value
+
+
+def _children(
+    store: Outbox,
+    doc: Doc,
+    numbers: list[str],
+    source: str,
+    now: datetime,
+    size: segments.Measure,
+    signatures: Signatures | None,
+) -> list[Doc]:
+    """One chunk's messages, signed and sealed. One person stored under several spellings is
+    one recipient: the children are keyed on the normalised number, so a spelling met again
+    (here, in a later chunk, or after a restart) collides with the message already made."""
+    campaign = str(doc["_id"])
+    people = [p for p in dict.fromkeys(_recipient(n) for n in numbers) if _usable(p)]
+    children = [_child(doc, campaign, to, source, now, size) for to in people]
+    for child in children:
+        if signatures is not None:
+            child["signature"] = signatures.sign_child(child)
+        if store.sealer is not None:
+            child["seal"] = store.sealer.seal(child, seal.MADE)
+    return children
+
+
+def _close(store: Outbox, doc: Doc, campaign: str) -> str:
+    """Every recipient has a message: the broadcast is expanded, or rejected with none."""
+    spent_id = signing.signed_id(doc) or campaign
     total = store.count_children(campaign)
     if total == 0:
         problem = Problem(Reason.NO_RECIPIENTS, "no verified recipient to send to")

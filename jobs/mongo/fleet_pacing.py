@@ -10,36 +10,27 @@ with `hello` and follows with its own monotonic clock.
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from pymongo import DESCENDING
-from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
-from jobs.clock import Clock, as_utc
+from jobs.clock import Clock
 from jobs.errors import RetryableError
 from jobs.mongo.connection import adapter
-from jobs.rules.slots import Offset, SlotPlan, estimate_offset
+from jobs.mongo.fleet_clock import ServerClock, ServerTime
+from jobs.mongo.pacing_blocks import PacingBlocks
+from jobs.rules.slots import SlotPlan
 
 log = structlog.get_logger("sms_outbox.pacing")
 
-PACING = "pacing"
-SAMPLES = 3
-RESYNC_SECONDS = 300.0
 MAX_AHEAD_BLOCKS = 64
 CLEANUP_EVERY = 128
 KEEP_BLOCKS = 600
-EXPIRY = timedelta(hours=1)
-
-ServerTime = Callable[[], datetime]
 
 
 @adapter
@@ -62,20 +53,18 @@ class FleetPacer:
         early: float = 0.0,
     ) -> None:
         self.db = db
-        self.pacing: Collection[dict[str, Any]] = db[PACING]
         self.account = account
         self.plan = plan
         self.clock = clock
-        self.holder = uuid.uuid4().hex[:12]
-        self.commands = 0  # database commands sent, for the benchmark and the tests
-        self._server_time = server_time or self._hello_time
+        self.blocks = PacingBlocks(db, account, uuid.uuid4().hex[:12])
+        self.server_clock = ServerClock(
+            db, clock, plan.late, server_time, spacing_ms=round(plan.spacing * 1000, 1)
+        )
         # With a `GatedProvider`, acquire returns this much before the slot and the request
         # waits for the slot itself in `wait_for_slot`.
         self.early = min(early, plan.block_seconds / 2)
         # Per thread: when to send, and the latest it may (each send worker holds its own slot).
         self._handed: dict[int, tuple[float, float]] = {}
-        self._offset: Offset | None = None
-        self._synced_at = -math.inf
         self._indexed = False
         self._block: int | None = None
         self._index = 0
@@ -88,6 +77,11 @@ class FleetPacer:
         self._hint = -1  # the highest block this daemon knows to be taken
         self._crowded = False
         self._lock = threading.Lock()
+
+    @property
+    def commands(self) -> int:
+        """Database commands sent, for the benchmark and the tests."""
+        return self.server_clock.commands + self.blocks.commands
 
     def acquire(self) -> None:
         """Wait for this thread's next slot (or until `early` before it, see `wait_for_slot`).
@@ -207,7 +201,7 @@ class FleetPacer:
             blocks = self.plan.blocks_until(now, until)
             self._hint = max(self._hint, blocks[-1])
             try:
-                self._share_penalty(now, until, blocks)
+                self.blocks.share_penalty(now, until, blocks)
             except PyMongoError as exc:
                 log.warning("pacing.penalty_unshared", error=type(exc).__name__)
             log.info("pacing.penalized", until=round(until - now, 3))
@@ -220,63 +214,21 @@ class FleetPacer:
 
     def ensure_indexes(self) -> None:
         """The frontier query's index, and expiry of old blocks where the server supports TTL."""
-        self.commands += 2
-        self.pacing.create_index([("account", 1), ("block", DESCENDING)], name="account_block")
-        try:
-            self.pacing.create_index("expires_at", name="expiry", expireAfterSeconds=0)
-        except OperationFailure as exc:
-            # Old blocks are also deleted by the daemons themselves (see `_reserve`).
-            log.info("pacing.no_expiry", error=exc.code)
+        self.blocks.ensure_indexes()
 
     def _prepare(self) -> None:
         if not self._indexed:
             self.ensure_indexes()
             self._indexed = True
-        if self.clock.monotonic() - self._synced_at >= RESYNC_SECONDS:
-            self._sync()
-
-    def _sync(self) -> None:
-        """Measure the server clock against ours; the shortest round trip bounds the error."""
-        samples = []
-        for _ in range(SAMPLES):
-            sent = self.clock.monotonic()
-            server = as_utc(self._server_time()).timestamp()
-            samples.append((sent, server, self.clock.monotonic()))
-        first = self._offset is None
-        self._offset = estimate_offset(samples)
-        self._synced_at = self.clock.monotonic()
-        if first:
-            log.info(
-                "pacing.synced",
-                uncertainty_ms=round(self._offset.uncertainty * 1000, 2),
-                spacing_ms=round(self.plan.spacing * 1000, 1),
-            )
-        if self._offset.uncertainty > self.plan.late / 2:
-            log.warning(
-                "pacing.clock_uncertain",
-                uncertainty_ms=round(self._offset.uncertainty * 1000, 2),
-                detail="the database's round trip eats into the pacing margin",
-            )
-
-    def _hello_time(self) -> datetime:
-        self.commands += 1
-        reply = self.db.client.admin.command("hello")
-        local_time = reply.get("localTime")
-        if not isinstance(local_time, datetime):
-            raise PyMongoError("the server's hello reply has no localTime")
-        return local_time
+        self.server_clock.follow()
 
     def _now(self) -> float:
         """Fleet time: the server's clock as followed by this daemon's monotonic clock."""
-        if self._offset is None:
-            self._sync()
-        assert self._offset is not None
-        return self.clock.monotonic() + self._offset.seconds
+        return self.server_clock.now()
 
     def _lead(self) -> float:
         """Leave no earlier than the clock's error allows, within half the lateness allowed."""
-        assert self._offset is not None
-        return min(self._offset.uncertainty, self.plan.late / 2)
+        return min(self.server_clock.uncertainty(), self.plan.late / 2)
 
     def _reserve(self, now: float) -> None:
         """Win the first free block from now (or the end of a penalty) on."""
@@ -289,7 +241,7 @@ class FleetPacer:
                 log.warning("pacing.crowded", blocks_ahead=candidate - current)
                 self._sleep_unlocked(self.plan.block_seconds)
                 return
-            if self._insert_block(candidate, now):
+            if self.blocks.insert(candidate, now):
                 break
             self._crowded = True
             candidate = max(candidate + 1, self._frontier(current) + 1)
@@ -303,76 +255,22 @@ class FleetPacer:
         self._block, self._index = candidate, 0
         self._hint = candidate
         if candidate % CLEANUP_EVERY == 0:
-            self.commands += 1
-            self.pacing.delete_many(
-                {"account": self.account, "block": {"$lt": candidate - KEEP_BLOCKS}}
-            )
-
-    def _insert_block(self, block: int, now: float, **extra: Any) -> bool:
-        self.commands += 1
-        try:
-            self.pacing.insert_one(self._block_doc(block, now, **extra))
-        except DuplicateKeyError:
-            return False
-        return True
-
-    def _block_doc(self, block: int, now: float, **extra: Any) -> dict[str, Any]:
-        at = datetime.fromtimestamp(now, UTC)
-        return {
-            "_id": f"{self.account}:{block}",
-            "account": self.account,
-            "block": block,
-            "holder": self.holder,
-            "reserved_at": at,
-            "expires_at": at + EXPIRY,
-            **extra,
-        }
+            self.blocks.forget_before(candidate - KEEP_BLOCKS)
 
     def _frontier(self, current: int) -> int:
-        """The last block taken (by anyone) from `current` on, or `current - 1`."""
-        self.commands += 1
-        doc = self.pacing.find_one(
-            {
-                "account": self.account,
-                "block": {"$gte": current, "$lte": current + MAX_AHEAD_BLOCKS},
-            },
-            projection={"block": 1, "holder": 1},
-            sort=[("block", DESCENDING)],
-        )
-        if doc is None:
+        """The last block taken (by anyone) from `current` on, or `current - 1`; this daemon is
+        no longer crowded when nobody reserved after it."""
+        block, alone = self.blocks.frontier(current, MAX_AHEAD_BLOCKS)
+        if alone:
             self._crowded = False
-            return current - 1
-        if doc.get("holder") == self.holder:
-            self._crowded = False  # nobody reserved after us: alone again
-        return int(doc["block"])
+        return block
 
     def _read_penalty(self, now: float) -> None:
-        self.commands += 1
-        doc = self.pacing.find_one({"_id": self._penalty_id()})
-        if doc is None:
+        until = self.blocks.penalty()
+        if until is None:
             return
-        until = float(doc.get("until", 0.0))
         if until > self.plan.penalty_until(now) + self.plan.block_seconds:
             # No daemon writes a penalty this long: a broken clock or a tampered document.
             log.warning("pacing.penalty_ignored", seconds_ahead=round(until - now, 3))
             return
         self._blocked_until = max(self._blocked_until, until)
-
-    def _share_penalty(self, now: float, until: float, blocks: range) -> None:
-        self.commands += 2
-        key = {"_id": self._penalty_id()}
-        update = {"$max": {"until": until}, "$set": {"account": self.account}}
-        try:
-            self.pacing.update_one(key, update, upsert=True)
-        except DuplicateKeyError:  # two first penalties at once
-            self.pacing.update_one(key, update)
-        # Taking the blocks of the penalty keeps every daemon that reserves later out of them.
-        docs = [self._block_doc(b, now, penalty=True) for b in blocks]
-        try:
-            self.pacing.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
-
-    def _penalty_id(self) -> str:
-        return f"{self.account}:penalty"

@@ -12,9 +12,9 @@ from pymongo.database import Database
 from jobs.mongo.account import STATE
 from jobs.mongo.connection import translating
 from jobs.mongo.directory import AUTHORIZED, USERS
-from jobs.mongo.fleet_pacing import PACING
 from jobs.mongo.inbox import INBOX
 from jobs.mongo.optin import CODES, EVENTS, HOURS, JOINS, SLOTS
+from jobs.mongo.pacing_blocks import PACING
 from jobs.mongo.spent import SPENT
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS

@@ -15,7 +15,8 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from jobs.doubles.clock import ManualClock
 from jobs.errors import StoreUnavailable
-from jobs.mongo.fleet_pacing import PACING, FleetPacer
+from jobs.mongo.fleet_pacing import FleetPacer
+from jobs.mongo.pacing_blocks import PACING
 from jobs.pacing import GatedProvider
 from jobs.rules.slots import WINDOW_SECONDS, SlotPlan
 
@@ -238,10 +239,10 @@ def test_a_refusal_without_the_database_still_holds_this_daemon_back() -> None:
     pacer = FleetPacer(db, "acct", PLAN, clock, server_time=clock.now)
     pacer.acquire()
     refused_at = clock.monotonic()
-    pacer.pacing = cast(Any, _Unreachable())
+    pacer.blocks.pacing = cast(Any, _Unreachable())
 
     pacer.penalize()  # does not raise
-    pacer.pacing = db[PACING]
+    pacer.blocks.pacing = db[PACING]
     take_slot(pacer)
 
     assert clock.monotonic() >= refused_at + WINDOW_SECONDS + PLAN.margin - EPSILON
