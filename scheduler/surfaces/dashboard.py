@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from http.cookies import CookieError, SimpleCookie
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,7 +20,7 @@ from jobs.mongo.connection import Db
 from scheduler.settings import Settings
 from scheduler.surfaces.dashboard_page import render
 from scheduler.surfaces.exporter import StoredAccount
-from scheduler.surfaces.web import Served, StartResponse, WsgiApp, respond
+from scheduler.surfaces.web import Served, StartResponse, WsgiApp, exit_on_signals, respond
 
 log = structlog.get_logger("sms_outbox.dashboard")
 HTML = "text/html; charset=utf-8"
@@ -166,12 +164,7 @@ def serve_dashboard(settings: Settings, db: Db, listen: str | None) -> int:
     except OSError as exc:
         raise ConfigError(f"dashboard cannot listen on {listen or conf.listen}: {exc}") from None
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("dashboard.stopping", signal=signal.Signals(signum).name)
-        raise SystemExit(0)  # ends waitress's loop in this, the serving, thread
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    exit_on_signals("dashboard")
     log.info("dashboard.listening", url=served.url + "/")
     print(f"dashboard on {served.url}/ (read-only; requests need the dashboard token)", flush=True)
     served.run()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
+import structlog
 from waitress.server import create_server
 
 from scheduler.listeners import split_listen
@@ -85,3 +88,17 @@ def respond(
         ],
     )
     return [payload]
+
+
+def exit_on_signals(name: str) -> None:
+    """SIGINT and SIGTERM end a server run in the main thread: logged as `<name>.stopping`,
+    they raise SystemExit there, which ends waitress's loop."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        structlog.get_logger(f"sms_outbox.{name}").info(
+            f"{name}.stopping", signal=signal.Signals(signum).name
+        )
+        raise SystemExit(0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)

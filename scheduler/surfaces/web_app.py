@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
-
 import structlog
 
 from jobs.clock import SystemClock
@@ -18,7 +15,7 @@ from scheduler.listeners import split_listen
 from scheduler.optin import build_signup
 from scheduler.settings import Settings, keyring
 from scheduler.surfaces.optin_web import proxied, serve_join
-from scheduler.surfaces.web import Served
+from scheduler.surfaces.web import Served, exit_on_signals
 
 log = structlog.get_logger("sms_outbox.web")
 
@@ -84,12 +81,7 @@ def serve_web(settings: Settings, db: Db, listen: str | None) -> int:
     except OSError as exc:
         raise ConfigError(f"web cannot listen on {address}: {exc}") from None
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("web.stopping", signal=signal.Signals(signum).name)
-        raise SystemExit(0)  # ends waitress's loop in this, the serving, thread
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    exit_on_signals("web")
     log.info("web.listening", url=served.url + "/", public_url=settings.web.public_url)
     print(f"web app on {served.url}/ (public URL {settings.web.public_url})", flush=True)
     served.run()
