@@ -14,7 +14,6 @@ from jobs import producer
 from jobs.clock import Clock, SystemClock
 from jobs.keys import KeyRing
 from jobs.mongo.directory import Directory
-from jobs.mongo.mongomock_compat import accept_sort_keyword
 from jobs.mongo.store import OutboxStore
 from jobs.simulator.server import FlowrouteSimulator
 from scheduler import logs
@@ -66,6 +65,8 @@ def run_demo() -> int:
     """Seed a throw-away database, broadcast once, run the daemon until idle, print the result."""
     try:
         import mongomock
+
+        from jobs.mongo.mongomock_compat import accept_sort_keyword
     except ImportError:
         print("sms-outbox demo needs the demo extra: python3 -m pip install '.[demo]'",
               file=sys.stderr)  # fmt: skip
