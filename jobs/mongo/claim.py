@@ -14,8 +14,9 @@ from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
 from jobs.model import State
+from jobs.mongo import writes
 from jobs.mongo.poison import caused_by_document, server_reason, set_aside
-from jobs.rules import replies
+from jobs.rules import changes, replies
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
@@ -33,18 +34,9 @@ def claim_sort() -> list[tuple[str, int]]:
 
 
 def claim_update(now: datetime, lease: timedelta) -> Doc:
-    """What a claim writes: `sending` under a fresh token, a lease, one more attempt."""
-    return {
-        "$set": {
-            "state": State.SENDING.value,
-            "claim_token": uuid.uuid4().hex,
-            "lease_until": now + lease,
-            "in_flight": False,
-            "updated_at": now,
-            "synced": False,
-        },
-        "$inc": {"attempts": 1, "rev": 1},
-    }
+    """What a claim writes, as the transition table decides it: `sending` under a fresh token,
+    a lease, one more attempt."""
+    return writes.update(changes.claimed(now, lease, uuid.uuid4().hex))
 
 
 # What a claim reads of each candidate: enough to order it, nothing more.
