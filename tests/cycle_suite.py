@@ -14,10 +14,17 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from jobs import producer
-from jobs.dispatch import fanout
+from jobs.dispatch import fanout, sender
 from jobs.dispatch.dispatcher import DispatchConfig, Dispatcher
 from jobs.doubles.clock import ManualClock
-from jobs.errors import OptedOutError, RetryableError, ThrottledError, UnknownOutcomeError
+from jobs.errors import (
+    OptedOutError,
+    RetryableError,
+    StoreRefused,
+    ThrottledError,
+    UnknownOutcomeError,
+)
+from jobs.model import State
 from jobs.mongo import status as status_queries
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
@@ -343,7 +350,7 @@ class CycleSuite:
         assert (report.recovered, report.claimed) == (1, 0)
         doc = outbox(store, doc_id)
         assert (doc["state"], doc["error"]["code"]) == ("unknown", "lease_expired")
-        assert status(store, doc_id)["state"] == "unknown"
+        assert status(store, doc_id)["state"] == "unknown", status(store, doc_id)
         assert provider.calls == []
 
     def test_dead_worker_holding_its_last_attempt_fails_the_message(
@@ -399,6 +406,59 @@ class CycleSuite:
         projected = status(store, doc_id)
         assert (projected["state"], projected["provider_id"]) == ("sent", provider_id)
         assert "error" not in projected
+
+    @staticmethod
+    def refuse_records_of_sent(
+        monkeypatch: pytest.MonkeyPatch, store: OutboxStore, times: int
+    ) -> None:
+        """The server refuses the record of an accepted request `times` times, as a
+        serialisation failure under load would."""
+        finish = store.finish
+        refused = itertools.count()
+
+        def refusing(doc: Any, state: State, **fields: Any) -> Any:
+            if state is State.SENT and next(refused) < times:
+                raise StoreRefused("could not serialize access", 1, {"errmsg": "serialize"})
+            return finish(doc, state, **fields)
+
+        monkeypatch.setattr(store, "finish", refusing)
+
+    def test_a_sent_message_whose_record_is_refused_once_is_recorded_as_sent(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        dispatcher: Dispatcher,
+        store: OutboxStore,
+        provider: FakeProvider,
+    ) -> None:
+        doc_id = submit(store)
+        self.refuse_records_of_sent(monkeypatch, store, times=1)
+
+        report = dispatcher.run_once()
+
+        assert report.outcomes == {"sent": 1}
+        assert status(store, doc_id)["state"] == "sent"
+        assert len(provider.accepted) == 1
+
+    def test_a_sent_message_is_never_rejected_for_a_record_the_server_keeps_refusing(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        dispatcher: Dispatcher,
+        store: OutboxStore,
+        provider: FakeProvider,
+        clock: ManualClock,
+    ) -> None:
+        doc_id = submit(store)
+        self.refuse_records_of_sent(monkeypatch, store, times=sender.RECORD_REFUSALS)
+
+        dispatcher.run_once()
+        assert status(store, doc_id)["state"] == "sending", "set aside although it was sent"
+        clock.advance(LEASE.total_seconds() + 1)
+        dispatcher.recover()
+        dispatcher.run_once()
+
+        # Settled by recovery: sent where the send ticket kept the 202, else in doubt.
+        assert status(store, doc_id)["state"] in ("sent", "unknown"), status(store, doc_id)
+        assert len(provider.accepted) == 1, "sent again"
 
     def test_stop_mid_batch_releases_unsent_messages_with_attempts_refunded(
         self, make_dispatcher: Callable[..., Dispatcher], store: OutboxStore, provider: FakeProvider

@@ -12,16 +12,27 @@ from jobs import metrics
 from jobs.clock import Clock
 from jobs.dispatch.account_gate import AccountGate
 from jobs.dispatch.config import DispatchConfig
-from jobs.errors import ProviderError, StoreUnavailable, UnknownOutcomeError
+from jobs.errors import (
+    ProviderError,
+    StoreRefused,
+    StoreUnavailable,
+    UnknownOutcomeError,
+    refusal,
+)
 from jobs.flowroute import SmsProvider
 from jobs.keys import Signatures
 from jobs.model import Problem, Reason, State
 from jobs.pacing import Pacer
-from jobs.ports import Directory, Doc, Outbox, Outcome, SendRefused
+from jobs.ports import Directory, Doc, Outbox, Outcome, SendRefused, SendTicket
 from jobs.rules import optin, outcomes, quiet_hours, replay, replies, segments, vetting
 
 log = structlog.get_logger("sms_outbox.cycle")
 T = TypeVar("T")
+
+# Tries of the record of an accepted request that the server refuses, and the pause before the
+# next (times the try's number).
+RECORD_REFUSALS = 3
+RECORD_REFUSAL_PAUSE = 0.2
 
 
 def release(store: Outbox, docs: list[Doc]) -> None:
@@ -92,10 +103,24 @@ class Sender:
             outcome = Outcome.IN_DOUBT if doubt else Outcome.NOT_SENT
             self._durably(lambda: self.store.finish_send(ticket, outcome))
             return self._after_error(doc, error, directory)
-        self._durably(lambda: self.store.finish_send(ticket, Outcome.SENT, provider_id))
         with bound_contextvars(provider_id=provider_id):
-            self._record_sent(doc, provider_id, vetted.source)
+            self._after_202(doc, ticket, provider_id, vetted.source)
         return State.SENT.value
+
+    def _after_202(self, doc: Doc, ticket: SendTicket, provider_id: str, source: str) -> None:
+        """Record an accepted request. Whatever the server refuses now, the message is never set
+        aside as rejected: its request went out. A refusal is tried again a few times; if it
+        stays, the message keeps its claim, lease recovery finds it in flight (`unknown`), and
+        reconciliation settles it from the 202 its spent id keeps."""
+        for attempt in range(1, RECORD_REFUSALS + 1):
+            try:
+                self._durably(lambda: self.store.finish_send(ticket, Outcome.SENT, provider_id))
+                self._record_sent(doc, provider_id, source)
+                return
+            except StoreRefused as exc:
+                log.warning("record.refused", attempt=attempt, detail=refusal(exc))
+                self.clock.sleep(RECORD_REFUSAL_PAUSE * attempt)
+        log.error("message.sent_unrecorded", detail="left to lease recovery and reconciliation")
 
     def _not_begun(self, doc: Doc, refused: SendRefused) -> str:
         """A send the store would not begin: the claim was lost, or the message is a copy of
