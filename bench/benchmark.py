@@ -424,6 +424,9 @@ def broadcast_speed(uri: str, keys: Path, recipients: int, watch: float) -> None
         for offset in range(20_000, recipients, 20_000):
             people = numbers(min(20_000, recipients - offset), start=offset)
             db["users"].insert_many(({"phone": n, "verified": True} for n in people), ordered=False)
+        # As `init` leaves a database: indexes built before the daemon starts, not by it.
+        Directory(db).ensure_indexes()
+        OutboxStore(db, SystemClock()).ensure_indexes()
         key = KeyRing(keys).user_key(SENDER) or ""
         doc: dict[str, Any] = {
             "_id": ObjectId(), "user": SENDER, "audience": "verified", "body": "news",
