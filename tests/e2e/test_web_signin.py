@@ -175,13 +175,13 @@ def test_id_tokens_from_another_issuer_or_for_another_audience_are_refused(
 ) -> None:
     app = "http://127.0.0.1:9"
     key = provider.new_jwk()  # both issuers sign with one key: only `iss` tells them apart
-    ours = provider.start(
+    ours = provider.launch(
         tmp_path, clients=clients(app), accounts=ACCOUNTS, resources=[], jwk=key, name="ours"
-    )
+    ).wait()
     try:
-        theirs = provider.start(
+        theirs = provider.launch(
             tmp_path, clients=clients(app), accounts=ACCOUNTS, resources=[], jwk=key, name="theirs"
-        )
+        ).wait()
         try:
             check = Issuer(ours.issuer)
             good = _id_token(ours, CLIENT_ID, CLIENT_SECRET, f"{app}/callback")

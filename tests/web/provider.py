@@ -62,21 +62,6 @@ class Provider:
         return str(answer.json()["access_token"])
 
 
-def start(
-    tmp: Path,
-    *,
-    clients: list[dict[str, Any]],
-    accounts: dict[str, dict[str, Any]],
-    resources: list[str],
-    jwk: dict[str, Any],
-    name: str = "idp",
-) -> Provider:
-    """Start a provider on a free loopback port and wait until its discovery document answers."""
-    return launch(
-        tmp, clients=clients, accounts=accounts, resources=resources, jwk=jwk, name=name
-    ).wait()
-
-
 def launch(
     tmp: Path,
     *,
