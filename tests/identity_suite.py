@@ -153,6 +153,12 @@ class IdentitySuite:
 
         assert sorted(read) == sorted([*phones, RECIPIENT, RECIPIENT_2]) and pages >= 4
 
+    def test_a_page_cursor_that_does_not_parse_starts_over(self, directory: Directory) -> None:
+        everyone, _ = directory.verified_page(None, 100)
+
+        for cursor in ('{"$oid": "zz"}', "[1", '{"$numberDecimal": "q"}', '{"$date": "x"}'):
+            assert directory.verified_page(cursor, 100)[0] == everyone
+
     def test_a_phone_that_is_not_text_is_logged_not_silently_skipped(
         self, directory: Directory, db: Database[Doc]
     ) -> None:

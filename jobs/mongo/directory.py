@@ -8,6 +8,7 @@ from typing import IO, Any
 
 import structlog
 from bson import json_util
+from bson.errors import BSONError
 from bson.json_util import CANONICAL_JSON_OPTIONS
 from pymongo import ASCENDING
 from pymongo.collection import Collection
@@ -290,7 +291,7 @@ def _cursor_id(cursor: str | None) -> Any:
         return _START
     try:
         return json_util.loads(cursor, json_options=CANONICAL_JSON_OPTIONS)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, ArithmeticError, BSONError):
         return _START
 
 
