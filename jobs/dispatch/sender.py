@@ -109,18 +109,28 @@ class Sender:
 
     def _after_202(self, doc: Doc, ticket: SendTicket, provider_id: str, source: str) -> None:
         """Record an accepted request. Whatever the server refuses now, the message is never set
-        aside as rejected: its request went out. A refusal is tried again a few times; if it
-        stays, the message keeps its claim, lease recovery finds it in flight (`unknown`), and
-        reconciliation settles it from the 202 its spent id keeps."""
+        aside as rejected: its request went out. Each write a refusal meets is tried again a
+        few times; if the record stays refused, the message keeps its claim, lease recovery
+        settles it from its send ticket or as `unknown`, and reconciliation finds the 202 its
+        spent id keeps."""
+        closed = self._despite_refusals(
+            lambda: self._durably(lambda: self.store.finish_send(ticket, Outcome.SENT, provider_id))
+        )
+        recorded = self._despite_refusals(lambda: self._record_sent(doc, provider_id, source))
+        if not (closed and recorded):
+            log.error("message.sent_unrecorded", detail="left to lease recovery and reconciliation")
+
+    def _despite_refusals(self, write: Callable[[], object]) -> bool:
+        """Run `write`, again after a pause while the server refuses it; False if it never took."""
         for attempt in range(1, RECORD_REFUSALS + 1):
             try:
-                self._durably(lambda: self.store.finish_send(ticket, Outcome.SENT, provider_id))
-                self._record_sent(doc, provider_id, source)
-                return
+                write()
+                return True
             except StoreRefused as exc:
                 log.warning("record.refused", attempt=attempt, detail=refusal(exc))
-                self.clock.sleep(RECORD_REFUSAL_PAUSE * attempt)
-        log.error("message.sent_unrecorded", detail="left to lease recovery and reconciliation")
+                if attempt < RECORD_REFUSALS:
+                    self.clock.sleep(RECORD_REFUSAL_PAUSE * attempt)
+        return False
 
     def _not_begun(self, doc: Doc, refused: SendRefused) -> str:
         """A send the store would not begin: the claim was lost, or the message is a copy of
