@@ -347,6 +347,23 @@ class StoreSuite:
         assert outbox(store, f"c1:{RECIPIENT}")["state"] == "sent"
         assert status(store, "c1:13125550111")["state"] == "queued"
 
+    def test_a_child_made_again_over_a_stale_status_copy_is_copied_and_marked_synced(
+        self, store: OutboxStore, clock: ManualClock
+    ) -> None:
+        # Its status copy outlived it (the message was deleted): the copies are inserted in
+        # bulk, and the one already there is written the guarded way instead.
+        store.add_children([child("c2", RECIPIENT, clock)])
+        store.status.update_one({"_id": f"c2:{RECIPIENT}"}, {"$set": {"state": "stale"}})
+        store.outbox.delete_one({"_id": f"c2:{RECIPIENT}"})
+
+        inserted = store.add_children(child("c2", n, clock) for n in (RECIPIENT, RECIPIENT_2))
+        store.mark_synced()
+
+        assert len(inserted) == 2
+        for number in (RECIPIENT, RECIPIENT_2):
+            assert status(store, f"c2:{number}")["state"] == "queued"
+            assert outbox(store, f"c2:{number}")["synced"] is True
+
     def test_add_children_of_nothing_inserts_nothing(self, store: OutboxStore) -> None:
         assert store.add_children([]) == []
         assert store.outbox.count_documents({}) == 0

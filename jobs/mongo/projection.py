@@ -88,10 +88,9 @@ class StatusProjection:
             try:
                 self.status.insert_many(copies, ordered=False)
             except BulkWriteError as exc:
-                again = [chunk[err["index"]] for err in exc.details.get("writeErrors", [])]
-                self._project_bulk(again)  # marks them copied
-                taken = {id(doc) for doc in again}
-                chunk = [doc for doc in chunk if id(doc) not in taken]
+                failed = {err["index"] for err in exc.details.get("writeErrors", [])}
+                self._project_bulk([chunk[i] for i in sorted(failed)])  # marks them copied
+                chunk = [doc for i, doc in enumerate(chunk) if i not in failed]
             with self._lock:
                 self._copied.extend({"_id": d["_id"], "rev": d["rev"]} for d in chunk)
 
