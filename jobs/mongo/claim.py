@@ -4,7 +4,6 @@ of a document that makes it fail."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,22 +56,12 @@ def reply_lane(outbox: Collection[Doc], now: datetime, limit: int) -> list[Doc]:
     return list(outbox.find(query, CANDIDATE_FIELDS).sort("due_at", ASCENDING).limit(limit))
 
 
-def other_shares(
-    outbox: Collection[Doc], now: datetime, shares: Iterable[tuple[str, str]], limit: int
-) -> list[Doc]:
-    """Due documents of every user and campaign but these: the turns of the others when one
-    share fills all the candidates."""
-    skip = [{"user": user, "campaign": campaign or None} for user, campaign in shares]
-    query = {**claim_filter(now), "$nor": skip}
-    return list(outbox.find(query, CANDIDATE_FIELDS).sort(claim_sort()).limit(limit))
-
-
 def claim_by_id(
     outbox: Collection[Doc], doc_id: Any, now: datetime, lease: timedelta
 ) -> Doc | None:
     """Claim this candidate under a fresh token if it is still due and queued; None when another
     worker took it first."""
-    return _claim(outbox, {"_id": doc_id, **claim_filter(now)}, now, lease, sort=None)
+    return _claim(outbox, {"_id": {"$eq": doc_id}, **claim_filter(now)}, now, lease, sort=None)
 
 
 def claim_one(outbox: Collection[Doc], now: datetime, lease: timedelta) -> Doc | None:
@@ -110,12 +99,12 @@ def quarantine(
     if doc_id is None:
         top = outbox.find_one(claim_filter(now), {"_id": 1}, sort=claim_sort())
     else:
-        top = outbox.find_one({"_id": doc_id, **claim_filter(now)}, {"_id": 1})
+        top = outbox.find_one({"_id": {"$eq": doc_id}, **claim_filter(now)}, {"_id": 1})
     if top is None:
         return None, None
     try:
         claimed = outbox.find_one_and_update(
-            {**claim_filter(now), "_id": top["_id"]},
+            {**claim_filter(now), "_id": {"$eq": top["_id"]}},
             claim_update(now, lease),
             return_document=ReturnDocument.AFTER,
         )

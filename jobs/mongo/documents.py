@@ -20,6 +20,7 @@ from jobs.mongo import guard, writes
 from jobs.mongo.account import AccountHold
 from jobs.mongo.guard import GuardSetting
 from jobs.mongo.projection import OUTBOX, STATUS, StatusProjection
+from jobs.mongo.queue import ClaimQueue
 from jobs.mongo.spent import SpentIds
 from jobs.ports import Sealer, SendGuard
 from jobs.ports.writes import OutboxWrites
@@ -52,6 +53,7 @@ class OutboxDocuments(OutboxWrites):
         self.status: Collection[Doc] = db[STATUS]
         self._sealer = sealer
         self.projection = StatusProjection(self.outbox, self.status, clock, self.trusts)
+        self.queue = ClaimQueue(db, clock)
         self.send_guard = send_guard
         self._guard: SendGuard | None = None
         self._spent = SpentIds(db, clock)
@@ -145,16 +147,22 @@ class OutboxDocuments(OutboxWrites):
         return list(self.outbox.find(query).limit(limit))
 
     def project(self, doc: Mapping[str, Any]) -> None:
-        """Copy `doc` to `message_status` (see StatusProjection)."""
-        self.projection.project([doc])
+        """Copy `doc`, just written, to `message_status` (see StatusProjection); a queued one
+        also gets its place in the claim queue (jobs/mongo/queue.py)."""
+        self.project_many([doc])
 
     def project_many(self, docs: Iterable[Mapping[str, Any]]) -> None:
-        """Copy several documents to `message_status`."""
-        self.projection.project(docs)
+        """Copy several documents just written to `message_status`, and queue the queued."""
+        written = list(docs)
+        self.projection.project(written)
+        self.queue.offer(written)
 
     def project_new(self, docs: Iterable[Mapping[str, Any]]) -> None:
-        """Copy documents just inserted to `message_status`, in bulk inserts."""
-        self.projection.project_new(docs)
+        """Copy documents just inserted to `message_status`, in bulk inserts, and queue the
+        queued."""
+        written = list(docs)
+        self.projection.project_new(written)
+        self.queue.offer(written)
 
     def mark_synced(self) -> int:
         """Mark synced the copies written since the last call, in one command (see

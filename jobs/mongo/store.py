@@ -10,8 +10,9 @@ import structlog
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from jobs.errors import StoreUnavailable
+from jobs.mongo import queue
 from jobs.mongo.children import OutboxChildren
-from jobs.mongo.claim import candidates, claim_by_id, other_shares, quarantine, reply_lane
+from jobs.mongo.claim import candidates, claim_by_id, quarantine, reply_lane
 from jobs.mongo.connection import adapter
 from jobs.mongo.intake import OutboxIntake
 from jobs.mongo.interventions import OutboxInterventions
@@ -66,48 +67,70 @@ class OutboxStore(OutboxIntake, OutboxInterventions, OutboxChildren):
         return claimed
 
     def _candidates(self, now: datetime, wanted: int) -> tuple[list[Doc], bool]:
-        """The candidates of one claim in claim order, and whether more are due than were read."""
+        """The candidates of one claim in claim order, and whether more are due than were read.
+        They are read from the claim queue (jobs/mongo/queue.py), in reads whose cost does not
+        grow with the queue; the outbox itself is read the slow way only to repair the queue."""
         read = wanted * CANDIDATES_PER_CLAIM
         lane = reply_lane(self.outbox, now, wanted)
-        found = candidates(self.outbox, now, read)
+        heads = self.queue.heads(now, read)
+        repair = self.queue.repair_due(short=len(heads) < read)
+        if repair and self.queue.repair(candidates(self.outbox, now, self.queue.repair_page)):
+            heads = self.queue.heads(now, read)
+        found = [queue.candidate(entry) for entry in heads]
         more = len(found) == read
         senders = [doc for doc in found if not fairness.is_reply(doc)]
         if more and senders:
-            top = senders[0].get("priority")
-            shares = {fairness.share(doc) for doc in senders if doc.get("priority") == top}
+            top = queue.priority_slot(senders[0]["priority"])
+            level = [d for d in senders if queue.priority_slot(d["priority"]) == top]
+            shares = {queue.share_digest(doc) for doc in level}
             if len(shares) == 1:
                 # One sender fills every candidate: look past it for the others' turns.
-                found += other_shares(self.outbox, now, shares, wanted)
-        unique = {_id_key(doc["_id"]): doc for doc in [*lane, *found]}
+                turns = self.queue.other_turns(now, top, shares, wanted)
+                found += [queue.candidate(entry) for entry in turns]
+        unique: dict[Any, Doc] = {}
+        for doc in [*lane, *found]:
+            unique[_id_key(doc["_id"])] = doc  # the later one carries the entry to drop
         return fairness.take_turns(list(unique.values())), more
 
     def _claim_each(
         self, order: list[Doc], now: datetime, lease: timedelta, limit: int, claimed: list[Doc]
     ) -> int:
         """Claim candidates in order until `claimed` holds `limit`; returns how many were lost
-        to another worker."""
+        to another worker (or were no longer queued and due). The queue entries of every
+        candidate tried are dropped."""
         lost = 0
-        for candidate in order:
-            if len(claimed) >= limit:
-                break
-            try:
-                doc = claim_by_id(self.outbox, candidate["_id"], now, lease)
-            except OperationFailure as exc:
-                if not caused_by_document(exc):
-                    raise
-                doc, rejected = quarantine(self.outbox, self.status, now, lease, candidate["_id"])
-                if rejected is not None:
-                    self.project(rejected)
+        tried: list[Doc] = []
+        try:
+            for candidate in order:
+                if len(claimed) >= limit:
+                    break
+                if queue.ENTRY in candidate:
+                    tried.append(candidate[queue.ENTRY])
+                doc = self._claim_one(candidate["_id"], now, lease)
                 if doc is None:
-                    continue
-            if doc is None:
-                lost += 1
-            else:
-                claimed.append(doc)
+                    lost += 1
+                elif doc is not _SET_ASIDE:
+                    claimed.append(doc)
+        finally:
+            self.queue.drop(tried)
         return lost
+
+    def _claim_one(self, doc_id: Any, now: datetime, lease: timedelta) -> Any:
+        """The claimed document, None when it is not there to claim, or `_SET_ASIDE`."""
+        try:
+            return claim_by_id(self.outbox, doc_id, now, lease)
+        except OperationFailure as exc:
+            if not caused_by_document(exc):
+                raise
+            doc, rejected = quarantine(self.outbox, self.status, now, lease, doc_id)
+            if rejected is not None:
+                self.project(rejected)
+            return _SET_ASIDE if doc is None else doc
 
 
 __all__ = ["OUTBOX", "STATUS", "OutboxStore"]
+
+_SET_ASIDE: Doc = {}
 
 
 def _id_key(value: Any) -> Any:

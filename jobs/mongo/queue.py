@@ -1,0 +1,251 @@
+"""The claim queue: the order of the queued messages, kept under `_id` in its own collection,
+since the `_id` index is the one index every server scans in order and stops early at.
+
+DocumentDB answers a query on any other index with every match gathered first, so reading the
+first due messages of the outbox costs in proportion to the whole queue. Here each queued message
+has two small entries, written after the write that queued it:
+
+- `a|<priority slot>|<due ms>|<message>`: claim order, highest priority then longest due;
+- `b|<priority slot>|<share digest>|<due ms>|<message>`: the same, one user and campaign at a
+  time, so the others' turns are found without reading past a broadcast's recipients.
+
+An entry is a hint, never the truth: a claim still takes a message by its id only while it is
+queued and due, so an entry that is stale (the message was claimed, cancelled or queued again at
+another time), forged or doubled can change the order of claims but never send anything that
+was not due. Entries are removed once read and tried, by their token, so an entry written again
+meanwhile stays. A message queued without its entries (by an earlier version, or by a daemon
+that died between the two writes) is found by `repair`, which reads the head of the outbox the
+slow way: at the first claim, whenever the entries run short after a repair that found some
+missing, and every few minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+import structlog
+from bson import ObjectId
+from pymongo import ASCENDING, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from jobs.clock import Clock
+from jobs.model import State
+from jobs.rules import fairness
+
+Doc = dict[str, Any]
+log = structlog.get_logger("sms_outbox.store")
+
+QUEUE = "outbox_queue"
+# The field of a claim candidate that holds the entry it was read from.
+ENTRY = "_entry"
+# Priorities -100..100 take slots 0..200, highest first; anything else comes after them.
+TOP_PRIORITY = 100
+LAST_SLOT = 2 * TOP_PRIORITY + 1
+# Outbox documents a repair reads, in claim order, to find those without entries.
+REPAIR_PAGE = 1_000
+# How often a repair runs while entries are not running short (seconds, monotonic).
+REPAIR_SECONDS = 300.0
+# Entries written in one bulk command; DocumentDB refuses more than 25,000 operations.
+WRITE_BATCH = 10_000
+# Shares looked at for the others' turns in one claim, per turn wanted.
+SHARES_PER_TURN = 4
+DUPLICATE_KEY = 11000
+
+
+def priority_slot(priority: Any) -> int:
+    """The slot of a priority: 0 for the highest (100), 200 for the lowest (-100); a priority
+    that is not a whole number in that range takes the nearest, and one that is not a number
+    comes after them all."""
+    if isinstance(priority, bool) or not isinstance(priority, int | float):
+        return LAST_SLOT
+    if isinstance(priority, float) and not math.isfinite(priority):
+        return 0 if priority > 0 else LAST_SLOT
+    whole = max(-TOP_PRIORITY, min(TOP_PRIORITY, math.floor(priority)))
+    return TOP_PRIORITY - whole
+
+
+def due_ms(due: Any) -> int | None:
+    """A due time as milliseconds since 1970, within 13 digits; None when it is not a time (such
+    a message is never due)."""
+    if not isinstance(due, datetime):
+        return None
+    aware = due if due.tzinfo else due.replace(tzinfo=UTC)
+    return max(0, min(10**13 - 1, math.floor(aware.timestamp() * 1000)))
+
+
+def _message_part(doc_id: Any) -> str:
+    """A message's place among those of one priority and due time: an ObjectId in the order it
+    was made (as the outbox's own order has it), any other id by a digest of it."""
+    if isinstance(doc_id, ObjectId):
+        return str(doc_id)
+    return "z" + hashlib.sha256(bson.encode({"v": doc_id})).hexdigest()[:32]
+
+
+def share_digest(doc: Mapping[str, Any]) -> str:
+    """The digest of whose turn a message counts against (jobs/rules/fairness.py), as its
+    entries are keyed."""
+    user, campaign = fairness.share(doc)
+    return hashlib.sha256(f"{user}\x00{campaign}".encode()).hexdigest()[:16]
+
+
+def entries(doc: Mapping[str, Any], token: str) -> list[Doc]:
+    """The two entries of a queued message (none when it has no due time)."""
+    due = due_ms(doc.get("due_at"))
+    if due is None:
+        return []
+    slot = priority_slot(doc.get("priority"))
+    message = _message_part(doc["_id"])
+    share = share_digest(doc)
+    by_order = f"a|{slot:03d}|{due:013d}|{message}"
+    by_share = f"b|{slot:03d}|{share}|{due:013d}|{message}"
+    fields = {
+        "m": doc["_id"], "t": token, "priority": doc.get("priority"),
+        "due_at": doc.get("due_at"), "user": doc.get("user"), "campaign": doc.get("campaign"),
+    }  # fmt: skip
+    return [{"_id": by_order, "o": by_share, **fields}, {"_id": by_share, "o": by_order, **fields}]
+
+
+def candidate(entry: Mapping[str, Any]) -> Doc:
+    """A claim candidate (what jobs/rules/fairness.py orders) from an entry."""
+    return {
+        "_id": entry.get("m"), "priority": entry.get("priority"), "due_at": entry.get("due_at"),
+        "user": entry.get("user"), "campaign": entry.get("campaign"), ENTRY: entry,
+    }  # fmt: skip
+
+
+def _rewrite(entry: Doc) -> UpdateOne:
+    """The write that puts `entry` in place of one with its key (a fresh token, so a claim
+    that read the older one does not remove it)."""
+    fields = {name: value for name, value in entry.items() if name != "_id"}
+    return UpdateOne({"_id": entry["_id"]}, {"$set": fields}, upsert=True)
+
+
+def _slot_of(key: str) -> int | None:
+    part = key[2:5]
+    return int(part) if len(key) > 5 and part.isdigit() and key[5] == "|" else None
+
+
+class ClaimQueue:
+    """The claim queue of one outbox (see the module's docstring)."""
+
+    def __init__(self, db: Database[Doc], clock: Clock) -> None:
+        self.entries: Collection[Doc] = db[QUEUE]
+        self.clock = clock
+        self.repair_page = REPAIR_PAGE
+        self._repair_at = -math.inf
+        self._missing = True  # whether the last repair found messages without entries
+
+    def offer(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """Give the queued documents among `docs` their entries, each under a fresh token. A
+        failure is logged, not raised: the write that queued them stands, and a repair finds
+        them."""
+        made = [e for doc in docs if doc.get("state") == State.QUEUED.value
+                for e in entries(doc, uuid.uuid4().hex)]  # fmt: skip
+        for start in range(0, len(made), WRITE_BATCH):
+            try:
+                self._write(made[start : start + WRITE_BATCH])
+            except PyMongoError as exc:
+                self._missing = True
+                log.warning("queue.not_written", entries=len(made), error=str(exc)[:300])
+                return
+
+    def _write(self, made: list[Doc], *, replace: bool = True) -> int:
+        """Insert entries; one whose key is there already is replaced (`replace`) or left.
+        Returns how many were inserted."""
+        try:
+            return len(self.entries.insert_many(made, ordered=False).inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(err.get("code") != DUPLICATE_KEY for err in errors):
+                raise
+            if replace:
+                again = [made[err["index"]] for err in errors]
+                ops = [_rewrite(entry) for entry in again]
+                self.entries.bulk_write(ops)
+            return int(exc.details.get("nInserted", 0))
+
+    def heads(self, now: datetime, limit: int) -> list[Doc]:
+        """The first `limit` due entries in claim order: each priority's due entries in due
+        order, read by ranges of `_id` (two reads per priority that has any entry)."""
+        found: list[Doc] = []
+        bound = f"{due_ms(now):013d}|~"
+        start = "a|"
+        while len(found) < limit:
+            first = self.entries.find_one({"_id": {"$gte": start, "$lt": "a}"}}, sort=[("_id", 1)])
+            if first is None:
+                break
+            slot = _slot_of(str(first["_id"]))
+            if slot is None:  # not an entry this queue wrote: it orders nothing
+                self.entries.delete_one({"_id": first["_id"]})
+                continue
+            prefix = f"a|{slot:03d}|"
+            found += self._range(prefix, prefix + bound, limit - len(found))
+            start = f"a|{slot + 1:03d}|"
+        return found
+
+    def other_turns(self, now: datetime, slot: int, taken: set[str], limit: int) -> list[Doc]:
+        """The first due entry of each other user and campaign at one priority slot, up to
+        `limit`, skipping the shares whose digests are in `taken`: the others' turns when one
+        share fills every candidate. One read per share looked at."""
+        found: list[Doc] = []
+        start, end = f"b|{slot:03d}|", f"b|{slot:03d}}}"
+        now_ms = due_ms(now) or 0
+        for _ in range(limit * SHARES_PER_TURN):
+            first = self.entries.find_one({"_id": {"$gte": start, "$lt": end}}, sort=[("_id", 1)])
+            if first is None:
+                break
+            parts = str(first["_id"]).split("|")
+            if len(parts) != 5 or not parts[3].isdigit():
+                self.entries.delete_one({"_id": first["_id"]})
+                continue
+            if parts[2] not in taken and int(parts[3]) <= now_ms:
+                found.append(first)
+                if len(found) >= limit:
+                    break
+            start = f"b|{slot:03d}|{parts[2]}}}"  # past this share's entries
+        return found
+
+    def _range(self, low: str, high: str, limit: int) -> list[Doc]:
+        query = {"_id": {"$gte": low, "$lte": high}}
+        return list(self.entries.find(query).sort("_id", ASCENDING).limit(limit))
+
+    def drop(self, tried: Iterable[Mapping[str, Any]]) -> None:
+        """Remove the entries of candidates that were tried (claimed, taken by another worker,
+        or no longer due), both of each, unless written again since they were read."""
+        keys: list[Any] = []
+        tokens: list[Any] = []
+        for entry in tried:
+            keys += [entry.get("_id"), entry.get("o")]
+            tokens.append(entry.get("t"))
+        if not keys:
+            return
+        try:
+            self.entries.delete_many({"_id": {"$in": keys}, "t": {"$in": tokens}})
+        except PyMongoError as exc:  # left stale: the next claim that reads them removes them
+            log.warning("queue.not_dropped", entries=len(keys), error=str(exc)[:300])
+
+    def repair_due(self, short: bool) -> bool:
+        """Whether a claim should repair first: never repaired yet, the last repair found
+        messages without entries and the entries ran `short`, or it is time."""
+        return self.clock.monotonic() >= self._repair_at or (short and self._missing)
+
+    def repair(self, head: list[Doc]) -> int:
+        """Give entries to the messages of `head` (the first due messages of the outbox, read in
+        claim order) that have none; returns how many entries it wrote."""
+        made = [e for doc in head for e in entries(doc, uuid.uuid4().hex)]
+        written = 0
+        for start in range(0, len(made), WRITE_BATCH):
+            written += self._write(made[start : start + WRITE_BATCH], replace=False)
+        self._missing = written > 0
+        self._repair_at = self.clock.monotonic() + REPAIR_SECONDS
+        if written:
+            log.info("queue.repaired", entries=written)
+        return written
