@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs import health
 from jobs.mongo import reports
 from jobs.rules.quiet_hours import Window
-from scheduler import dashboard, watch
+from scheduler.surfaces import dashboard_page, watch
 from tests.servers.mongo_server import launch
 
 CAMPAIGN = "6b0000000000000000000001"
@@ -91,7 +91,7 @@ def main() -> None:
             )
             timed(
                 "dashboard page",
-                lambda: dashboard.render(db, now, health.AlwaysActive(), 10, 5),
+                lambda: dashboard_page.render(db, now, health.AlwaysActive(), 10, 5),
             )
             timed(
                 "status --campaign --csv",

@@ -15,7 +15,7 @@ from jobs.doubles.clock import ManualClock
 from jobs.model import Problem, Reason, State
 from jobs.mongo import queue
 from jobs.mongo.store import Doc, OutboxStore
-from jobs.rules import intake
+from jobs.rules import intake, replies
 from tests.unit.fakes import LEASE, RECIPIENT
 
 PROBLEM = Problem(Reason.PROVIDER, "503: down")
@@ -82,6 +82,15 @@ class QueueSuite:
         assert claimed_ids(store, 2) == [*urgent, low[0]]
         assert claimed_ids(store) == low[1:]
 
+    def test_a_reply_left_queued_without_entries_still_goes_first(
+        self, store: OutboxStore, clock: ManualClock
+    ) -> None:
+        store.queue.repair_page = 2
+        urgent = left_queued(store, clock, 3, priority=100)
+        [reply] = left_queued(store, clock, 1, _id=f"{replies.PREFIX}stop:in-1", user=replies.USER)
+
+        assert claimed_ids(store, 2) == [reply, urgent[0]]
+
     def test_a_long_queue_left_without_entries_drains_claim_after_claim(
         self, store: OutboxStore, clock: ManualClock
     ) -> None:
@@ -102,7 +111,7 @@ class QueueSuite:
         store.queue.entries.delete_many({})
 
         assert claimed_ids(store) == []
-        clock.advance(queue.REPAIR_SECONDS)
+        clock.advance(queue.REPAIR_SECONDS[0])
         assert claimed_ids(store) == [doc_id]
 
     def test_stale_and_forged_entries_claim_nothing_that_is_not_due_and_are_dropped(
@@ -125,7 +134,8 @@ class QueueSuite:
         store.queue.entries.insert_many(forged)
 
         assert claimed_ids(store) == [due]
-        assert store.outbox.find_one({"_id": later})["state"] == "queued"
+        left = store.outbox.find_one({"_id": later}, {"state": 1})
+        assert left == {"_id": later, "state": "queued"}
         assert store.queue.entries.count_documents({"t": {"$in": ["t2", "t3", "t4"]}}) == 0
 
     def test_an_entry_written_again_after_a_claim_read_it_stays(

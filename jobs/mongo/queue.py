@@ -5,8 +5,9 @@ DocumentDB answers a query on any other index with every match gathered first, s
 first due messages of the outbox costs in proportion to the whole queue. Here each queued message
 has two small entries, written after the write that queued it:
 
-- `a|<priority slot>|<due ms>|<message>`: claim order, highest priority then longest due;
-- `b|<priority slot>|<share digest>|<due ms>|<message>`: the same, one user and campaign at a
+- `a|<slot>|<due ms>|<message>`: claim order: the daemon's replies, then the highest priority,
+  then the longest due;
+- `b|<slot>|<share digest>|<due ms>|<message>`: the same, one user and campaign at a
   time, so the others' turns are found without reading past a broadcast's recipients.
 
 An entry is a hint, never the truth: a claim still takes a message by its id only while it is
@@ -14,9 +15,10 @@ queued and due, so an entry that is stale (the message was claimed, cancelled or
 another time), forged or doubled can change the order of claims but never send anything that
 was not due. Entries are removed once read and tried, by their token, so an entry written again
 meanwhile stays. A message queued without its entries (by an earlier version, or by a daemon
-that died between the two writes) is found by `repair`, which reads the head of the outbox the
-slow way: at the first claim, whenever the entries run short after a repair that found some
-missing, and every few minutes.
+that died between the two writes, or by anyone with write access to the outbox) is found by
+`repair`, which reads the head of the outbox the slow way: at the first claim, whenever the
+entries run short after a repair that found some missing, and every few seconds, less often as
+the queue grows (its reads take 1% of the time at most, and it runs at least every five minutes).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import bson
 import structlog
 from bson import ObjectId
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, DeleteOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
@@ -46,30 +48,38 @@ log = structlog.get_logger("sms_outbox.store")
 QUEUE = "outbox_queue"
 # The field of a claim candidate that holds the entry it was read from.
 ENTRY = "_entry"
-# Priorities -100..100 take slots 0..200, highest first; anything else comes after them.
+# The daemon's replies take slot 0; priorities 100..-100 slots 1..201; anything else comes last.
 TOP_PRIORITY = 100
-LAST_SLOT = 2 * TOP_PRIORITY + 1
+LAST_SLOT = 2 * TOP_PRIORITY + 2
 # Outbox documents a repair reads, in claim order, to find those without entries.
 REPAIR_PAGE = 1_000
-# How often a repair runs while entries are not running short (seconds, monotonic).
-REPAIR_SECONDS = 300.0
+# How often a repair runs while entries are not running short (seconds, monotonic): every few
+# seconds, or as seldom as keeps its reads to 1% of the time, at most every five minutes.
+REPAIR_SECONDS = (5.0, 300.0)
+REPAIR_SHARE = 0.01
 # Entries written in one bulk command; DocumentDB refuses more than 25,000 operations.
 WRITE_BATCH = 10_000
+# Reads of entries in one claim at most: every priority slot, and some junk entries to drop.
+MAX_READS = 2 * (LAST_SLOT + 1)
 # Shares looked at for the others' turns in one claim, per turn wanted.
 SHARES_PER_TURN = 4
 DUPLICATE_KEY = 11000
 
 
-def priority_slot(priority: Any) -> int:
-    """The slot of a priority: 0 for the highest (100), 200 for the lowest (-100); a priority
-    that is not a whole number in that range takes the nearest, and one that is not a number
-    comes after them all."""
+def slot(doc: Mapping[str, Any]) -> int:
+    """A message's slot in claim order: 0 for the daemon's replies, whatever their priority
+    (jobs/rules/fairness.py), then 1 for the highest priority (100) to 201 for the lowest
+    (-100). A priority that is not a whole number in that range takes the nearest; one that is
+    not a number comes after them all."""
+    if fairness.is_reply(doc):
+        return 0
+    priority = doc.get("priority")
     if isinstance(priority, bool) or not isinstance(priority, int | float):
         return LAST_SLOT
     if isinstance(priority, float) and not math.isfinite(priority):
-        return 0 if priority > 0 else LAST_SLOT
+        return 1 if priority > 0 else LAST_SLOT
     whole = max(-TOP_PRIORITY, min(TOP_PRIORITY, math.floor(priority)))
-    return TOP_PRIORITY - whole
+    return 1 + TOP_PRIORITY - whole
 
 
 def due_ms(due: Any) -> int | None:
@@ -101,11 +111,11 @@ def entries(doc: Mapping[str, Any], token: str) -> list[Doc]:
     due = due_ms(doc.get("due_at"))
     if due is None:
         return []
-    slot = priority_slot(doc.get("priority"))
+    place = slot(doc)
     message = _message_part(doc["_id"])
     share = share_digest(doc)
-    by_order = f"a|{slot:03d}|{due:013d}|{message}"
-    by_share = f"b|{slot:03d}|{share}|{due:013d}|{message}"
+    by_order = f"a|{place:03d}|{due:013d}|{message}"
+    by_share = f"b|{place:03d}|{share}|{due:013d}|{message}"
     fields = {
         "m": doc["_id"], "t": token, "priority": doc.get("priority"),
         "due_at": doc.get("due_at"), "user": doc.get("user"), "campaign": doc.get("campaign"),
@@ -131,6 +141,12 @@ def _rewrite(entry: Doc) -> UpdateOne:
 def _slot_of(key: str) -> int | None:
     part = key[2:5]
     return int(part) if len(key) > 5 and part.isdigit() and key[5] == "|" else None
+
+
+def _due_of(key: str) -> int | None:
+    """The due time of an `a|` key, in milliseconds."""
+    part = key[6:19]
+    return int(part) if len(key) > 20 and part.isdigit() and key[19] == "|" else None
 
 
 class ClaimQueue:
@@ -173,30 +189,36 @@ class ClaimQueue:
             return int(exc.details.get("nInserted", 0))
 
     def heads(self, now: datetime, limit: int) -> list[Doc]:
-        """The first `limit` due entries in claim order: each priority's due entries in due
-        order, read by ranges of `_id` (two reads per priority that has any entry)."""
+        """The first `limit` due entries in claim order, read by ranges of `_id`: from the top,
+        then past each priority whose due entries run out (one read while the top priority
+        has `limit` due)."""
         found: list[Doc] = []
-        bound = f"{due_ms(now):013d}|~"
+        now_ms = due_ms(now) or 0
         start = "a|"
-        while len(found) < limit:
-            first = self.entries.find_one({"_id": {"$gte": start, "$lt": "a}"}}, sort=[("_id", 1)])
-            if first is None:
+        for _ in range(MAX_READS):
+            if len(found) >= limit:
                 break
-            slot = _slot_of(str(first["_id"]))
-            if slot is None:  # not an entry this queue wrote: it orders nothing
-                self.entries.delete_one({"_id": first["_id"]})
-                continue
-            prefix = f"a|{slot:03d}|"
-            found += self._range(prefix, prefix + bound, limit - len(found))
-            start = f"a|{slot + 1:03d}|"
+            page = self._range(start, "a}", limit - len(found))
+            for entry in page:
+                key = str(entry["_id"])
+                place, due = _slot_of(key), _due_of(key)
+                if place is None or due is None:  # not an entry this queue wrote
+                    self.entries.delete_one({"_id": entry["_id"]})
+                    break
+                if due > now_ms:  # this slot has no more due: on to the next
+                    start = f"a|{place + 1:03d}|"
+                    break
+                found.append(entry)
+            else:
+                return found  # the whole queue was read
         return found
 
-    def other_turns(self, now: datetime, slot: int, taken: set[str], limit: int) -> list[Doc]:
-        """The first due entry of each other user and campaign at one priority slot, up to
+    def other_turns(self, now: datetime, place: int, taken: set[str], limit: int) -> list[Doc]:
+        """The first due entry of each other user and campaign in one slot, up to
         `limit`, skipping the shares whose digests are in `taken`: the others' turns when one
         share fills every candidate. One read per share looked at."""
         found: list[Doc] = []
-        start, end = f"b|{slot:03d}|", f"b|{slot:03d}}}"
+        start, end = f"b|{place:03d}|", f"b|{place:03d}}}"
         now_ms = due_ms(now) or 0
         for _ in range(limit * SHARES_PER_TURN):
             first = self.entries.find_one({"_id": {"$gte": start, "$lt": end}}, sort=[("_id", 1)])
@@ -210,42 +232,47 @@ class ClaimQueue:
                 found.append(first)
                 if len(found) >= limit:
                     break
-            start = f"b|{slot:03d}|{parts[2]}}}"  # past this share's entries
+            start = f"b|{place:03d}|{parts[2]}}}"  # past this share's entries
         return found
 
     def _range(self, low: str, high: str, limit: int) -> list[Doc]:
-        query = {"_id": {"$gte": low, "$lte": high}}
+        query = {"_id": {"$gte": low, "$lt": high}}
         return list(self.entries.find(query).sort("_id", ASCENDING).limit(limit))
 
     def drop(self, tried: Iterable[Mapping[str, Any]]) -> None:
         """Remove the entries of candidates that were tried (claimed, taken by another worker,
-        or no longer due), both of each, unless written again since they were read."""
-        keys: list[Any] = []
-        tokens: list[Any] = []
-        for entry in tried:
-            keys += [entry.get("_id"), entry.get("o")]
-            tokens.append(entry.get("t"))
-        if not keys:
+        or no longer due), both of each, unless written again since they were read. One
+        command, each delete found by `_id` (a delete on `$in` scans the collection)."""
+        ops = [
+            DeleteOne({"_id": {"$eq": key}, "t": {"$eq": entry.get("t")}})
+            for entry in tried
+            for key in (entry.get("_id"), entry.get("o"))
+        ]
+        if not ops:
             return
         try:
-            self.entries.delete_many({"_id": {"$in": keys}, "t": {"$in": tokens}})
+            self.entries.bulk_write(ops, ordered=False)
         except PyMongoError as exc:  # left stale: the next claim that reads them removes them
-            log.warning("queue.not_dropped", entries=len(keys), error=str(exc)[:300])
+            log.warning("queue.not_dropped", entries=len(ops), error=str(exc)[:300])
 
     def repair_due(self, short: bool) -> bool:
         """Whether a claim should repair first: never repaired yet, the last repair found
         messages without entries and the entries ran `short`, or it is time."""
         return self.clock.monotonic() >= self._repair_at or (short and self._missing)
 
-    def repair(self, head: list[Doc]) -> int:
+    def repair(self, head: list[Doc], spent: float) -> int:
         """Give entries to the messages of `head` (the first due messages of the outbox, read in
-        claim order) that have none; returns how many entries it wrote."""
+        claim order, which took `spent` seconds) that have none; returns how many entries it
+        wrote. A document written straight into the queue by something other than a daemon
+        is so found too, and the claim then checks it like any other."""
         made = [e for doc in head for e in entries(doc, uuid.uuid4().hex)]
         written = 0
         for start in range(0, len(made), WRITE_BATCH):
             written += self._write(made[start : start + WRITE_BATCH], replace=False)
         self._missing = written > 0
-        self._repair_at = self.clock.monotonic() + REPAIR_SECONDS
+        shortest, longest = REPAIR_SECONDS
+        wait = min(max(spent / REPAIR_SHARE, shortest), longest)
+        self._repair_at = self.clock.monotonic() + wait
         if written:
-            log.info("queue.repaired", entries=written)
+            log.info("queue.repaired", entries=written, read_seconds=round(spent, 3))
         return written

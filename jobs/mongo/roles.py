@@ -15,6 +15,7 @@ from jobs.mongo.directory import AUTHORIZED, USERS
 from jobs.mongo.inbox import INBOX
 from jobs.mongo.optin import CODES, EVENTS, HOURS, JOINS, SLOTS
 from jobs.mongo.pacing_blocks import PACING
+from jobs.mongo.queue import QUEUE
 from jobs.mongo.spent import SPENT
 from jobs.mongo.store import OUTBOX, STATUS
 from jobs.mongo.tickets import TICKETS
@@ -67,6 +68,7 @@ def definitions(database: str) -> dict[str, list[dict[str, Any]]]:
             # listIndexes: whether that index is still there.
             on(OUTBOX, "find", "update", "insert", "createIndex", "dropIndex", "listIndexes"),
             on(STATUS, "find", "insert", "update", "createIndex"),
+            on(QUEUE, "find", "insert", "update", "remove"),
             on(TICKETS, "find", "insert", "update", "remove", "createIndex"),
             on(SPENT, "find", "insert", "update", "createIndex"),
             on(STATE, "find", "insert", "update", "remove"),

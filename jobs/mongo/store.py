@@ -71,26 +71,30 @@ class OutboxStore(OutboxIntake, OutboxInterventions, OutboxChildren):
         They are read from the claim queue (jobs/mongo/queue.py), in reads whose cost does not
         grow with the queue; the outbox itself is read the slow way only to repair the queue."""
         read = wanted * CANDIDATES_PER_CLAIM
-        lane = reply_lane(self.outbox, now, wanted)
         heads = self.queue.heads(now, read)
-        repair = self.queue.repair_due(short=len(heads) < read)
-        if repair and self.queue.repair(candidates(self.outbox, now, self.queue.repair_page)):
+        if self.queue.repair_due(short=len(heads) < read) and self._repair(now):
             heads = self.queue.heads(now, read)
         found = [queue.candidate(entry) for entry in heads]
         more = len(found) == read
         senders = [doc for doc in found if not fairness.is_reply(doc)]
         if more and senders:
-            top = queue.priority_slot(senders[0]["priority"])
-            level = [d for d in senders if queue.priority_slot(d["priority"]) == top]
+            top = queue.slot(senders[0])
+            level = [doc for doc in senders if queue.slot(doc) == top]
             shares = {queue.share_digest(doc) for doc in level}
             if len(shares) == 1:
                 # One sender fills every candidate: look past it for the others' turns.
                 turns = self.queue.other_turns(now, top, shares, wanted)
                 found += [queue.candidate(entry) for entry in turns]
-        unique: dict[Any, Doc] = {}
-        for doc in [*lane, *found]:
-            unique[_id_key(doc["_id"])] = doc  # the later one carries the entry to drop
+        unique = {_id_key(doc["_id"]): doc for doc in found}
         return fairness.take_turns(list(unique.values())), more
+
+    def _repair(self, now: datetime) -> int:
+        """Give entries to the first due messages that have none (see jobs/mongo/queue.py): the
+        due replies, then the rest in claim order."""
+        page = self.queue.repair_page
+        began = self.clock.monotonic()
+        head = reply_lane(self.outbox, now, page) + candidates(self.outbox, now, page)
+        return self.queue.repair(head, self.clock.monotonic() - began)
 
     def _claim_each(
         self, order: list[Doc], now: datetime, lease: timedelta, limit: int, claimed: list[Doc]

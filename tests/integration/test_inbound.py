@@ -3,6 +3,7 @@ answers once, through the outbox, signed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,11 @@ def test_a_forged_stop_confirmation_is_rejected_by_its_signature(
         "priority": 0, "signature": "00" * 32,
     }  # fmt: skip
     db["outbox"].insert_one(forged)
-    loop.drain()
-    assert (db["outbox"].find_one({"_id": "forged"}) or {})["state"] == "rejected"
+    # Written straight into the queue, it has no claim queue entry: the next repair finds it.
+    deadline = time.monotonic() + 30
+    while (db["outbox"].find_one({"_id": "forged"}) or {})["state"] != "rejected":
+        assert time.monotonic() < deadline, "the forged reply was never found"
+        loop.drain()
     assert [body for _, body in texts_to(simulator, person)] == [STOP_TEXT]
 
 
