@@ -163,3 +163,21 @@ class QueueSuite:
         assert first == [mass[0], bob, mass[1]]
         assert claimed_ids(store, 28) == mass[2:], "a lower priority waits for the higher"
         assert claimed_ids(store) == [carol]
+
+    def test_a_cancelled_campaign_leaves_no_entries_before_the_messages_behind_it(
+        self, store: OutboxStore, clock: ManualClock
+    ) -> None:
+        now = clock.now()
+        store.add_children(
+            {"_id": f"c1:{i}", "kind": "message", "user": "alice", "to": RECIPIENT, "body": "x",
+             "campaign": "c1", "state": "queued", "priority": 0, "due_at": now, "attempts": 0,
+             "rev": 1, "synced": False, "created_at": now, "updated_at": now}
+            for i in range(5)
+        )  # fmt: skip
+        clock.advance(1)
+        after = queue_one(store, clock, priority=-1)
+
+        assert store.cancel_campaign("c1", by="ops") == 5
+
+        assert store.queue.entries.count_documents({"campaign": "c1"}) == 0
+        assert store.queue.heads(clock.now(), 10)[0]["m"] == after

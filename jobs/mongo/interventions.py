@@ -42,6 +42,9 @@ class OutboxInterventions(OutboxDocuments):
         result = self.outbox.update_many(
             {"campaign": campaign, **change.fence}, writes.update(change)
         )
+        # A broadcast's recipients would otherwise stay at the head of the claim queue, each to
+        # be tried and found cancelled before the messages behind them.
+        self.queue.forget_campaign(campaign)
         self.project_many(
             self.outbox.find(
                 {"campaign": campaign, "state": State.CANCELLED.value, "synced": False}

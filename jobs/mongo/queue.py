@@ -255,6 +255,14 @@ class ClaimQueue:
         except PyMongoError as exc:  # left stale: the next claim that reads them removes them
             log.warning("queue.not_dropped", entries=len(ops), error=str(exc)[:300])
 
+    def forget_campaign(self, campaign: str) -> None:
+        """Remove the entries of a campaign's messages (it was cancelled). One command, which
+        reads every entry: an operator's, not the claim's."""
+        try:
+            self.entries.delete_many({"campaign": {"$eq": campaign}})
+        except PyMongoError as exc:  # left stale: claims find them cancelled and remove them
+            log.warning("queue.not_dropped", campaign=campaign, error=str(exc)[:300])
+
     def repair_due(self, short: bool) -> bool:
         """Whether a claim should repair first: never repaired yet, the last repair found
         messages without entries and the entries ran `short`, or it is time."""

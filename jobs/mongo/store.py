@@ -108,9 +108,9 @@ class OutboxStore(OutboxIntake, OutboxInterventions, OutboxChildren):
             for candidate in order:
                 if len(claimed) >= limit:
                     break
-                if queue.ENTRY in candidate:
-                    tried.append(candidate[queue.ENTRY])
                 doc = self._claim_one(candidate["_id"], now, lease)
+                if queue.ENTRY in candidate:  # not one whose claim did not get an answer
+                    tried.append(candidate[queue.ENTRY])
                 if doc is None:
                     lost += 1
                 elif doc is not _SET_ASIDE:

@@ -19,6 +19,7 @@ from jobs.doubles.clock import ManualClock
 from jobs.errors import RetryableError
 from jobs.flowroute import FlowrouteClient
 from jobs.keys import KeyRing, Signatures
+from jobs.mongo import queue
 from jobs.mongo.directory import Directory
 from jobs.mongo.store import Doc, OutboxStore
 from jobs.rules import signing
@@ -85,6 +86,12 @@ def outcome(store: OutboxStore, doc_id: Any) -> tuple[str, str | None]:
     found = store.status.find_one({"_id": doc_id})
     assert found is not None
     return found["state"], (found.get("error") or {}).get("code")
+
+
+def next_repair(clock: ManualClock) -> None:
+    """Let the claim queue's next repair come round: a document written straight into the
+    `queued` state has no entry in the claim queue until a repair finds it."""
+    clock.advance(queue.REPAIR_SECONDS[0])
 
 
 def producer_copy(doc: Doc, **changes: Any) -> Doc:
@@ -203,6 +210,7 @@ def test_a_broadcast_message_copied_under_another_id_is_refused(
     retired = {**again, "_id": f"{child['_id']}:v1"}
     retired["signature"] = signing.sign(keys.daemon_key(), retired, signing.RETIRED_VERSION)
     store.outbox.insert_one(retired)
+    next_repair(clock)
 
     settle(daemon)
 
@@ -227,6 +235,7 @@ def test_a_broadcast_message_deleted_and_inserted_again_is_a_replay(
     again = {k: v for k, v in child.items() if k not in ("provider_id", "sent_at")}
     again.update(state="queued", due_at=clock.now(), attempts=0)
     store.outbox.insert_one(again)
+    next_repair(clock)
 
     settle(daemon)
 
@@ -403,6 +412,7 @@ def test_an_operator_retry_of_an_unknown_message_sends_that_message_again_and_no
     store.outbox.update_one({"_id": doc["_id"]}, {"$set": {"state": "queued"}})
     early_copy = producer_copy(doc, _id=str(doc["_id"]))
     store.outbox.insert_one(early_copy)
+    next_repair(clock)
     settle(daemon)
     early = store.find(early_copy["_id"]) or {}
     assert (early["state"], early["error"]["code"]) == ("rejected", "replay")
