@@ -42,14 +42,15 @@ class OutboxInterventions(OutboxDocuments):
         result = self.outbox.update_many(
             {"campaign": campaign, **change.fence}, writes.update(change)
         )
-        # A broadcast's recipients would otherwise stay at the head of the claim queue, each to
-        # be tried and found cancelled before the messages behind them.
-        self.queue.forget_campaign(campaign)
-        self.project_many(
+        cancelled = list(
             self.outbox.find(
                 {"campaign": campaign, "state": State.CANCELLED.value, "synced": False}
             )
         )
+        self.project_many(cancelled)
+        # A broadcast's recipients would otherwise stay at the head of the claim queue, each to
+        # be tried and found cancelled before the messages behind them.
+        self.queue.forget(cancelled)
         self.mark_synced()
         return int(result.modified_count)
 

@@ -40,14 +40,15 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from jobs.clock import Clock
 from jobs.model import State
-from jobs.rules import fairness
+from jobs.rules import fairness, replies
 
 Doc = dict[str, Any]
 log = structlog.get_logger("sms_outbox.store")
 
 QUEUE = "outbox_queue"
-# The field of a claim candidate that holds the entry it was read from.
+# The fields of a claim candidate that hold the entry it was read from, and its share digest.
 ENTRY = "_entry"
+SHARE = "_share"
 # The daemon's replies take slot 0; priorities 100..-100 slots 1..201; anything else comes last.
 TOP_PRIORITY = 100
 LAST_SLOT = 2 * TOP_PRIORITY + 2
@@ -116,19 +117,30 @@ def entries(doc: Mapping[str, Any], token: str) -> list[Doc]:
     share = share_digest(doc)
     by_order = f"a|{place:03d}|{due:013d}|{message}"
     by_share = f"b|{place:03d}|{share}|{due:013d}|{message}"
-    fields = {
-        "m": doc["_id"], "t": token, "priority": doc.get("priority"),
-        "due_at": doc.get("due_at"), "user": doc.get("user"), "campaign": doc.get("campaign"),
-    }  # fmt: skip
-    return [{"_id": by_order, "o": by_share, **fields}, {"_id": by_share, "o": by_order, **fields}]
+    return [
+        {"_id": by_order, "o": by_share, "m": doc["_id"], "t": token},
+        {"_id": by_share, "o": by_order, "m": doc["_id"], "t": token},
+    ]
 
 
 def candidate(entry: Mapping[str, Any]) -> Doc:
-    """A claim candidate (what jobs/rules/fairness.py orders) from an entry."""
+    """A claim candidate (what jobs/rules/fairness.py orders) from an entry, all of it read from
+    the keys: the slot stands for the priority, the share digest for the user and campaign."""
+    keys = [str(entry.get("_id")), str(entry.get("o"))]
+    by_order = next((k for k in keys if k.startswith("a|")), "")
+    by_share = next((k for k in keys if k.startswith("b|")), "")
+    place, due = _slot_of(by_order), _due_of(by_order)
+    parts = by_share.split("|")
+    share = parts[2] if len(parts) == 5 else ""
     return {
-        "_id": entry.get("m"), "priority": entry.get("priority"), "due_at": entry.get("due_at"),
-        "user": entry.get("user"), "campaign": entry.get("campaign"), ENTRY: entry,
-    }  # fmt: skip
+        "_id": entry.get("m"),
+        "priority": TOP_PRIORITY + 1 - (LAST_SLOT if place is None else place),
+        "due_at": datetime.fromtimestamp((due or 0) / 1000, UTC),
+        "user": replies.USER if place == 0 else share,
+        "campaign": "",
+        SHARE: share,
+        ENTRY: entry,
+    }
 
 
 def _rewrite(entry: Doc) -> UpdateOne:
@@ -255,13 +267,17 @@ class ClaimQueue:
         except PyMongoError as exc:  # left stale: the next claim that reads them removes them
             log.warning("queue.not_dropped", entries=len(ops), error=str(exc)[:300])
 
-    def forget_campaign(self, campaign: str) -> None:
-        """Remove the entries of a campaign's messages (it was cancelled). One command, which
-        reads every entry: an operator's, not the claim's."""
-        try:
-            self.entries.delete_many({"campaign": {"$eq": campaign}})
-        except PyMongoError as exc:  # left stale: claims find them cancelled and remove them
-            log.warning("queue.not_dropped", campaign=campaign, error=str(exc)[:300])
+    def forget(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """Remove the entries of messages that left the queue for good (cancelled), found by
+        the keys their fields give, in bulk."""
+        keys = [e["_id"] for doc in docs for e in entries(doc, "")]
+        for start in range(0, len(keys), WRITE_BATCH):
+            ops = [DeleteOne({"_id": key}) for key in keys[start : start + WRITE_BATCH]]
+            try:
+                self.entries.bulk_write(ops, ordered=False)
+            except PyMongoError as exc:  # left stale: claims find them cancelled and remove them
+                log.warning("queue.not_dropped", entries=len(ops), error=str(exc)[:300])
+                return
 
     def repair_due(self, short: bool) -> bool:
         """Whether a claim should repair first: never repaired yet, the last repair found

@@ -80,7 +80,7 @@ class OutboxStore(OutboxIntake, OutboxInterventions, OutboxChildren):
         if more and senders:
             top = queue.slot(senders[0])
             level = [doc for doc in senders if queue.slot(doc) == top]
-            shares = {queue.share_digest(doc) for doc in level}
+            shares = {doc[queue.SHARE] for doc in level}
             if len(shares) == 1:
                 # One sender fills every candidate: look past it for the others' turns.
                 turns = self.queue.other_turns(now, top, shares, wanted)
