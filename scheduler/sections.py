@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from jobs.dispatch.inbound import DEFAULT_HELP, DEFAULT_START, DEFAULT_STOP
 from jobs.model import DEFAULT_MAX_SEGMENTS
 from jobs.rules.quiet_hours import Window, holds_everywhere
-from jobs.rules.slots import DEFAULT_MARGIN_SECONDS
+from jobs.rules.slots import auto_margin
 
 # Characters MongoDB refuses in a database name (on any platform).
 _BAD_DATABASE_CHARS = '/\\. "$*<>:|?\x00'
@@ -103,9 +103,16 @@ class DispatchSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
     max_segments: int = Field(DEFAULT_MAX_SEGMENTS, ge=1, le=100)
     pacing: Literal["fleet", "local"] = "fleet"
-    pacing_margin_ms: float = Field(DEFAULT_MARGIN_SECONDS * 1000, gt=0, lt=500)
+    # Slack per window for requests that reach Flowroute late; `auto` grows with the rate.
+    pacing_margin_ms: Literal["auto"] | Annotated[float, Field(gt=0, lt=500)] = "auto"
     # Sends in flight at once; `auto` fills rate_per_second at 1 s of Flowroute latency.
     concurrency: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = "auto"
+
+    def margin_seconds(self, rate: int) -> float:
+        """`pacing_margin_ms` in seconds; `auto` is `jobs.rules.slots.auto_margin`."""
+        if self.pacing_margin_ms == "auto":
+            return auto_margin(rate)
+        return self.pacing_margin_ms / 1000
 
     def sends_in_flight(self, rate: float | None) -> int:
         """`concurrency` as a number: `auto` keeps one second of the limit in flight (a fixed

@@ -101,7 +101,7 @@ def build_pacer(settings: Settings, db: Db, clock: Clock, concurrency: int = 1) 
         return SlidingWindowPacer(rate or None, clock, early=early)
     access = settings.flowroute.access_key
     account = account_id(settings.flowroute.base_url, access.get_secret_value() if access else "")
-    plan = SlotPlan(rate, settings.dispatch.pacing_margin_ms / 1000)
+    plan = SlotPlan(rate, settings.dispatch.margin_seconds(rate))
     return FleetPacer(db, account, plan, clock, early=SEND_LEAD_SECONDS)
 
 

@@ -47,6 +47,21 @@ def test_fleet_pacing_is_the_default_and_names_the_account_by_a_hash(
     assert pacer.plan.margin == pytest.approx(0.025)
 
 
+@pytest.mark.parametrize(
+    ("rate", "margin"), [(1, 0.025), (5, 0.025), (10, 0.025), (30, 0.0375), (50, 0.05), (500, 0.05)]
+)
+def test_the_auto_margin_grows_with_the_rate_from_25_to_50_ms(
+    tmp_path: Path, db: Database[Doc], rate: int, margin: float
+) -> None:
+    text = f"[flowroute]\nrate_per_second = {rate}\n"
+    settings = load_settings(settings_from(tmp_path, text), {})
+
+    pacer = build_pacer(settings, db, ManualClock())
+
+    assert isinstance(pacer, FleetPacer)
+    assert pacer.plan.margin == pytest.approx(margin)
+
+
 def test_margin_comes_from_the_settings(tmp_path: Path, db: Database[Doc]) -> None:
     settings = load_settings(settings_from(tmp_path, "[dispatch]\npacing_margin_ms = 80\n"), {})
 
