@@ -40,9 +40,9 @@ class OutboxStore(OutboxIntake, OutboxInterventions, OutboxChildren):
         """Claim up to `limit` due documents: replies first, then highest priority and oldest
         due, users and campaigns taking turns at equal priority (jobs/rules/fairness.py).
 
-        Candidates are read in one query, then each is claimed by its id and state, so the
-        server orders the queue once per batch rather than once per message. Candidates another
-        daemon took first are skipped, and the candidates read again while more are due, so a
+        Candidates are read from the claim queue (jobs/mongo/queue.py), then each is claimed by
+        its id only while it is queued and due. Candidates another daemon took first are
+        skipped, and the candidates read again while more are due, so a
         racing daemon never comes back empty while work is due. When the database fails
         part-way, what was claimed so far is returned rather than lost to its lease: the caller
         sends it, or hands it back once the database returns.
@@ -134,7 +134,8 @@ class OutboxStore(OutboxIntake, OutboxInterventions, OutboxChildren):
 
 __all__ = ["OUTBOX", "STATUS", "OutboxStore"]
 
-_SET_ASIDE: Doc = {}
+# What `_claim_one` returns for a document it rejected instead of claiming.
+_SET_ASIDE = object()
 
 
 def _id_key(value: Any) -> Any:
