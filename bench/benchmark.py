@@ -50,7 +50,13 @@ from jobs.rules.slots import SlotPlan  # noqa: E402
 from jobs.simulator.server import FlowrouteSimulator  # noqa: E402
 from scheduler import logs  # noqa: E402
 from tests.command_count import BUDGET, measure  # noqa: E402
-from tests.integration.helpers import SENDER, all_terminal, numbers, seed  # noqa: E402
+from tests.integration.helpers import (  # noqa: E402
+    SENDER,
+    all_terminal,
+    enqueue_signed,
+    numbers,
+    seed,
+)
 from tests.servers.mongo_server import MongoServer, launch  # noqa: E402
 
 Db = Database[dict[str, Any]]
@@ -58,6 +64,8 @@ KEY, SECRET = "bench-access", "bench-secret"
 LIMIT = 5
 AGENDA_DIR = ROOT / "bench" / "agenda"
 LATENCY = 0.02  # seconds the local Flowroute takes to answer in the comparison with Agenda
+# Seconds a daemon is given to start (indexes, the pacer's clock) before work is inserted.
+STARTUP_SECONDS = 3.0
 
 
 @contextmanager
@@ -161,13 +169,16 @@ def drain(db: Db, count: int, timeout: float) -> None:
 def daemons(
     uri: str, keys: Path, count: int, workers: int, concurrency: int = 1, latency: float = LATENCY
 ) -> float:
-    """`workers` daemon processes with `concurrency` sends in flight each drain `count`
-    messages, pacing off, Flowroute answering in `latency`; messages per second."""
+    """`workers` long-running daemon processes with `concurrency` sends in flight each drain
+    `count` messages, pacing off, Flowroute answering in `latency`; messages per second. The
+    messages are inserted once the daemons are up: their start-up is not the draining."""
     with database(uri) as db, FlowrouteSimulator(KEY, SECRET, rate_per_second=None) as sim:
-        seed(db, numbers(count), keys)
+        seed(db, numbers(count), keys, messages=False)
         sim.delay_next(latency, count=10 * count)
         env = daemon_env(uri, db.name, sim.url, keys, DISPATCH__CONCURRENCY=str(concurrency))
         with running(env, workers):
+            time.sleep(STARTUP_SECONDS)
+            enqueue_signed(db, numbers(count), keys)
             drain(db, count, 900)
         sent, elapsed, rate = span(sim)
         doubled = sent - len({m.to for m in sim.messages()})
@@ -449,7 +460,7 @@ def broadcast_speed(uri: str, keys: Path, recipients: int, watch: float) -> None
             DISPATCH__BATCH_SIZE="10", DISPATCH__PACING="fleet",
         )  # fmt: skip
         with running(env, 1) as procs:
-            time.sleep(3.0)  # start-up (indexes, the pacer's clock) is not the broadcast's
+            time.sleep(STARTUP_SECONDS)  # the daemon's start-up is not the broadcast's
             inserted = time.monotonic()
             db["outbox"].insert_one(doc)
             campaign = str(doc["_id"])
@@ -630,9 +641,11 @@ def main() -> None:
             print("\nfleet pacing, database commands per message:")
             for workers in (1, 2, 4):
                 pacing_commands(uri, workers, per_worker=10 if args.quick else 15)
-            print("\n5 daemons against 1, a slow unlimited Flowroute (300 ms):")
-            one = daemons(uri, Path(keys), 300, 1, 1, 0.3)
-            five = daemons(uri, Path(keys), 300, 5, 1, 0.3)
+            # Enough messages that the last batches (10 a daemon, 3 s at 300 ms) do not decide it.
+            drained = 300 if args.quick else 1000
+            print(f"\n5 daemons against 1, a slow unlimited Flowroute (300 ms), {drained} sent:")
+            one = daemons(uri, Path(keys), drained, 1, 1, 0.3)
+            five = daemons(uri, Path(keys), drained, 5, 1, 0.3)
             print(f"  5 daemons / 1: {five / one:.2f}x")
         if "commands" in chosen:
             print("\ndatabase commands per sent message (pymongo command monitoring):")

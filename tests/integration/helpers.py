@@ -41,14 +41,20 @@ def seed(db: Db, recipients: list[str], keys_dir: Path, *, messages: bool = True
     db["authorized"].insert_one({"user": SENDER, "source": SOURCE})
     db["users"].insert_many([{"phone": n, "verified": True} for n in recipients])
     if messages:
-        key = KeyRing(keys_dir).user_key(SENDER) or ""
-        docs = [
-            {"_id": ObjectId(), "user": SENDER, "to": n, "body": f"hello {i}"}
-            for i, n in enumerate(recipients)
-        ]
-        for doc in docs:
-            doc["signature"] = signing.sign(key, doc)
-        db["outbox"].insert_many(docs)
+        enqueue_signed(db, recipients, keys_dir)
+
+
+def enqueue_signed(db: Db, recipients: list[str], keys_dir: Path) -> None:
+    """One message of the granted sender to each recipient, signed with its key in `keys_dir`,
+    inserted as any producer would."""
+    key = KeyRing(keys_dir).user_key(SENDER) or ""
+    docs = [
+        {"_id": ObjectId(), "user": SENDER, "to": n, "body": f"hello {i}"}
+        for i, n in enumerate(recipients)
+    ]
+    for doc in docs:
+        doc["signature"] = signing.sign(key, doc)
+    db["outbox"].insert_many(docs)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
