@@ -12,21 +12,13 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from jobs.doubles.clock import ManualClock
-from jobs.model import Problem, Reason, State
+from jobs.model import State
 from jobs.mongo import queue
 from jobs.mongo.store import Doc, OutboxStore
-from jobs.rules import intake, replies
+from jobs.rules import replies
+from tests.store_suite import PROBLEM
+from tests.store_suite import queue as queue_one
 from tests.unit.fakes import LEASE, RECIPIENT
-
-PROBLEM = Problem(Reason.PROVIDER, "503: down")
-
-
-def queue_one(store: OutboxStore, clock: ManualClock, **fields: Any) -> Any:
-    """Insert a producer document and admit it, as the daemon would."""
-    doc = {"user": "alice", "to": RECIPIENT, "body": "hello", **fields}
-    doc_id = store.insert(doc)
-    assert store.admit(doc_id, intake.admit(doc, clock.now())) is not None
-    return doc_id
 
 
 def left_queued(store: OutboxStore, clock: ManualClock, count: int, **fields: Any) -> list[Any]:
